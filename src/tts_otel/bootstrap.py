@@ -1,0 +1,149 @@
+"""``configure()``: build (or adopt) the providers and the exporters, once, at start."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from opentelemetry import metrics, trace
+from opentelemetry.metrics import MeterProvider
+from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader
+from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor
+from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.trace import TracerProvider
+from opentelemetry.util.types import AttributeValue
+
+from tts_otel.config import exporter_names, load_settings
+from tts_otel.errors import ConfigurationError
+from tts_otel.exporters import build_exporter
+from tts_otel.gpu import CudaRuntime
+from tts_otel.nvml import NvmlReader
+from tts_otel.telemetry import _UNSET, Telemetry, set_telemetry
+
+_log = logging.getLogger(__name__)
+
+ExporterSpec = str | SpanExporter | SpanProcessor | MetricExporter | MetricReader
+
+
+def _split(
+    exporters: Sequence[ExporterSpec], names: tuple[str, ...], telemetry_settings: object
+) -> tuple[list[SpanProcessor], list[MetricReader]]:
+    processors: list[SpanProcessor] = []
+    readers: list[MetricReader] = []
+    for name in names:
+        parts = build_exporter(name, telemetry_settings)  # type: ignore[arg-type]
+        if parts.span_exporter is not None:
+            processors.append(BatchSpanProcessor(parts.span_exporter))
+        if parts.metric_reader is not None:
+            readers.append(parts.metric_reader)
+    for item in exporters:
+        if isinstance(item, str):
+            continue
+        if isinstance(item, SpanExporter):
+            processors.append(BatchSpanProcessor(item))
+        elif isinstance(item, SpanProcessor):
+            processors.append(item)
+        elif isinstance(item, MetricExporter):
+            readers.append(PeriodicExportingMetricReader(item))
+        elif isinstance(item, MetricReader):
+            readers.append(item)
+        else:
+            raise ConfigurationError(
+                "exporters", f"{item!r} is not an exporter",
+                "pass a name, a SpanExporter, SpanProcessor, MetricExporter or MetricReader",
+            )  # fmt: skip
+    return processors, readers
+
+
+def configure(
+    service_name: str | None = None,
+    exporters: str | Sequence[ExporterSpec] | None = None,
+    *,
+    tracer_provider: TracerProvider | None = None,
+    meter_provider: MeterProvider | None = None,
+    resource_attributes: Mapping[str, AttributeValue] | None = None,
+    timing: str | None = None,
+    record_text: bool | str | None = None,
+    gpu_memory: bool | None = None,
+    nvml: bool | None = None,
+    output_dir: str | Path | None = None,
+    max_attribute_values: int | None = None,
+    metric_buffer_size: int | None = None,
+    set_global: bool = True,
+    cuda: CudaRuntime | None | object = _UNSET,
+    nvml_reader: NvmlReader | None = None,
+) -> Telemetry:
+    """Set up tts-otel and make it the active handle; returns it.
+
+    Each setting comes from its argument, else its ``TTS_OTEL_*``/``OTEL_*``
+    variable, else a default. ``exporters`` takes names (``"console,file"``)
+    and SDK exporter, processor or reader instances. Pass ``tracer_provider``
+    and ``meter_provider`` to use providers the application built itself;
+    metric readers cannot be added to an existing meter provider, so give it
+    yours when you create it. Invalid settings raise ConfigurationError.
+    """
+    if isinstance(exporters, str):
+        exporters = list(exporter_names(exporters))
+    names = None if exporters is None else tuple(e for e in exporters if isinstance(e, str))
+    settings = load_settings(
+        service_name=service_name,
+        exporters=names,
+        timing=timing,
+        record_text=record_text,
+        gpu_memory=gpu_memory,
+        nvml=nvml,
+        output_dir=output_dir,
+        max_attribute_values=max_attribute_values,
+        metric_buffer_size=metric_buffer_size,
+    )
+    processors, readers = _split(exporters or [], settings.exporters, settings)
+
+    owns = tracer_provider is None and meter_provider is None
+    resource = Resource.create({"service.name": settings.service_name, **(resource_attributes or {})})
+    if tracer_provider is None:
+        tracer_provider = SdkTracerProvider(resource=resource)
+    if processors:
+        if not isinstance(tracer_provider, SdkTracerProvider):
+            raise ConfigurationError(
+                "tracer_provider", "span exporters need an SDK TracerProvider",
+                "pass an opentelemetry.sdk.trace.TracerProvider or no tracer_provider",
+            )  # fmt: skip
+        for processor in processors:
+            tracer_provider.add_span_processor(processor)
+    if meter_provider is None:
+        meter_provider = SdkMeterProvider(resource=resource, metric_readers=readers)
+    elif readers:
+        raise ConfigurationError(
+            "meter_provider", "metric readers cannot be added to a MeterProvider after it is built",
+            "create your MeterProvider with the reader, or let configure() build the providers",
+        )  # fmt: skip
+
+    telemetry = Telemetry(
+        settings,
+        tracer_provider,
+        meter_provider,
+        owns_providers=owns,
+        cuda=cuda,
+        nvml_reader=nvml_reader,
+    )
+    if set_global and owns:
+        _set_global_providers(tracer_provider, meter_provider)
+    set_telemetry(telemetry)
+    return telemetry
+
+
+def _set_global_providers(tracer_provider: TracerProvider, meter_provider: MeterProvider) -> None:
+    # The API allows one global provider per process; keep the first and say so.
+    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        trace.set_tracer_provider(tracer_provider)
+    else:
+        _log.info("tts-otel: a global TracerProvider is already set; leaving it in place")
+    if type(metrics.get_meter_provider()).__name__ == "_ProxyMeterProvider":
+        metrics.set_meter_provider(meter_provider)
+    else:
+        _log.info("tts-otel: a global MeterProvider is already set; leaving it in place")

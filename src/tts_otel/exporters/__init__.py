@@ -1,0 +1,114 @@
+"""Exporters by name: ``console``, ``file``, ``otlp`` and those later modules register.
+
+A name resolves to the parts an SDK pipeline needs: a span exporter and/or a
+metric reader. :func:`register_exporter` is the extension point.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from opentelemetry.sdk.metrics.export import (
+    ConsoleMetricExporter,
+    MetricReader,
+    PeriodicExportingMetricReader,
+)
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
+
+from tts_otel.config import Settings
+from tts_otel.errors import ConfigurationError
+from tts_otel.exporters.otlp_json import OtlpJsonMetricExporter, OtlpJsonSpanExporter
+
+
+@dataclass(frozen=True)
+class ExporterParts:
+    span_exporter: SpanExporter | None = None
+    metric_reader: MetricReader | None = None
+
+
+ExporterFactory = Callable[[Settings], ExporterParts]
+
+_registry: dict[str, ExporterFactory] = {}
+
+# Names the project reserves for exporters that are not built yet.
+_PLANNED = {
+    "influxdb": "the direct InfluxDB exporter",
+    "prometheus": "the Prometheus endpoint",
+}
+
+
+def register_exporter(name: str, factory: ExporterFactory) -> None:
+    """Make ``configure(exporters=[name])`` and ``--exporter name`` use ``factory``."""
+    _registry[name] = factory
+
+
+def available_exporters() -> list[str]:
+    return sorted(_registry)
+
+
+def build_exporter(name: str, settings: Settings) -> ExporterParts:
+    factory = _registry.get(name)
+    if factory is not None:
+        return factory(settings)
+    if name in _PLANNED:
+        raise ConfigurationError(
+            "exporter",
+            f"{name!r} ({_PLANNED[name]}) is not available in this version of tts-otel",
+            f"use one of {', '.join(available_exporters())}",
+        )
+    raise ConfigurationError(
+        "exporter", f"unknown exporter {name!r}", f"use one of {', '.join(available_exporters())}"
+    )
+
+
+def _console(_settings: Settings) -> ExporterParts:
+    return ExporterParts(ConsoleSpanExporter(), PeriodicExportingMetricReader(ConsoleMetricExporter()))
+
+
+def _file(settings: Settings) -> ExporterParts:
+    directory = settings.output_dir
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigurationError(
+            "TTS_OTEL_OUTPUT_DIR", f"cannot create {directory}: {error.strerror}",
+            "point it at a writable directory",
+        ) from error  # fmt: skip
+    return ExporterParts(
+        OtlpJsonSpanExporter(directory / "traces.jsonl"),
+        PeriodicExportingMetricReader(OtlpJsonMetricExporter(directory / "metrics.jsonl")),
+    )
+
+
+def _otlp(_settings: Settings) -> ExporterParts:
+    # The OTLP exporters read OTEL_EXPORTER_OTLP_* themselves; the protocol
+    # variable picks the transport as the OTel specification describes.
+    import os
+
+    protocol = os.environ.get(
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+    )
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    elif protocol == "http/protobuf":
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import (  # type: ignore[assignment]
+            OTLPMetricExporter,
+        )
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # type: ignore[assignment]
+            OTLPSpanExporter,
+        )
+    else:
+        raise ConfigurationError(
+            "OTEL_EXPORTER_OTLP_PROTOCOL", f"{protocol!r} is not supported",
+            "use grpc or http/protobuf",
+        )  # fmt: skip
+    return ExporterParts(
+        OTLPSpanExporter(), PeriodicExportingMetricReader(OTLPMetricExporter())
+    )
+
+
+register_exporter("console", _console)
+register_exporter("file", _file)
+register_exporter("otlp", _otlp)

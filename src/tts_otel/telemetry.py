@@ -1,0 +1,130 @@
+"""The handle that ties tts-otel to a tracer and meter provider."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+
+from opentelemetry import metrics, trace
+from opentelemetry.metrics import MeterProvider
+from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
+from opentelemetry.trace import TracerProvider
+
+from tts_otel import semconv
+from tts_otel._validation import ValueChecker
+from tts_otel.cardinality import AttributeGuard
+from tts_otel.config import Settings, load_settings
+from tts_otel.gpu import CudaRuntime, load_cuda_runtime
+from tts_otel.instruments import Instruments
+from tts_otel.metric_buffer import DirectRecorder, MetricBuffer
+from tts_otel.nvml import NvmlReader, NvmlSampler, start_nvml_sampler
+from tts_otel.version import __version__
+
+_log = logging.getLogger(__name__)
+
+_UNSET = object()
+
+
+class Telemetry:
+    """Tracer, instruments and guards for one set of providers.
+
+    Returned by :func:`tts_otel.configure`; ``force_flush()`` and
+    ``shutdown()`` act on the providers, but ``shutdown()`` only shuts down
+    providers that tts-otel created itself.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        tracer_provider: TracerProvider,
+        meter_provider: MeterProvider,
+        *,
+        owns_providers: bool,
+        cuda: CudaRuntime | None | object = _UNSET,
+        nvml_reader: NvmlReader | None = None,
+    ) -> None:
+        self.settings = settings
+        self.tracer_provider = tracer_provider
+        self.meter_provider = meter_provider
+        self._owns_providers = owns_providers
+        self._shutdown = False
+        self.tracer = tracer_provider.get_tracer(semconv.INSTRUMENTATION_SCOPE, __version__)
+        meter = meter_provider.get_meter(semconv.INSTRUMENTATION_SCOPE, __version__)
+        self.values = ValueChecker()
+        self.guard = AttributeGuard(settings.max_attribute_values)
+        # Deferring records only pays off when a reader will collect them; a no-op
+        # provider never collects, so record at once (each record is then a no-op).
+        self.buffer: MetricBuffer | DirectRecorder = (
+            MetricBuffer(settings.metric_buffer_size)
+            if isinstance(meter_provider, SdkMeterProvider)
+            else DirectRecorder()
+        )
+        self.instruments = Instruments.create(meter, self.buffer.drain, self._dropped)
+        wants_cuda = settings.gpu_memory or settings.timing == "cuda_events"
+        if cuda is _UNSET:
+            cuda = load_cuda_runtime() if wants_cuda else None
+        self.cuda: CudaRuntime | None = cuda  # type: ignore[assignment]
+        self.cuda_events = settings.timing == "cuda_events" and self.cuda is not None
+        if settings.timing == "cuda_events" and self.cuda is None:
+            _log.warning("tts-otel: timing='cuda_events' needs torch with CUDA; using wall time")
+        self.nvml: NvmlSampler | None = (
+            start_nvml_sampler(meter, nvml_reader) if settings.nvml else None
+        )
+
+    def _dropped(self) -> Iterable[tuple[str, int]]:
+        return (("metrics", self.buffer.dropped), ("invalid_value", self.values.dropped))
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Export everything recorded so far; returns ``False`` if a provider timed out."""
+        self.buffer.drain()
+        ok = True
+        for provider in (self.tracer_provider, self.meter_provider):
+            flush = getattr(provider, "force_flush", None)
+            if flush is not None:
+                ok = bool(flush(timeout_millis)) and ok
+        return ok
+
+    def shutdown(self) -> None:
+        """Flush, then shut down the providers tts-otel created. Safe to call twice."""
+        if self._shutdown:
+            return
+        self._shutdown = True
+        self.force_flush()
+        if self._owns_providers:
+            for provider in (self.tracer_provider, self.meter_provider):
+                stop = getattr(provider, "shutdown", None)
+                if stop is not None:
+                    stop()
+        global _active
+        with _active_lock:
+            if _active is self:
+                _active = None
+
+
+_active: Telemetry | None = None
+_active_lock = threading.Lock()
+
+
+def get_telemetry() -> Telemetry:
+    """The active handle; without :func:`configure`, one on the global providers."""
+    global _active
+    active = _active
+    if active is not None:
+        return active
+    with _active_lock:
+        if _active is None:
+            _active = Telemetry(
+                load_settings(exporters=()),
+                trace.get_tracer_provider(),
+                metrics.get_meter_provider(),
+                owns_providers=False,
+            )
+        return _active
+
+
+def set_telemetry(telemetry: Telemetry | None) -> None:
+    """Make ``telemetry`` the handle new requests use (``None``: back to the global providers)."""
+    global _active
+    with _active_lock:
+        _active = telemetry
