@@ -23,10 +23,12 @@ from tts_otel.exporters import register_exporter
 from tts_otel.request import Synthesis, current, synthesis
 from tts_otel.stages import Stage, stage
 from tts_otel.telemetry import Telemetry, get_telemetry
+from tts_otel import semconv
 from tts_otel.version import __version__
 
 __all__ = [
     "ConfigurationError",
+    "semconv",
     "Stage",
     "Synthesis",
     "Telemetry",
