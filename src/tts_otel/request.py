@@ -320,7 +320,9 @@ class Synthesis:
         if seconds is not None:
             return checker.number(semconv.ATTR_AUDIO_DURATION, seconds)
         count = checker.count("samples", samples)
-        rate = checker.positive(semconv.ATTR_SAMPLE_RATE, sample_rate or self.sample_rate)
+        rate = checker.positive(
+            semconv.ATTR_SAMPLE_RATE, self.sample_rate if sample_rate is None else sample_rate
+        )
         if count is None or rate is None:
             return None
         return count / rate

@@ -1,0 +1,142 @@
+"""The ``tts-otel`` command: ``demo`` runs the reference workload, ``report`` reads traces."""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from tts_otel import report
+from tts_otel.bootstrap import configure
+from tts_otel.config import exporter_names
+from tts_otel.errors import ConfigurationError
+
+
+def _latency(raw: str) -> tuple[str, float]:
+    stage, _, seconds = raw.partition("=")
+    try:
+        return stage, float(seconds)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected STAGE=SECONDS, got {raw!r}") from None
+
+
+def _progress(done: int, total: int) -> None:
+    width = 30
+    filled = width * done // total
+    sys.stderr.write(f"\r  [{'#' * filled}{'.' * (width - filled)}] {done}/{total} requests")
+    if done == total:
+        sys.stderr.write("\n")
+    sys.stderr.flush()
+
+
+def _where(names: Sequence[str], output_dir: Path) -> list[str]:
+    places = []
+    for name in names:
+        if name == "file":
+            places.append(f"file: {output_dir / 'traces.jsonl'} and {output_dir / 'metrics.jsonl'}")
+        elif name == "console":
+            places.append("console: printed above")
+        else:
+            places.append(f"{name}: as configured (see the README)")
+    return places
+
+
+def demo(args: argparse.Namespace) -> int:
+    try:
+        from tts_otel.reference import TEXTS, ReferencePipeline
+    except ImportError:
+        print("tts-otel demo needs torch: pip install 'tts-otel[torch]'", file=sys.stderr)
+        return 2
+    names = exporter_names(args.exporter)
+    collected = InMemorySpanExporter()
+    try:
+        telemetry = configure(
+            service_name=args.service_name,
+            exporters=[*names, SimpleSpanProcessor(collected)],
+            output_dir=args.output_dir,
+            timing=args.timing,
+        )
+    except ConfigurationError as error:
+        print(f"tts-otel: {error}", file=sys.stderr)
+        return 2
+    pipeline = ReferencePipeline(
+        sample_rate=args.sample_rate,
+        kv_cache=args.kv_cache,
+        flow_steps=args.flow_steps,
+        inject_latency=dict(args.inject_latency),
+    )
+    print(
+        f"tts-otel demo: {args.requests} requests, {args.sample_rate} Hz, "
+        f"KV cache {'on' if args.kv_cache else 'off'}, "
+        f"{'streaming' if args.streaming else 'whole-utterance'} "
+        "(reference workload: random weights, the audio is noise)",
+        file=sys.stderr,
+    )
+    texts = itertools.cycle(TEXTS)
+    for done in range(1, args.requests + 1):
+        pipeline.synthesize(next(texts), streaming=args.streaming)
+        _progress(done, args.requests)
+    telemetry.shutdown()
+    print(report.render(report.summarize(report.from_sdk(collected.get_finished_spans()))))
+    for place in _where(names, Path(args.output_dir)):
+        print(f"telemetry went to {place}")
+    return 0
+
+
+def show_report(args: argparse.Namespace) -> int:
+    path = Path(args.traces)
+    if path.is_dir():
+        path = path / "traces.jsonl"
+    if not path.exists():
+        print(f"tts-otel: no trace file at {path}; run `tts-otel demo` first", file=sys.stderr)
+        return 2
+    print(report.render(report.summarize(report.from_otlp_json(path))))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tts-otel", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("demo", help="run the reference workload and print per-stage latency")
+    run.add_argument("--requests", type=int, default=20)
+    run.add_argument("--sample-rate", type=int, choices=(24_000, 32_000), default=24_000)
+    run.add_argument("--kv-cache", action=argparse.BooleanOptionalAction, default=True)
+    run.add_argument("--streaming", action="store_true", help="stream audio chunk by chunk")
+    run.add_argument(
+        "--exporter", default="file",
+        help="comma-separated: console, file, otlp (default: file, OTLP JSON)",
+    )  # fmt: skip
+    run.add_argument("--output-dir", default="tts-otel-out")
+    run.add_argument("--service-name", default="tts-reference")
+    run.add_argument("--timing", choices=("wall", "cuda_events"), default=None)
+    run.add_argument("--flow-steps", type=int, default=10)
+    run.add_argument(
+        "--inject-latency", type=_latency, action="append", default=[], metavar="STAGE=SECONDS",
+        help="sleep this long inside a stage (e.g. vocoder=0.2)",
+    )  # fmt: skip
+    run.set_defaults(handler=demo)
+
+    read = commands.add_parser("report", help="per-stage latency table from an OTLP JSON trace file")
+    read.add_argument("traces", nargs="?", default="tts-otel-out", help="file or directory")
+    read.set_defaults(handler=show_report)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    args = build_parser().parse_args(argv)
+    if getattr(args, "requests", 1) < 1:
+        print("tts-otel: --requests must be at least 1", file=sys.stderr)
+        return 2
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

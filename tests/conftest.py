@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tts_otel.testing import TelemetryCapture, capture
+
+
+@pytest.fixture
+def cap() -> Iterator[TelemetryCapture]:
+    with capture() as telemetry:
+        yield telemetry
+
+
+class FakeClock:
+    """Stands in for time.perf_counter so durations are exact."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    fake = FakeClock()
+    monkeypatch.setattr("tts_otel.request.perf_counter", fake)
+    monkeypatch.setattr("tts_otel.stages.perf_counter", fake)
+    return fake

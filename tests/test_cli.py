@@ -1,0 +1,46 @@
+"""The tts-otel command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tts_otel import cli
+from tts_otel.telemetry import set_telemetry
+
+pytest.importorskip("torch")
+
+
+@pytest.fixture(autouse=True)
+def _restore_active():  # type: ignore[no-untyped-def]
+    yield
+    set_telemetry(None)
+
+
+def test_demo_prints_all_four_stages_and_writes_otlp_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = cli.main(["demo", "--requests", "3", "--flow-steps", "2", "--output-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0
+    for stage in ("speaker_embedding", "text_normalization", "acoustic", "vocoder"):
+        assert stage in out
+    assert "requests 3 (errors 0)" in out
+    assert "real-time factor" in out
+    assert (tmp_path / "traces.jsonl").stat().st_size > 0
+
+    assert cli.main(["report", str(tmp_path)]) == 0
+    assert "requests 3 (errors 0)" in capsys.readouterr().out
+
+
+def test_demo_with_unbuilt_exporter_fails_clearly(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["demo", "--requests", "1", "--exporter", "prometheus"]) == 2
+    assert "not available in this version" in capsys.readouterr().err
+
+
+def test_report_without_traces_says_what_to_do(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["report", str(tmp_path)]) == 2
+    assert "run `tts-otel demo` first" in capsys.readouterr().err

@@ -1,0 +1,163 @@
+"""configure(): settings resolution, fail-fast errors, pluggable exporters, user providers."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import tts_otel
+from tts_otel import report, semconv
+from tts_otel.config import load_settings
+from tts_otel.errors import ConfigurationError
+from tts_otel.telemetry import set_telemetry
+
+
+@pytest.fixture(autouse=True)
+def _restore_active() -> Iterator[None]:
+    yield
+    set_telemetry(None)
+
+
+@pytest.mark.parametrize(
+    ("environ", "setting"),
+    [
+        ({"TTS_OTEL_TIMING": "gpu"}, "TTS_OTEL_TIMING"),
+        ({"TTS_OTEL_RECORD_TEXT": "sometimes"}, "TTS_OTEL_RECORD_TEXT"),
+        ({"TTS_OTEL_MAX_ATTRIBUTE_VALUES": "0"}, "TTS_OTEL_MAX_ATTRIBUTE_VALUES"),
+        ({"TTS_OTEL_METRIC_BUFFER": "lots"}, "TTS_OTEL_METRIC_BUFFER"),
+        ({"TTS_OTEL_NVML": "maybe"}, "TTS_OTEL_NVML"),
+    ],
+)
+def test_bad_environment_fails_fast_naming_the_variable(environ: dict[str, str], setting: str) -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        load_settings(environ=environ)
+    assert raised.value.setting == setting
+    assert "Fix:" in str(raised.value)
+
+
+def test_arguments_win_over_environment_which_wins_over_defaults() -> None:
+    environ = {"TTS_OTEL_TIMING": "cuda_events", "OTEL_SERVICE_NAME": "svc", "TTS_OTEL_EXPORTERS": "console,file"}
+    from_env = load_settings(environ=environ)
+    assert (from_env.timing, from_env.service_name, from_env.exporters) == (
+        "cuda_events", "svc", ("console", "file"),
+    )  # fmt: skip
+    explicit = load_settings(timing="wall", service_name="arg", exporters=(), environ=environ)
+    assert (explicit.timing, explicit.service_name, explicit.exporters) == ("wall", "arg", ())
+    assert load_settings(environ={}).timing == "wall"
+
+
+def test_unknown_and_unbuilt_exporters_fail_with_the_choices() -> None:
+    with pytest.raises(ConfigurationError, match="unknown exporter 'zipkinx'.*console, file, otlp"):
+        tts_otel.configure(exporters="zipkinx", set_global=False, nvml=False)
+    with pytest.raises(ConfigurationError, match="'influxdb'.*not available"):
+        tts_otel.configure(exporters=["influxdb"], set_global=False, nvml=False)
+    with pytest.raises(ConfigurationError, match="exporters"):
+        tts_otel.configure(exporters=[object()], set_global=False, nvml=False)  # type: ignore[list-item]
+
+
+def test_works_on_providers_the_application_built() -> None:
+    spans = InMemorySpanExporter()
+    reader = InMemoryMetricReader()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    meter_provider = MeterProvider(metric_readers=[reader])
+    telemetry = tts_otel.configure(
+        tracer_provider=tracer_provider, meter_provider=meter_provider, set_global=False, nvml=False
+    )
+    with tts_otel.synthesis(model="m") as req, req.stage("vocoder"):
+        pass
+    assert {s.name for s in spans.get_finished_spans()} == {"tts.synthesize", "tts.vocoder"}
+    data = reader.get_metrics_data()
+    assert data is not None
+    names = {m.name for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
+    assert semconv.METRIC_STAGE_DURATION in names
+    telemetry.shutdown()
+    # The application's providers are its own: tts-otel does not shut them down.
+    with tracer_provider.get_tracer("still-alive").start_as_current_span("after"):
+        pass
+    assert "after" in {s.name for s in spans.get_finished_spans()}
+
+
+def test_readers_cannot_join_an_existing_meter_provider() -> None:
+    with pytest.raises(ConfigurationError, match="meter_provider"):
+        tts_otel.configure(
+            exporters=[InMemoryMetricReader()], meter_provider=MeterProvider(), set_global=False
+        )
+
+
+def test_file_exporter_writes_otlp_json_that_reports_read_back(tmp_path: Path) -> None:
+    collected = InMemorySpanExporter()
+    telemetry = tts_otel.configure(
+        exporters=["file", SimpleSpanProcessor(collected)], output_dir=tmp_path,
+        set_global=False, nvml=False,
+    )  # fmt: skip
+    for index in range(3):
+        with tts_otel.synthesis(model="m", sample_rate=24000, text="x" * index) as req:
+            for stage in ("text_normalization", "acoustic", "vocoder"):
+                with req.stage(stage):
+                    pass
+            req.audio(samples=24000 * (index + 1))
+    telemetry.shutdown()
+
+    from_file = report.summarize(report.from_otlp_json(tmp_path / "traces.jsonl"))
+    live = report.summarize(report.from_sdk(collected.get_finished_spans()))
+    assert from_file == live
+    assert from_file.requests == 3
+    assert from_file.audio_seconds == 6.0
+    metrics_text = (tmp_path / "metrics.jsonl").read_text()
+    assert semconv.METRIC_STAGE_DURATION in metrics_text
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    received: list[ExportTraceServiceRequest] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        if self.path == "/v1/traces":
+            message = ExportTraceServiceRequest()
+            message.ParseFromString(body)
+            self.received.append(message)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_otlp_exporter_sends_spans_over_http(monkeypatch: pytest.MonkeyPatch) -> None:
+    server = HTTPServer(("127.0.0.1", 0), _Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{server.server_port}")
+    try:
+        telemetry = tts_otel.configure(exporters="otlp", set_global=False, nvml=False)
+        with tts_otel.synthesis(model="m") as req, req.stage("acoustic"):
+            pass
+        telemetry.shutdown()
+    finally:
+        server.shutdown()
+    names = {
+        span.name
+        for message in _Receiver.received
+        for resource in message.resource_spans
+        for scope in resource.scope_spans
+        for span in scope.spans
+    }
+    assert names == {"tts.synthesize", "tts.acoustic"}
+
+
+def test_otlp_protocol_must_be_known(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "carrier-pigeon")
+    with pytest.raises(ConfigurationError, match="OTEL_EXPORTER_OTLP_PROTOCOL"):
+        tts_otel.configure(exporters="otlp", set_global=False, nvml=False)

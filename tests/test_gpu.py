@@ -1,0 +1,164 @@
+"""GPU paths with fakes (no GPU here or in CI): peak memory, CUDA-event timing, NVML gauges."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+import tts_otel
+from tts_otel import semconv
+from tts_otel.gpu import load_cuda_runtime
+from tts_otel.nvml import NvmlSampler, start_nvml_sampler
+from tts_otel.testing import capture
+from tests.fakes import FakeCuda, FakeDevice, FakeNvml
+
+GIB = 1 << 30
+
+
+def test_peak_memory_per_request_and_per_nested_stage() -> None:
+    cuda = FakeCuda(allocated=1 * GIB)  # weights already resident
+    with capture(cuda=cuda) as cap:
+        with tts_otel.synthesis(model="m") as req:
+            with req.stage("acoustic"):
+                with req.stage("acoustic.llm"):
+                    cuda.allocate(3 * GIB)  # KV cache
+                    cuda.free(3 * GIB)
+                with req.stage("acoustic.flow"):
+                    cuda.allocate(1 * GIB)
+                    cuda.free(1 * GIB)
+            with req.stage("vocoder"):
+                cuda.allocate(2 * GIB)
+                cuda.free(2 * GIB)
+    spans = {s.name: s for s in cap.spans()}
+    assert spans["tts.synthesize"].attributes[semconv.ATTR_GPU_MEMORY_PEAK] == 4 * GIB
+    peak = cap.histogram(semconv.METRIC_GPU_MEMORY_PEAK)
+    assert (peak.count, peak.sum) == (1, 4 * GIB)
+    metric = cap.metrics()[semconv.METRIC_GPU_MEMORY_PEAK]
+    assert metric.unit == "By"
+
+
+def test_leak_shows_as_growing_request_peaks() -> None:
+    cuda = FakeCuda(allocated=GIB)
+    with capture(cuda=cuda) as cap:
+        for _ in range(3):
+            with tts_otel.synthesis(model="m") as req, req.stage("vocoder"):
+                cuda.allocate(GIB // 2)  # never freed: a leak
+    peaks = [s.attributes[semconv.ATTR_GPU_MEMORY_PEAK] for s in cap.spans_named("tts.synthesize")]
+    assert peaks == [GIB + GIB // 2, 2 * GIB, 2 * GIB + GIB // 2]
+
+
+def test_cuda_events_give_gpu_time_resolved_at_request_end() -> None:
+    cuda = FakeCuda()
+    with capture(cuda=cuda, timing="cuda_events") as cap:
+        with tts_otel.synthesis(model="m") as req:
+            with req.stage("acoustic"):
+                cuda.gpu_clock += 0.75  # kernels queued here run 0.75 s on the GPU
+            with req.stage("vocoder"):
+                cuda.gpu_clock += 0.25
+            # Inside the request nothing has waited for the GPU yet.
+            assert cuda.synchronized == 0
+            assert not cap.spans_named("tts.acoustic")  # held open until the events resolve
+    spans = {s.name: s for s in cap.spans()}
+    assert spans["tts.acoustic"].attributes[semconv.ATTR_STAGE_GPU_DURATION] == 0.75
+    assert spans["tts.vocoder"].attributes[semconv.ATTR_STAGE_GPU_DURATION] == 0.25
+    gpu = cap.histogram(semconv.METRIC_STAGE_GPU_DURATION, {semconv.ATTR_STAGE: "acoustic"})
+    assert (gpu.count, gpu.sum) == (1, 0.75)
+    # The span keeps its own wall-clock end, not the request's.
+    acoustic, vocoder = spans["tts.acoustic"], spans["tts.vocoder"]
+    assert acoustic.end_time is not None and vocoder.start_time is not None
+    assert acoustic.end_time <= vocoder.start_time
+
+
+def test_wall_timing_records_no_events() -> None:
+    cuda = FakeCuda()
+    with capture(cuda=cuda) as cap:
+        with tts_otel.synthesis(model="m") as req, req.stage("acoustic"):
+            pass
+    assert "record" not in cuda.log
+    assert semconv.ATTR_STAGE_GPU_DURATION not in cap.spans_named("tts.acoustic")[0].attributes
+
+
+def test_cuda_events_without_cuda_fall_back_to_wall_time(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING), capture(cuda=None, timing="cuda_events") as cap:
+        with tts_otel.synthesis(model="m") as req, req.stage("acoustic"):
+            pass
+    assert cap.spans_named("tts.acoustic")
+    assert "using wall time" in caplog.text
+
+
+def test_no_cuda_here_means_no_runtime_and_one_line(caplog: pytest.LogCaptureFixture) -> None:
+    pytest.importorskip("torch")
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with caplog.at_level(logging.INFO, logger="tts_otel.gpu"):
+        assert load_cuda_runtime() is None
+    assert len(caplog.records) == 1
+    assert "no CUDA device" in caplog.records[0].getMessage()
+
+
+def _gauges(reader: InMemoryMetricReader) -> dict[str, dict[str, float]]:
+    data = reader.get_metrics_data()
+    assert data is not None
+    found: dict[str, dict[str, float]] = {}
+    for rm in data.resource_metrics:
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                found[f"{metric.name} [{metric.unit}]"] = {
+                    str(p.attributes[semconv.ATTR_HW_ID]): p.value for p in metric.data.data_points
+                }
+    return found
+
+
+def test_nvml_gauges_convert_units_per_device() -> None:
+    reader = InMemoryMetricReader()
+    meter = MeterProvider(metric_readers=[reader]).get_meter("t")
+    nvml = FakeNvml(
+        [
+            FakeDevice("H100", used=10 * GIB, total=80 * GIB, utilization=87.0, power_mw=312_500, temperature=61),
+            FakeDevice("H100", used=1 * GIB, total=80 * GIB, utilization=0.0, power_mw=71_999, temperature=35),
+        ]
+    )
+    NvmlSampler(meter, nvml)
+    assert _gauges(reader) == {
+        "hw.gpu.memory.usage [By]": {"0": 10 * GIB, "1": 1 * GIB},
+        "hw.gpu.memory.limit [By]": {"0": 80 * GIB, "1": 80 * GIB},
+        "hw.gpu.utilization [1]": {"0": 0.87, "1": 0.0},
+        "hw.gpu.power [W]": {"0": 312.5, "1": 71.999},  # true division, no floor
+        "hw.gpu.temperature [Cel]": {"0": 61, "1": 35},
+    }
+    nvml.devices[0].used = 20 * GIB
+    assert _gauges(reader)["hw.gpu.memory.usage [By]"]["0"] == 20 * GIB
+
+
+def test_nvml_failure_turns_the_sampler_off_with_one_line(caplog: pytest.LogCaptureFixture) -> None:
+    reader = InMemoryMetricReader()
+    meter = MeterProvider(metric_readers=[reader]).get_meter("t")
+    nvml = FakeNvml([FakeDevice("A10", 1, 2, 3, 4, 5)])
+    sampler = NvmlSampler(meter, nvml)
+    nvml.fail = True
+    with caplog.at_level(logging.WARNING, logger="tts_otel.nvml"):
+        for _ in range(3):
+            reader.get_metrics_data()
+    assert not sampler.enabled
+    assert len(caplog.records) == 1
+
+
+def test_no_nvml_driver_here_means_no_sampler_and_one_line(caplog: pytest.LogCaptureFixture) -> None:
+    meter = MeterProvider().get_meter("t")
+    with caplog.at_level(logging.INFO, logger="tts_otel.nvml"):
+        sampler = start_nvml_sampler(meter)
+    if sampler is not None:
+        pytest.skip("this machine has an NVIDIA driver")
+    assert len(caplog.records) == 1
+    assert "GPU gauges are off" in caplog.records[0].getMessage()
+
+
+def test_configure_with_fake_nvml_exports_gauges() -> None:
+    nvml = FakeNvml([FakeDevice("L4", used=GIB, total=24 * GIB, utilization=50, power_mw=1000, temperature=40)])
+    with capture(nvml=True, nvml_reader=nvml) as cap:
+        assert cap.points(semconv.METRIC_HW_GPU_MEMORY_LIMIT)[0].value == 24 * GIB
