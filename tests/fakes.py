@@ -44,7 +44,8 @@ class FakeCuda:
     def elapsed_seconds(self, start: object, end: object) -> float:
         self.synchronized += 1
         self.log.append("synchronize")
-        assert isinstance(start, FakeEvent) and isinstance(end, FakeEvent)
+        assert isinstance(start, FakeEvent)
+        assert isinstance(end, FakeEvent)
         return end.at - start.at
 
 

@@ -10,7 +10,7 @@ import pytest
 
 import tts_otel
 from tts_otel import semconv
-from tts_otel.testing import TelemetryCapture
+from tts_otel.testing import TelemetryCapture, attributes
 
 
 @tts_otel.stage("vocoder")
@@ -97,10 +97,12 @@ def test_concurrent_threads_do_not_mix(cap: TelemetryCapture) -> None:
 def test_stage_in_a_worker_thread_parents_on_the_request(cap: TelemetryCapture) -> None:
     # A fresh thread does not inherit contextvars: req.stage names its request explicitly.
     with tts_otel.synthesis(model="m") as req:
-        worker = threading.Thread(target=lambda: req.stage("vocoder").__enter__().__exit__(None, None, None))
+        worker = threading.Thread(
+            target=lambda: req.stage("vocoder").__enter__().__exit__(None, None, None)
+        )
         worker.start()
         worker.join()
     vocoder = cap.spans_named("tts.vocoder")[0]
     assert vocoder.parent is not None
     assert vocoder.parent.span_id == req.span.get_span_context().span_id
-    assert vocoder.attributes[semconv.ATTR_MODEL_NAME] == "m"
+    assert attributes(vocoder)[semconv.ATTR_MODEL_NAME] == "m"

@@ -6,6 +6,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -38,7 +39,9 @@ def _restore_active() -> Iterator[None]:
         ({"TTS_OTEL_NVML": "maybe"}, "TTS_OTEL_NVML"),
     ],
 )
-def test_bad_environment_fails_fast_naming_the_variable(environ: dict[str, str], setting: str) -> None:
+def test_bad_environment_fails_fast_naming_the_variable(
+    environ: dict[str, str], setting: str
+) -> None:
     with pytest.raises(ConfigurationError) as raised:
         load_settings(environ=environ)
     assert raised.value.setting == setting
@@ -46,7 +49,11 @@ def test_bad_environment_fails_fast_naming_the_variable(environ: dict[str, str],
 
 
 def test_arguments_win_over_environment_which_wins_over_defaults() -> None:
-    environ = {"TTS_OTEL_TIMING": "cuda_events", "OTEL_SERVICE_NAME": "svc", "TTS_OTEL_EXPORTERS": "console,file"}
+    environ = {
+        "TTS_OTEL_TIMING": "cuda_events",
+        "OTEL_SERVICE_NAME": "svc",
+        "TTS_OTEL_EXPORTERS": "console,file",
+    }
     from_env = load_settings(environ=environ)
     assert (from_env.timing, from_env.service_name, from_env.exporters) == (
         "cuda_events", "svc", ("console", "file"),
@@ -57,9 +64,11 @@ def test_arguments_win_over_environment_which_wins_over_defaults() -> None:
 
 
 def test_unknown_and_unbuilt_exporters_fail_with_the_choices() -> None:
-    with pytest.raises(ConfigurationError, match="unknown exporter 'zipkinx'.*console, file, otlp"):
+    with pytest.raises(
+        ConfigurationError, match=r"unknown exporter 'zipkinx'.*console, file, otlp"
+    ):
         tts_otel.configure(exporters="zipkinx", set_global=False, nvml=False)
-    with pytest.raises(ConfigurationError, match="'influxdb'.*not available"):
+    with pytest.raises(ConfigurationError, match=r"'influxdb'.*not available"):
         tts_otel.configure(exporters=["influxdb"], set_global=False, nvml=False)
     with pytest.raises(ConfigurationError, match="exporters"):
         tts_otel.configure(exporters=[object()], set_global=False, nvml=False)  # type: ignore[list-item]
@@ -119,7 +128,7 @@ def test_file_exporter_writes_otlp_json_that_reports_read_back(tmp_path: Path) -
 
 
 class _Receiver(BaseHTTPRequestHandler):
-    received: list[ExportTraceServiceRequest] = []
+    received: ClassVar[list[ExportTraceServiceRequest]] = []
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))

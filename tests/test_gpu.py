@@ -6,14 +6,14 @@ import logging
 
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
 
 import tts_otel
+from tests.fakes import FakeCuda, FakeDevice, FakeNvml
 from tts_otel import semconv
 from tts_otel.gpu import load_cuda_runtime
 from tts_otel.nvml import NvmlSampler, start_nvml_sampler
-from tts_otel.testing import capture
-from tests.fakes import FakeCuda, FakeDevice, FakeNvml
+from tts_otel.testing import attributes, capture
 
 GIB = 1 << 30
 
@@ -33,7 +33,7 @@ def test_peak_memory_per_request_and_per_nested_stage() -> None:
                 cuda.allocate(2 * GIB)
                 cuda.free(2 * GIB)
     spans = {s.name: s for s in cap.spans()}
-    assert spans["tts.synthesize"].attributes[semconv.ATTR_GPU_MEMORY_PEAK] == 4 * GIB
+    assert attributes(spans["tts.synthesize"])[semconv.ATTR_GPU_MEMORY_PEAK] == 4 * GIB
     peak = cap.histogram(semconv.METRIC_GPU_MEMORY_PEAK)
     assert (peak.count, peak.sum) == (1, 4 * GIB)
     metric = cap.metrics()[semconv.METRIC_GPU_MEMORY_PEAK]
@@ -46,7 +46,7 @@ def test_leak_shows_as_growing_request_peaks() -> None:
         for _ in range(3):
             with tts_otel.synthesis(model="m") as req, req.stage("vocoder"):
                 cuda.allocate(GIB // 2)  # never freed: a leak
-    peaks = [s.attributes[semconv.ATTR_GPU_MEMORY_PEAK] for s in cap.spans_named("tts.synthesize")]
+    peaks = [attributes(s)[semconv.ATTR_GPU_MEMORY_PEAK] for s in cap.spans_named("tts.synthesize")]
     assert peaks == [GIB + GIB // 2, 2 * GIB, 2 * GIB + GIB // 2]
 
 
@@ -62,13 +62,14 @@ def test_cuda_events_give_gpu_time_resolved_at_request_end() -> None:
             assert cuda.synchronized == 0
             assert not cap.spans_named("tts.acoustic")  # held open until the events resolve
     spans = {s.name: s for s in cap.spans()}
-    assert spans["tts.acoustic"].attributes[semconv.ATTR_STAGE_GPU_DURATION] == 0.75
-    assert spans["tts.vocoder"].attributes[semconv.ATTR_STAGE_GPU_DURATION] == 0.25
+    assert attributes(spans["tts.acoustic"])[semconv.ATTR_STAGE_GPU_DURATION] == 0.75
+    assert attributes(spans["tts.vocoder"])[semconv.ATTR_STAGE_GPU_DURATION] == 0.25
     gpu = cap.histogram(semconv.METRIC_STAGE_GPU_DURATION, {semconv.ATTR_STAGE: "acoustic"})
     assert (gpu.count, gpu.sum) == (1, 0.75)
     # The span keeps its own wall-clock end, not the request's.
     acoustic, vocoder = spans["tts.acoustic"], spans["tts.vocoder"]
-    assert acoustic.end_time is not None and vocoder.start_time is not None
+    assert acoustic.end_time is not None
+    assert vocoder.start_time is not None
     assert acoustic.end_time <= vocoder.start_time
 
 
@@ -78,7 +79,7 @@ def test_wall_timing_records_no_events() -> None:
         with tts_otel.synthesis(model="m") as req, req.stage("acoustic"):
             pass
     assert "record" not in cuda.log
-    assert semconv.ATTR_STAGE_GPU_DURATION not in cap.spans_named("tts.acoustic")[0].attributes
+    assert semconv.ATTR_STAGE_GPU_DURATION not in attributes(cap.spans_named("tts.acoustic")[0])
 
 
 def test_cuda_events_without_cuda_fall_back_to_wall_time(caplog: pytest.LogCaptureFixture) -> None:
@@ -108,9 +109,10 @@ def _gauges(reader: InMemoryMetricReader) -> dict[str, dict[str, float]]:
     for rm in data.resource_metrics:
         for sm in rm.scope_metrics:
             for metric in sm.metrics:
-                found[f"{metric.name} [{metric.unit}]"] = {
-                    str(p.attributes[semconv.ATTR_HW_ID]): p.value for p in metric.data.data_points
-                }
+                values = found.setdefault(f"{metric.name} [{metric.unit}]", {})
+                for point in metric.data.data_points:
+                    assert isinstance(point, NumberDataPoint)
+                    values[str(attributes(point)[semconv.ATTR_HW_ID])] = point.value
     return found
 
 
@@ -119,8 +121,22 @@ def test_nvml_gauges_convert_units_per_device() -> None:
     meter = MeterProvider(metric_readers=[reader]).get_meter("t")
     nvml = FakeNvml(
         [
-            FakeDevice("H100", used=10 * GIB, total=80 * GIB, utilization=87.0, power_mw=312_500, temperature=61),
-            FakeDevice("H100", used=1 * GIB, total=80 * GIB, utilization=0.0, power_mw=71_999, temperature=35),
+            FakeDevice(
+                "H100",
+                used=10 * GIB,
+                total=80 * GIB,
+                utilization=87.0,
+                power_mw=312_500,
+                temperature=61,
+            ),
+            FakeDevice(
+                "H100",
+                used=1 * GIB,
+                total=80 * GIB,
+                utilization=0.0,
+                power_mw=71_999,
+                temperature=35,
+            ),
         ]
     )
     NvmlSampler(meter, nvml)
@@ -148,7 +164,9 @@ def test_nvml_failure_turns_the_sampler_off_with_one_line(caplog: pytest.LogCapt
     assert len(caplog.records) == 1
 
 
-def test_no_nvml_driver_here_means_no_sampler_and_one_line(caplog: pytest.LogCaptureFixture) -> None:
+def test_no_nvml_driver_here_means_no_sampler_and_one_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     meter = MeterProvider().get_meter("t")
     with caplog.at_level(logging.INFO, logger="tts_otel.nvml"):
         sampler = start_nvml_sampler(meter)
@@ -159,6 +177,8 @@ def test_no_nvml_driver_here_means_no_sampler_and_one_line(caplog: pytest.LogCap
 
 
 def test_configure_with_fake_nvml_exports_gauges() -> None:
-    nvml = FakeNvml([FakeDevice("L4", used=GIB, total=24 * GIB, utilization=50, power_mw=1000, temperature=40)])
+    nvml = FakeNvml(
+        [FakeDevice("L4", used=GIB, total=24 * GIB, utilization=50, power_mw=1000, temperature=40)]
+    )
     with capture(nvml=True, nvml_reader=nvml) as cap:
         assert cap.points(semconv.METRIC_HW_GPU_MEMORY_LIMIT)[0].value == 24 * GIB

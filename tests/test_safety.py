@@ -10,7 +10,7 @@ import pytest
 
 import tts_otel
 from tts_otel import semconv
-from tts_otel.testing import TelemetryCapture, capture
+from tts_otel.testing import TelemetryCapture, attributes, capture
 
 SECRET = "我的银行卡号是6222020200112233445"
 
@@ -18,10 +18,10 @@ SECRET = "我的银行卡号是6222020200112233445"
 def _all_exported_strings(cap: TelemetryCapture) -> list[str]:
     values: list[str] = []
     for span in cap.spans():
-        values += [str(v) for v in (span.attributes or {}).values()]
+        values += [str(v) for v in (attributes(span) or {}).values()]
     for metric in cap.metrics().values():
         for point in metric.data.data_points:
-            values += [str(v) for v in point.attributes.values()]
+            values += [str(v) for v in attributes(point).values()]
     return values
 
 
@@ -32,22 +32,22 @@ def test_text_is_not_exported_by_default(cap: TelemetryCapture) -> None:
     exported = _all_exported_strings(cap)
     assert not any(SECRET in value or "another secret" in value for value in exported)
     root = cap.spans_named("tts.synthesize")[0]
-    assert root.attributes[semconv.ATTR_TEXT_CHARACTERS] == len(SECRET)
+    assert attributes(root)[semconv.ATTR_TEXT_CHARACTERS] == len(SECRET)
 
 
 def test_text_recorded_when_asked(cap: TelemetryCapture) -> None:
     with tts_otel.synthesis(model="m", text=SECRET, record_text=True):
         pass
-    assert cap.spans_named("tts.synthesize")[0].attributes[semconv.ATTR_TEXT] == SECRET
+    assert attributes(cap.spans_named("tts.synthesize")[0])[semconv.ATTR_TEXT] == SECRET
 
 
 def test_text_hash_when_asked() -> None:
     with capture(record_text="hash") as cap:
         with tts_otel.synthesis(model="m", text=SECRET):
             pass
-    attributes = cap.spans_named("tts.synthesize")[0].attributes
-    assert semconv.ATTR_TEXT not in attributes
-    assert attributes[semconv.ATTR_TEXT_SHA256] == hashlib.sha256(SECRET.encode()).hexdigest()
+    root = attributes(cap.spans_named("tts.synthesize")[0])
+    assert semconv.ATTR_TEXT not in root
+    assert root[semconv.ATTR_TEXT_SHA256] == hashlib.sha256(SECRET.encode()).hexdigest()
 
 
 def test_distinct_label_values_are_capped() -> None:
@@ -56,12 +56,12 @@ def test_distinct_label_values_are_capped() -> None:
             with tts_otel.synthesis(model=f"model-{index}"):
                 pass
     points = cap.points(semconv.METRIC_REQUEST_DURATION)
-    models = sorted(str(p.attributes[semconv.ATTR_MODEL_NAME]) for p in points)
+    models = sorted(str(attributes(p)[semconv.ATTR_MODEL_NAME]) for p in points)
     assert models == ["model-0", "model-1", "model-2", "other"]
     other = cap.histogram(semconv.METRIC_REQUEST_DURATION, {semconv.ATTR_MODEL_NAME: "other"})
     assert other.count == 3
     # The span keeps the real value: only metric labels are bounded.
-    names = {s.attributes[semconv.ATTR_MODEL_NAME] for s in cap.spans_named("tts.synthesize")}
+    names = {attributes(s)[semconv.ATTR_MODEL_NAME] for s in cap.spans_named("tts.synthesize")}
     assert "model-5" in names
 
 
@@ -86,9 +86,11 @@ def test_invalid_values_are_dropped_and_counted_never_raised(call, caplog) -> No
                 call(req)
                 call(req)
         root = cap.spans_named("tts.synthesize")[0]
-        assert semconv.ATTR_AUDIO_DURATION not in root.attributes
-        assert semconv.ATTR_SPEECH_TOKENS not in root.attributes
-        dropped = cap.counter(semconv.METRIC_TELEMETRY_DROPPED, {"tts.telemetry.signal": "invalid_value"})
+        assert semconv.ATTR_AUDIO_DURATION not in attributes(root)
+        assert semconv.ATTR_SPEECH_TOKENS not in attributes(root)
+        dropped = cap.counter(
+            semconv.METRIC_TELEMETRY_DROPPED, {"tts.telemetry.signal": "invalid_value"}
+        )
         assert dropped == 2
     warnings = [r for r in caplog.records if "tts-otel dropped" in r.getMessage()]
     assert len(warnings) == 1  # one warning per kind of problem, not per value

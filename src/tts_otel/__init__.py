@@ -17,18 +17,17 @@ stage, and feeds latency, real-time-factor and size histograms. Names are in
 :mod:`tts_otel.semconv`.
 """
 
+from tts_otel import semconv
 from tts_otel.bootstrap import configure
 from tts_otel.errors import ConfigurationError
 from tts_otel.exporters import register_exporter
 from tts_otel.request import Synthesis, current, synthesis
 from tts_otel.stages import Stage, stage
 from tts_otel.telemetry import Telemetry, get_telemetry
-from tts_otel import semconv
 from tts_otel.version import __version__
 
 __all__ = [
     "ConfigurationError",
-    "semconv",
     "Stage",
     "Synthesis",
     "Telemetry",
@@ -37,6 +36,7 @@ __all__ = [
     "current",
     "get_telemetry",
     "register_exporter",
+    "semconv",
     "stage",
     "synthesis",
 ]

@@ -20,18 +20,22 @@ class ValueChecker:
 
     def number(self, name: str, value: object) -> float | None:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            return self.reject(name, value, "not a number")
+            self.reject(name, value, "not a number")
+            return None
         result = float(value)
         if not math.isfinite(result):
-            return self.reject(name, value, "not finite")
+            self.reject(name, value, "not finite")
+            return None
         if result < 0:
-            return self.reject(name, value, "negative")
+            self.reject(name, value, "negative")
+            return None
         return result
 
     def positive(self, name: str, value: object) -> float | None:
         number = self.number(name, value)
         if number == 0:
-            return self.reject(name, value, "zero")
+            self.reject(name, value, "zero")
+            return None
         return number
 
     def count(self, name: str, value: object) -> int | None:
@@ -39,7 +43,8 @@ class ValueChecker:
         if number is None:
             return None
         if not number.is_integer():
-            return self.reject(name, value, "not a whole number")
+            self.reject(name, value, "not a whole number")
+            return None
         return int(number)
 
     def reject(self, name: str, value: object, reason: str) -> None:

@@ -9,8 +9,11 @@ from pathlib import Path
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
-from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader
-from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.export import (
+    MetricExporter,
+    MetricReader,
+    PeriodicExportingMetricReader,
+)
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
@@ -75,7 +78,7 @@ def configure(
     max_attribute_values: int | None = None,
     metric_buffer_size: int | None = None,
     set_global: bool = True,
-    cuda: CudaRuntime | None | object = _UNSET,
+    cuda: CudaRuntime | object | None = _UNSET,
     nvml_reader: NvmlReader | None = None,
 ) -> Telemetry:
     """Set up tts-otel and make it the active handle; returns it.
@@ -104,7 +107,9 @@ def configure(
     processors, readers = _split(exporters or [], settings.exporters, settings)
 
     owns = tracer_provider is None and meter_provider is None
-    resource = Resource.create({"service.name": settings.service_name, **(resource_attributes or {})})
+    resource = Resource.create(
+        {"service.name": settings.service_name, **(resource_attributes or {})}
+    )
     if tracer_provider is None:
         tracer_provider = SdkTracerProvider(resource=resource)
     if processors:

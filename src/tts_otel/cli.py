@@ -123,7 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     run.set_defaults(handler=demo)
 
-    read = commands.add_parser("report", help="per-stage latency table from an OTLP JSON trace file")
+    read = commands.add_parser(
+        "report", help="per-stage latency table from an OTLP JSON trace file"
+    )
     read.add_argument("traces", nargs="?", default="tts-otel-out", help="file or directory")
     read.set_defaults(handler=show_report)
     return parser

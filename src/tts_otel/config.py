@@ -79,7 +79,9 @@ def _record_text(name: str, raw: object) -> TextRecording:
         return "plain"
     if text in _FALSE:
         return "off"
-    raise ConfigurationError(name, f"{raw!r} is not a text recording mode", "use false, true or hash")
+    raise ConfigurationError(
+        name, f"{raw!r} is not a text recording mode", "use false, true or hash"
+    )
 
 
 def exporter_names(raw: str) -> tuple[str, ...]:

@@ -52,7 +52,9 @@ class Instruments:
             description="Telemetry items tts-otel dropped (buffer overflow, invalid values).",
         )
 
-        def histogram(name: str, unit: str, description: str, buckets: Sequence[float]) -> Histogram:
+        def histogram(
+            name: str, unit: str, description: str, buckets: Sequence[float]
+        ) -> Histogram:
             return meter.create_histogram(
                 name,
                 unit=unit,

@@ -123,7 +123,7 @@ class NvmlSampler:
                     Observation(read(index), attributes)
                     for index, attributes in enumerate(self._devices)
                 ]
-            except Exception as error:  # noqa: BLE001 - any NVML failure turns the sampler off
+            except Exception as error:
                 self.enabled = False
                 _log.warning("tts-otel: NVML read failed (%s); GPU gauges are off", error)
                 return []
@@ -135,6 +135,6 @@ def start_nvml_sampler(meter: Meter, reader: NvmlReader | None = None) -> NvmlSa
     """Start the gauges, or log one line and return ``None`` when NVML is unavailable."""
     try:
         return NvmlSampler(meter, reader if reader is not None else PynvmlReader())
-    except Exception as error:  # noqa: BLE001 - no driver, no library, no device: all the same to us
+    except Exception as error:
         _log.info("tts-otel: NVML unavailable (%s); GPU gauges are off", error)
         return None

@@ -168,9 +168,7 @@ def render(summary: Summary) -> str:
         label = ("  " + row.stage) if row.nested else row.stage
         lines.append(f"{label:<22}{row.p50_ms:>10.1f}{row.p95_ms:>10.1f}{row.share:>8.1%} ")
     lines.append("-" * 51)
-    lines.append(
-        f"{'request':<22}{summary.request_p50_ms:>10.1f}{summary.request_p95_ms:>10.1f}"
-    )
+    lines.append(f"{'request':<22}{summary.request_p50_ms:>10.1f}{summary.request_p95_ms:>10.1f}")
     lines.append("")
     lines.append(
         f"requests {summary.requests} (errors {summary.errors})   "

@@ -61,7 +61,8 @@ class Synthesis:
         self.telemetry = telemetry or get_telemetry()
         checker = self.telemetry.values
         if text is not None and not isinstance(text, str):
-            text = checker.reject("text", text, "not a str")
+            checker.reject("text", text, "not a str")
+            text = None
         if text is not None:
             characters = len(text)
         elif characters is not None:
@@ -83,6 +84,7 @@ class Synthesis:
         self._span_config = {k: v for k, v in config.items() if v is not None}
         self._metric_config = self.telemetry.guard.bound(config)
         self._stage_attributes: dict[str, dict[str, AttributeValue]] = {}
+        self._stage_metrics: dict[str, Mapping[str, AttributeValue]] = {}
 
         self._attributes: dict[str, AttributeValue] = {
             **self._span_config,
@@ -124,15 +126,13 @@ class Synthesis:
     def __enter__(self) -> Synthesis:
         try:
             telemetry = self.telemetry
-            span = telemetry.tracer.start_span(
-                semconv.SPAN_SYNTHESIZE, attributes=self._attributes
-            )
+            span = telemetry.tracer.start_span(semconv.SPAN_SYNTHESIZE, attributes=self._attributes)
             self._span = span
             self.context = trace.set_span_in_context(span)
             self._tokens = (context.attach(self.context), current_request.set(self))
             if telemetry.cuda is not None:
                 self.gpu = RequestGpu(telemetry.cuda, events=telemetry.cuda_events)
-        except Exception:  # noqa: BLE001 - telemetry must not break synthesis
+        except Exception:
             _log.exception("tts-otel: could not start the request span; it runs unmeasured")
         self._start = perf_counter()
         return self
@@ -149,7 +149,7 @@ class Synthesis:
             return
         try:
             self._finish(span, duration, exc)
-        except Exception:  # noqa: BLE001 - telemetry must not break synthesis
+        except Exception:
             _log.exception("tts-otel: could not record the request")
 
     def _finish(self, span: Span, duration: float, exc: BaseException | None) -> None:
@@ -171,7 +171,9 @@ class Synthesis:
         request_attributes = self.telemetry.guard.bound({**self._metric_config, **outcome})
         config = self._metric_config
         ctx = self.context
-        measurements.append((instruments.request_duration.record, duration, request_attributes, ctx))
+        measurements.append(
+            (instruments.request_duration.record, duration, request_attributes, ctx)
+        )
         measurements.append((instruments.requests.add, 1, request_attributes, ctx))
         if self.characters is not None:
             measurements.append((instruments.text_characters.record, self.characters, config, ctx))
@@ -238,9 +240,16 @@ class Synthesis:
     def stage_metric_attributes(
         self, stage: str, failure: str | None
     ) -> Mapping[str, AttributeValue]:
-        return self.telemetry.guard.bound(
+        # Segments repeat stages: successful runs reuse one guarded mapping.
+        cached = self._stage_metrics.get(stage) if failure is None else None
+        if cached is not None:
+            return cached
+        attributes = self.telemetry.guard.bound(
             {**self._metric_config, semconv.ATTR_STAGE: stage, semconv.ATTR_ERROR_TYPE: failure}
         )
+        if failure is None:
+            self._stage_metrics[stage] = attributes
+        return attributes
 
     def stage_finished(
         self,

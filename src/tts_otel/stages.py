@@ -94,7 +94,7 @@ class Stage:
     def __enter__(self) -> Stage:
         try:
             self._begin()
-        except Exception:  # noqa: BLE001 - telemetry must not break the stage it measures
+        except Exception:
             _log.exception("tts-otel: could not start stage %s; it runs unmeasured", self._name)
             self._span = None
         return self
@@ -138,7 +138,7 @@ class Stage:
             return
         try:
             self._finish(span, duration, exc)
-        except Exception:  # noqa: BLE001 - telemetry must not break the stage it measures
+        except Exception:
             _log.exception("tts-otel: could not record stage %s", self._name)
 
     def _finish(self, span: Span, duration: float, exc: BaseException | None) -> None:
@@ -148,12 +148,12 @@ class Stage:
         failure = mark_error(span, exc) if exc is not None else None
         if request is None:
             telemetry = get_telemetry()
-            metric_attributes = telemetry.guard.bound(
+            attributes = telemetry.guard.bound(
                 {semconv.ATTR_STAGE: self._name, semconv.ATTR_ERROR_TYPE: failure}
             )
             span.end(end_ns)
             record = telemetry.instruments.stage_duration.record
-            telemetry.buffer.push([(record, duration, metric_attributes, self._context)])
+            telemetry.buffer.push([(record, duration, attributes, self._context)])
             return
         metric_attributes = request.stage_metric_attributes(self._name, failure)
         if self._gpu is not None and request.gpu is not None:

@@ -41,7 +41,7 @@ class Telemetry:
         meter_provider: MeterProvider,
         *,
         owns_providers: bool,
-        cuda: CudaRuntime | None | object = _UNSET,
+        cuda: CudaRuntime | object | None = _UNSET,
         nvml_reader: NvmlReader | None = None,
     ) -> None:
         self.settings = settings

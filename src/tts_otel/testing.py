@@ -1,11 +1,11 @@
 """An in-memory harness for tests of code that uses tts-otel.
 
-    from tts_otel.testing import capture
+from tts_otel.testing import capture
 
-    with capture() as telemetry:
-        run_my_pipeline()
-        assert telemetry.spans_named("tts.vocoder")
-        assert telemetry.histogram("tts.stage.duration", {"tts.stage": "vocoder"}).count == 1
+with capture() as telemetry:
+    run_my_pipeline()
+    assert telemetry.spans_named("tts.vocoder")
+    assert telemetry.histogram("tts.stage.duration", {"tts.stage": "vocoder"}).count == 1
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from opentelemetry.sdk.metrics.export import (
     HistogramDataPoint,
@@ -30,6 +30,23 @@ from tts_otel.bootstrap import configure
 from tts_otel.telemetry import Telemetry, get_telemetry, set_telemetry
 
 
+class _HasAttributes(Protocol):
+    @property
+    def attributes(self) -> Mapping[str, Any] | None: ...
+
+
+def attributes(item: _HasAttributes) -> dict[str, Any]:
+    """Attributes of a span or data point as a plain dict (empty when it has none)."""
+    return dict(item.attributes or {})
+
+
+def span_seconds(span: ReadableSpan) -> float:
+    """Duration of a finished span in seconds."""
+    if span.start_time is None or span.end_time is None:
+        raise ValueError(f"span {span.name} has not ended")
+    return (span.end_time - span.start_time) / 1e9
+
+
 @dataclass(frozen=True)
 class HistogramTotal:
     """Matching histogram points added together."""
@@ -41,7 +58,9 @@ class HistogramTotal:
 
 
 class TelemetryCapture:
-    def __init__(self, telemetry: Telemetry, spans: InMemorySpanExporter, reader: InMemoryMetricReader):
+    def __init__(
+        self, telemetry: Telemetry, spans: InMemorySpanExporter, reader: InMemoryMetricReader
+    ):
         self.telemetry = telemetry
         self._spans = spans
         self._reader = reader
@@ -85,7 +104,7 @@ class TelemetryCapture:
         return [
             point
             for point in metric.data.data_points
-            if all(point.attributes.get(k) == v for k, v in wanted.items())
+            if all((point.attributes or {}).get(k) == v for k, v in wanted.items())
         ]
 
     def histogram(

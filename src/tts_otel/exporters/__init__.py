@@ -63,7 +63,9 @@ def build_exporter(name: str, settings: Settings) -> ExporterParts:
 
 
 def _console(_settings: Settings) -> ExporterParts:
-    return ExporterParts(ConsoleSpanExporter(), PeriodicExportingMetricReader(ConsoleMetricExporter()))
+    return ExporterParts(
+        ConsoleSpanExporter(), PeriodicExportingMetricReader(ConsoleMetricExporter())
+    )
 
 
 def _file(settings: Settings) -> ExporterParts:
@@ -104,9 +106,7 @@ def _otlp(_settings: Settings) -> ExporterParts:
             "OTEL_EXPORTER_OTLP_PROTOCOL", f"{protocol!r} is not supported",
             "use grpc or http/protobuf",
         )  # fmt: skip
-    return ExporterParts(
-        OTLPSpanExporter(), PeriodicExportingMetricReader(OTLPMetricExporter())
-    )
+    return ExporterParts(OTLPSpanExporter(), PeriodicExportingMetricReader(OTLPMetricExporter()))
 
 
 register_exporter("console", _console)

@@ -56,6 +56,9 @@ def prompt_waveform(seconds: float, seed: int) -> Tensor:
 class SpeakerEncoder(nn.Module):
     """Log-mel filterbank features, a small conv net, mean+std pooling, a 192-d vector."""
 
+    filters: Tensor
+    window: Tensor
+
     def __init__(self) -> None:
         super().__init__()
         self.n_fft = 400
@@ -183,6 +186,8 @@ class FlowMatcher(nn.Module):
 
 class Vocoder(nn.Module):
     """Mel -> magnitude and phase -> waveform by inverse STFT (hop 480 at 24 kHz, 640 at 32 kHz)."""
+
+    window: Tensor
 
     def __init__(self, sample_rate: int) -> None:
         super().__init__()

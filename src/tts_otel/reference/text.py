@@ -11,10 +11,13 @@ _ZH_SMALL_UNITS: Final = ((1000, "千"), (100, "百"), (10, "十"), (1, ""))
 _ZH_BIG_UNITS: Final = ("", "万", "亿")
 
 _EN_ONES: Final = (
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen "
-    "fourteen fifteen sixteen seventeen eighteen nineteen"
-).split()
-_EN_TENS: Final = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+    "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
+    "nineteen",
+)  # fmt: skip
+_EN_TENS: Final = (
+    "", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety",
+)  # fmt: skip
 _EN_SCALES: Final = ((10**9, "billion"), (10**6, "million"), (1000, "thousand"))
 
 _ABBREVIATIONS: Final = {
@@ -106,8 +109,10 @@ def _read_number(token: str, chinese: bool) -> str:
     whole, _, fraction = digits.partition(".")
     value = int(whole)
     if value >= _MAX_READ_OUT:
-        spoken = "".join(_ZH_DIGITS[int(d)] for d in whole) if chinese else " ".join(
-            _EN_ONES[int(d)] for d in whole
+        spoken = (
+            "".join(_ZH_DIGITS[int(d)] for d in whole)
+            if chinese
+            else " ".join(_EN_ONES[int(d)] for d in whole)
         )
     else:
         spoken = zh_number(value) if chinese else en_number(value)
