@@ -44,3 +44,25 @@ def test_report_without_traces_says_what_to_do(
 ) -> None:
     assert cli.main(["report", str(tmp_path)]) == 2
     assert "run `tts-otel demo` first" in capsys.readouterr().err
+
+
+def test_trace_prints_the_last_request_as_a_tree(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        cli.main(["demo", "--requests", "2", "--flow-steps", "1", "--output-dir", str(tmp_path)])
+        == 0
+    )
+    capsys.readouterr()
+    assert cli.main(["trace", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("trace ")
+    assert lines[1].startswith("tts.synthesize ")
+    assert lines[2].startswith("  tts.speaker_embedding ")
+    nested = [line for line in lines if line.startswith("    tts.acoustic.llm")]
+    assert nested
+    assert all("(segment " in line for line in nested)
+    assert sum(line.startswith("tts.synthesize") for line in lines) == 1
+
+    assert cli.main(["trace", str(tmp_path), "--last", "2"]) == 0
+    assert capsys.readouterr().out.count("tts.synthesize") == 2

@@ -1,4 +1,5 @@
-"""The ``tts-otel`` command: ``demo`` runs the reference workload, ``report`` reads traces."""
+"""The ``tts-otel`` command: ``demo`` runs the reference workload; ``report`` and ``trace``
+read the traces it (or any ``file`` exporter) wrote."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from tts_otel import report
 from tts_otel.bootstrap import configure
 from tts_otel.config import exporter_names
 from tts_otel.errors import ConfigurationError
+from tts_otel.trace_tree import render_trees
 
 
 def _latency(raw: str) -> tuple[str, float]:
@@ -89,14 +91,29 @@ def demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def show_report(args: argparse.Namespace) -> int:
-    path = Path(args.traces)
+def _trace_file(raw: str) -> Path | None:
+    path = Path(raw)
     if path.is_dir():
         path = path / "traces.jsonl"
     if not path.exists():
         print(f"tts-otel: no trace file at {path}; run `tts-otel demo` first", file=sys.stderr)
+        return None
+    return path
+
+
+def show_report(args: argparse.Namespace) -> int:
+    path = _trace_file(args.traces)
+    if path is None:
         return 2
     print(report.render(report.summarize(report.from_otlp_json(path))))
+    return 0
+
+
+def show_trace(args: argparse.Namespace) -> int:
+    path = _trace_file(args.traces)
+    if path is None:
+        return 2
+    print(render_trees(report.from_otlp_json(path), last=args.last))
     return 0
 
 
@@ -128,6 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     read.add_argument("traces", nargs="?", default="tts-otel-out", help="file or directory")
     read.set_defaults(handler=show_report)
+
+    tree = commands.add_parser("trace", help="the last requests as span trees with durations")
+    tree.add_argument("traces", nargs="?", default="tts-otel-out", help="file or directory")
+    tree.add_argument("--last", type=int, default=1, help="how many requests (default 1)")
+    tree.set_defaults(handler=show_trace)
     return parser
 
 

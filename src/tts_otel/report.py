@@ -34,6 +34,8 @@ class SpanRecord:
     start_ns: int
     end_ns: int
     attributes: Mapping[str, Any] = field(default_factory=dict)
+    span_id: str = ""
+    parent_id: str = ""
 
     @property
     def seconds(self) -> float:
@@ -46,6 +48,8 @@ def from_sdk(spans: Iterable[ReadableSpan]) -> Iterator[SpanRecord]:
             continue
         yield SpanRecord(
             trace_id=format(span.context.trace_id, "032x"),
+            span_id=format(span.context.span_id, "016x"),
+            parent_id=format(span.parent.span_id, "016x") if span.parent else "",
             name=span.name,
             start_ns=span.start_time,
             end_ns=span.end_time,
@@ -73,6 +77,8 @@ def from_otlp_json(path: Path) -> Iterator[SpanRecord]:
                     for span in scope_spans.get("spans", []):
                         yield SpanRecord(
                             trace_id=span["traceId"],
+                            span_id=span["spanId"],
+                            parent_id=span.get("parentSpanId", ""),
                             name=span["name"],
                             start_ns=int(span["startTimeUnixNano"]),
                             end_ns=int(span["endTimeUnixNano"]),

@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextvars import Token
 from time import perf_counter
 from types import TracebackType
 from typing import Any, cast
@@ -121,6 +122,8 @@ class Synthesis:
         self._finished = False
         self.context: Context = context.get_current()
         self.gpu: RequestGpu | None = None
+        self._finalizers: list[Callable[[BaseException | None], None]] = []
+        self._segment_token: Token[int | None] | None = None
 
     # --- lifecycle ----------------------------------------------------------
     def __enter__(self) -> Synthesis:
@@ -153,6 +156,10 @@ class Synthesis:
             _log.exception("tts-otel: could not record the request")
 
     def _finish(self, span: Span, duration: float, exc: BaseException | None) -> None:
+        for finalizer in self._finalizers:
+            finalizer(exc)
+        if self._segment_token is not None:
+            current_segment.reset(self._segment_token)
         self._finished = True
         instruments = self.telemetry.instruments
         measurements = self._measurements
@@ -217,9 +224,9 @@ class Synthesis:
             stage_span.end(end_ns)
 
     # --- called by stages ---------------------------------------------------
-    def stage(self, name: str) -> Stage:
+    def stage(self, name: str, parent: Stage | None = None) -> Stage:
         """A stage of this request: ``with req.stage("acoustic"): ...``."""
-        return Stage(name, self)
+        return Stage(name, self, parent)
 
     @contextlib.contextmanager
     def segment(self, index: int) -> Iterator[None]:
@@ -229,6 +236,18 @@ class Synthesis:
             yield
         finally:
             current_segment.reset(token)
+
+    def begin_segment(self, index: int | None) -> None:
+        """Stages from now on carry ``tts.segment.index`` (none after ``None``), until the next
+        call or the request end. For integrations that cannot wrap a library's segment loop
+        in ``segment()``."""
+        token = current_segment.set(index)
+        if self._segment_token is None:
+            self._segment_token = token
+
+    def add_finalizer(self, finalizer: Callable[[BaseException | None], None]) -> None:
+        """Call ``finalizer(error)`` when the request ends, before it is recorded."""
+        self._finalizers.append(finalizer)
 
     def stage_span_attributes(self, stage: str) -> dict[str, AttributeValue]:
         attributes = self._stage_attributes.get(stage)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast, overload
 from opentelemetry import context, trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, Status, StatusCode
+from opentelemetry.util.types import AttributeValue
 
 from tts_otel import semconv
 from tts_otel._context import current_request, current_segment
@@ -52,14 +53,22 @@ class Stage:
     time). As a decorator it starts a fresh run on every call, for plain and
     ``async`` functions alike. Outside any request it still records a span
     and a duration, without request attributes.
+
+    ``start(current=False)`` and ``end(at=...)`` serve integrations whose
+    stage spans several calls of the library they instrument: such a stage is
+    not made current, its children name it as ``parent``, and it ends at the
+    time its last child ended.
     """
 
-    __slots__ = ("_context", "_gpu", "_name", "_request", "_span", "_start", "_token",
-                 "_used_request")  # fmt: skip
+    __slots__ = ("_context", "_gpu", "_name", "_parent", "_request", "_span", "_start",
+                 "_token", "_used_request")  # fmt: skip
 
-    def __init__(self, name: str, request: Synthesis | None = None) -> None:
+    def __init__(
+        self, name: str, request: Synthesis | None = None, parent: Stage | None = None
+    ) -> None:
         self._name = name
         self._request = request
+        self._parent = parent
         self._used_request: Synthesis | None = None
         self._span: Span | None = None
         self._token: object = None
@@ -92,26 +101,70 @@ class Stage:
         return run
 
     def __enter__(self) -> Stage:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.end(exc)
+
+    def start(self, *, current: bool = True) -> Stage:
+        """Open the span; ``current=False`` leaves the caller's context unchanged."""
         try:
-            self._begin()
+            self._begin(current)
         except Exception:
             _log.exception("tts-otel: could not start stage %s; it runs unmeasured", self._name)
             self._span = None
         return self
 
-    def _begin(self) -> None:
+    def end(self, error: BaseException | None = None, *, at: float | None = None) -> None:
+        """Close the span; ``at``, a ``time.perf_counter()`` reading, ends it then, not now."""
+        now = perf_counter()
+        span = self._span
+        if span is None:
+            return
+        self._span = None
+        finished = now if at is None else at
+        try:
+            end_ns = time_ns() - round((now - finished) * 1e9)
+            self._finish(span, finished - self._start, end_ns, error)
+        except Exception:
+            _log.exception("tts-otel: could not record stage %s", self._name)
+
+    def set_attribute(self, key: str, value: AttributeValue) -> None:
+        """An attribute on this stage's span (never a metric label)."""
+        if self._span is not None:
+            self._span.set_attribute(key, value)
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def context(self) -> Context | None:
+        """The context holding this stage's span, for children started elsewhere."""
+        return self._context
+
+    def _begin(self, current: bool) -> None:
         active = current_request.get()
         request = self._request or active
         self._used_request = request
+        if self._parent is not None and self._parent.context is not None:
+            parent = self._parent.context
+        elif request is None or active is request:
+            parent = context.get_current()
+        else:
+            # In another thread or task the caller's context may not hold the
+            # request: parent the stage on the request itself then.
+            parent = request.context
         if request is None:
             tracer = get_telemetry().tracer
-            parent = context.get_current()
             attributes: dict[str, Any] = {semconv.ATTR_STAGE: self._name}
         else:
             tracer = request.telemetry.tracer
-            # In another thread or task the caller's context may not hold the
-            # request: parent the stage on the request itself then.
-            parent = context.get_current() if active is request else request.context
             attributes = request.stage_span_attributes(self._name)
         segment = current_segment.get()
         if segment is not None:
@@ -121,29 +174,16 @@ class Stage:
         )
         self._span = span
         self._context = trace.set_span_in_context(span, parent)
-        self._token = context.attach(self._context)
+        if current:
+            self._token = context.attach(self._context)
         if request is not None and request.gpu is not None:
             self._gpu = request.gpu.begin()
         self._start = perf_counter()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        duration = perf_counter() - self._start
-        span = self._span
-        if span is None:
-            return
-        try:
-            self._finish(span, duration, exc)
-        except Exception:
-            _log.exception("tts-otel: could not record stage %s", self._name)
-
-    def _finish(self, span: Span, duration: float, exc: BaseException | None) -> None:
-        end_ns = time_ns()
-        context.detach(cast(Any, self._token))
+    def _finish(self, span: Span, duration: float, end_ns: int, exc: BaseException | None) -> None:
+        if self._token is not None:
+            context.detach(cast(Any, self._token))
+            self._token = None
         request = self._used_request
         failure = mark_error(span, exc) if exc is not None else None
         if request is None:

@@ -1,0 +1,1 @@
+"""Instrumentors for TTS libraries: one module per library."""
