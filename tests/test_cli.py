@@ -35,7 +35,7 @@ def test_demo_prints_all_four_stages_and_writes_otlp_json(
 
 
 def test_demo_with_unbuilt_exporter_fails_clearly(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["demo", "--requests", "1", "--exporter", "prometheus"]) == 2
+    assert cli.main(["demo", "--requests", "1", "--exporter", "influxdb"]) == 2
     assert "not available in this version" in capsys.readouterr().err
 
 

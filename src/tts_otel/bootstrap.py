@@ -21,9 +21,9 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.trace import TracerProvider
 from opentelemetry.util.types import AttributeValue
 
-from tts_otel.config import exporter_names, load_settings
+from tts_otel.config import Settings, exporter_names, load_settings
 from tts_otel.errors import ConfigurationError
-from tts_otel.exporters import build_exporter
+from tts_otel.exporters import ExporterParts, build_exporter
 from tts_otel.gpu import CudaRuntime
 from tts_otel.nvml import NvmlReader
 from tts_otel.telemetry import _UNSET, Telemetry, set_telemetry
@@ -34,12 +34,18 @@ ExporterSpec = str | SpanExporter | SpanProcessor | MetricExporter | MetricReade
 
 
 def _split(
-    exporters: Sequence[ExporterSpec], names: tuple[str, ...], telemetry_settings: object
-) -> tuple[list[SpanProcessor], list[MetricReader]]:
+    exporters: Sequence[ExporterSpec], names: tuple[str, ...], settings: Settings
+) -> tuple[list[SpanProcessor], list[MetricReader], list[ExporterParts]]:
     processors: list[SpanProcessor] = []
     readers: list[MetricReader] = []
+    built: list[ExporterParts] = []
     for name in names:
-        parts = build_exporter(name, telemetry_settings)  # type: ignore[arg-type]
+        try:
+            parts = build_exporter(name, settings)
+        except ConfigurationError:
+            _close(built)
+            raise
+        built.append(parts)
         if parts.span_exporter is not None:
             processors.append(BatchSpanProcessor(parts.span_exporter))
         if parts.metric_reader is not None:
@@ -56,11 +62,19 @@ def _split(
         elif isinstance(item, MetricReader):
             readers.append(item)
         else:
+            _close(built)
             raise ConfigurationError(
                 "exporters", f"{item!r} is not an exporter",
                 "pass a name, a SpanExporter, SpanProcessor, MetricExporter or MetricReader",
             )  # fmt: skip
-    return processors, readers
+    return processors, readers, built
+
+
+def _close(built: list[ExporterParts]) -> None:
+    """Release what already-built exporters hold (a listening socket) when start-up fails."""
+    for parts in built:
+        if parts.close is not None:
+            parts.close()
 
 
 def configure(
@@ -77,6 +91,7 @@ def configure(
     output_dir: str | Path | None = None,
     max_attribute_values: int | None = None,
     metric_buffer_size: int | None = None,
+    prometheus: bool | int | str | None = None,
     set_global: bool = True,
     cuda: CudaRuntime | object | None = _UNSET,
     nvml_reader: NvmlReader | None = None,
@@ -88,11 +103,16 @@ def configure(
     and SDK exporter, processor or reader instances. Pass ``tracer_provider``
     and ``meter_provider`` to use providers the application built itself;
     metric readers cannot be added to an existing meter provider, so give it
-    yours when you create it. Invalid settings raise ConfigurationError.
+    yours when you create it. ``prometheus=True``, a port or ``"host:port"``
+    adds the Prometheus endpoint. Invalid settings raise ConfigurationError.
     """
     if isinstance(exporters, str):
         exporters = list(exporter_names(exporters))
     names = None if exporters is None else tuple(e for e in exporters if isinstance(e, str))
+    prometheus_host, prometheus_port = _prometheus_address(prometheus)
+    if prometheus not in (None, False):
+        names = (*(names or load_settings(exporters=None).exporters), "prometheus")
+        names = tuple(dict.fromkeys(names))
     settings = load_settings(
         service_name=service_name,
         exporters=names,
@@ -103,8 +123,10 @@ def configure(
         output_dir=output_dir,
         max_attribute_values=max_attribute_values,
         metric_buffer_size=metric_buffer_size,
+        prometheus_host=prometheus_host,
+        prometheus_port=prometheus_port,
     )
-    processors, readers = _split(exporters or [], settings.exporters, settings)
+    processors, readers, built = _split(exporters or [], settings.exporters, settings)
 
     owns = tracer_provider is None and meter_provider is None
     resource = Resource.create(
@@ -114,6 +136,7 @@ def configure(
         tracer_provider = SdkTracerProvider(resource=resource)
     if processors:
         if not isinstance(tracer_provider, SdkTracerProvider):
+            _close(built)
             raise ConfigurationError(
                 "tracer_provider", "span exporters need an SDK TracerProvider",
                 "pass an opentelemetry.sdk.trace.TracerProvider or no tracer_provider",
@@ -123,6 +146,7 @@ def configure(
     if meter_provider is None:
         meter_provider = SdkMeterProvider(resource=resource, metric_readers=readers)
     elif readers:
+        _close(built)
         raise ConfigurationError(
             "meter_provider", "metric readers cannot be added to a MeterProvider after it is built",
             "create your MeterProvider with the reader, or let configure() build the providers",
@@ -135,11 +159,27 @@ def configure(
         owns_providers=owns,
         cuda=cuda,
         nvml_reader=nvml_reader,
+        destinations=[parts.where for parts in built if parts.where],
+        closers=[parts.close for parts in built if parts.close is not None],
     )
     if set_global and owns:
         _set_global_providers(tracer_provider, meter_provider)
     set_telemetry(telemetry)
     return telemetry
+
+
+def _prometheus_address(prometheus: bool | int | str | None) -> tuple[str | None, int | None]:
+    """``True`` -> defaults; ``9464`` -> port; ``"0.0.0.0:9464"`` -> host and port."""
+    if prometheus is None or isinstance(prometheus, bool):
+        return None, None
+    if isinstance(prometheus, int):
+        return None, prometheus
+    host, _, port = prometheus.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigurationError(
+            "prometheus", f"{prometheus!r} is not host:port", "use e.g. '127.0.0.1:9464' or a port"
+        )
+    return host, int(port)
 
 
 def _set_global_providers(tracer_provider: TracerProvider, meter_provider: MeterProvider) -> None:

@@ -7,6 +7,7 @@ import argparse
 import itertools
 import logging
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -35,18 +36,6 @@ def _progress(done: int, total: int) -> None:
     if done == total:
         sys.stderr.write("\n")
     sys.stderr.flush()
-
-
-def _where(names: Sequence[str], output_dir: Path) -> list[str]:
-    places = []
-    for name in names:
-        if name == "file":
-            places.append(f"file: {output_dir / 'traces.jsonl'} and {output_dir / 'metrics.jsonl'}")
-        elif name == "console":
-            places.append("console: printed above")
-        else:
-            places.append(f"{name}: as configured (see the README)")
-    return places
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -84,9 +73,13 @@ def demo(args: argparse.Namespace) -> int:
     for done in range(1, args.requests + 1):
         pipeline.synthesize(next(texts), streaming=args.streaming)
         _progress(done, args.requests)
+    if args.serve_for > 0:
+        for place in telemetry.destinations:
+            print(f"serving {place} for {args.serve_for:g} s", file=sys.stderr)
+        time.sleep(args.serve_for)
     telemetry.shutdown()
     print(report.render(report.summarize(report.from_sdk(collected.get_finished_spans()))))
-    for place in _where(names, Path(args.output_dir)):
+    for place in telemetry.destinations:
         print(f"telemetry went to {place}")
     return 0
 
@@ -128,7 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--streaming", action="store_true", help="stream audio chunk by chunk")
     run.add_argument(
         "--exporter", default="file",
-        help="comma-separated: console, file, otlp (default: file, OTLP JSON)",
+        help="comma-separated: console, file, otlp, prometheus (default: file, OTLP JSON)",
+    )  # fmt: skip
+    run.add_argument(
+        "--serve-for", type=float, default=0.0, metavar="SECONDS",
+        help="keep the process (and a prometheus endpoint) up this long after the requests",
     )  # fmt: skip
     run.add_argument("--output-dir", default="tts-otel-out")
     run.add_argument("--service-name", default="tts-reference")

@@ -22,6 +22,8 @@ DEFAULT_SERVICE_NAME: Final = "tts"
 DEFAULT_OUTPUT_DIR: Final = "tts-otel-out"
 DEFAULT_MAX_ATTRIBUTE_VALUES: Final = 100
 DEFAULT_METRIC_BUFFER: Final = 4096
+DEFAULT_PROMETHEUS_HOST: Final = "127.0.0.1"
+DEFAULT_PROMETHEUS_PORT: Final = 9464
 
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "off", ""})
@@ -38,6 +40,8 @@ class Settings:
     output_dir: Path = Path(DEFAULT_OUTPUT_DIR)
     max_attribute_values: int = DEFAULT_MAX_ATTRIBUTE_VALUES
     metric_buffer_size: int = DEFAULT_METRIC_BUFFER
+    prometheus_host: str = DEFAULT_PROMETHEUS_HOST
+    prometheus_port: int = DEFAULT_PROMETHEUS_PORT
 
 
 def _flag(name: str, raw: str) -> bool:
@@ -56,6 +60,16 @@ def _positive_int(name: str, raw: object) -> int:
         value = 0
     if value <= 0:
         raise ConfigurationError(name, f"{raw!r} is not a positive integer", "use e.g. 100")
+    return value
+
+
+def _port(name: str, raw: object) -> int:
+    try:
+        value = int(str(raw))
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise ConfigurationError(name, f"{raw!r} is not a TCP port", "use 0 to 65535 (0: any free)")
     return value
 
 
@@ -101,6 +115,8 @@ def load_settings(
     output_dir: str | Path | None = None,
     max_attribute_values: int | None = None,
     metric_buffer_size: int | None = None,
+    prometheus_host: str | None = None,
+    prometheus_port: int | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Settings:
     """Resolve every setting from its argument, its variable or its default."""
@@ -138,6 +154,13 @@ def load_settings(
         raw_buffer = env.get("TTS_OTEL_METRIC_BUFFER", str(DEFAULT_METRIC_BUFFER))
         buffer = _positive_int("TTS_OTEL_METRIC_BUFFER", raw_buffer)
 
+    if prometheus_port is not None:
+        port = _port("prometheus port", prometheus_port)
+    else:
+        raw_port = env.get("TTS_OTEL_PROMETHEUS_PORT", str(DEFAULT_PROMETHEUS_PORT))
+        port = _port("TTS_OTEL_PROMETHEUS_PORT", raw_port)
+    host = prometheus_host or env.get("TTS_OTEL_PROMETHEUS_HOST", DEFAULT_PROMETHEUS_HOST)
+
     name = service_name or env.get("OTEL_SERVICE_NAME") or DEFAULT_SERVICE_NAME
     directory = Path(output_dir or env.get("TTS_OTEL_OUTPUT_DIR", DEFAULT_OUTPUT_DIR))
     return Settings(
@@ -150,4 +173,6 @@ def load_settings(
         output_dir=directory,
         max_attribute_values=cap,
         metric_buffer_size=buffer,
+        prometheus_host=host,
+        prometheus_port=port,
     )

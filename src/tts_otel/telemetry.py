@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import MeterProvider
@@ -43,8 +43,12 @@ class Telemetry:
         owns_providers: bool,
         cuda: CudaRuntime | object | None = _UNSET,
         nvml_reader: NvmlReader | None = None,
+        destinations: Sequence[str] = (),
+        closers: Sequence[Callable[[], None]] = (),
     ) -> None:
         self.settings = settings
+        self.destinations = tuple(destinations)  # where the exporters send data, for people
+        self._closers = tuple(closers)
         self.tracer_provider = tracer_provider
         self.meter_provider = meter_provider
         self._owns_providers = owns_providers
@@ -96,6 +100,8 @@ class Telemetry:
                 stop = getattr(provider, "shutdown", None)
                 if stop is not None:
                     stop()
+        for close in self._closers:
+            close()
         global _active
         with _active_lock:
             if _active is self:

@@ -6,25 +6,20 @@ metric reader. :func:`register_exporter` is the extension point.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from opentelemetry.sdk.metrics.export import (
-    ConsoleMetricExporter,
-    MetricReader,
-    PeriodicExportingMetricReader,
-)
-from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, PeriodicExportingMetricReader
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
 from tts_otel.config import Settings
 from tts_otel.errors import ConfigurationError
 from tts_otel.exporters.otlp_json import OtlpJsonMetricExporter, OtlpJsonSpanExporter
+from tts_otel.exporters.parts import ExporterParts
+from tts_otel.exporters.prometheus import prometheus_endpoint
 
-
-@dataclass(frozen=True)
-class ExporterParts:
-    span_exporter: SpanExporter | None = None
-    metric_reader: MetricReader | None = None
+__all__ = ["ExporterFactory", "ExporterParts", "available_exporters", "build_exporter",
+           "register_exporter"]  # fmt: skip
 
 
 ExporterFactory = Callable[[Settings], ExporterParts]
@@ -34,7 +29,6 @@ _registry: dict[str, ExporterFactory] = {}
 # Names the project reserves for exporters that are not built yet.
 _PLANNED = {
     "influxdb": "the direct InfluxDB exporter",
-    "prometheus": "the Prometheus endpoint",
 }
 
 
@@ -80,14 +74,13 @@ def _file(settings: Settings) -> ExporterParts:
     return ExporterParts(
         OtlpJsonSpanExporter(directory / "traces.jsonl"),
         PeriodicExportingMetricReader(OtlpJsonMetricExporter(directory / "metrics.jsonl")),
+        where=f"file: {directory / 'traces.jsonl'} and {directory / 'metrics.jsonl'}",
     )
 
 
 def _otlp(_settings: Settings) -> ExporterParts:
     # The OTLP exporters read OTEL_EXPORTER_OTLP_* themselves; the protocol
     # variable picks the transport as the OTel specification describes.
-    import os
-
     protocol = os.environ.get(
         "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
     )
@@ -112,3 +105,4 @@ def _otlp(_settings: Settings) -> ExporterParts:
 register_exporter("console", _console)
 register_exporter("file", _file)
 register_exporter("otlp", _otlp)
+register_exporter("prometheus", prometheus_endpoint)

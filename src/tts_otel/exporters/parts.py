@@ -1,0 +1,20 @@
+"""What an exporter name resolves to."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from opentelemetry.sdk.metrics.export import MetricReader
+from opentelemetry.sdk.trace.export import SpanExporter
+
+
+@dataclass(frozen=True)
+class ExporterParts:
+    """A span exporter and/or a metric reader, where the data goes (for people),
+    and what to close at shutdown beyond the SDK parts (a server socket)."""
+
+    span_exporter: SpanExporter | None = None
+    metric_reader: MetricReader | None = None
+    where: str = ""
+    close: Callable[[], None] | None = None
