@@ -7,7 +7,11 @@ PY     := $(VENV)/bin/python
 CACHE  := .cache
 STAMP  := $(CACHE)/stamps
 
-.PHONY: demo test lint typecheck pytest bench clean
+.PHONY: demo test lint typecheck pytest bench clean services
+
+# Real servers the tests run on loopback, from Debian (needs root, as CI has).
+SERVICE_BINARIES := prometheus promtool prometheus-alertmanager amtool
+SERVICE_PACKAGES := prometheus prometheus-alertmanager
 
 $(STAMP):
 	mkdir -p $(STAMP)
@@ -30,7 +34,14 @@ lint: $(STAMP)/venv
 typecheck: $(STAMP)/venv
 	$(VENV)/bin/mypy
 
-pytest: $(STAMP)/venv
+services:
+	@for b in $(SERVICE_BINARIES); do command -v $$b >/dev/null || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing $(SERVICE_PACKAGES) from Debian"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(SERVICE_PACKAGES); \
+	fi
+
+pytest: $(STAMP)/venv services
 	$(PY) -m pytest
 
 test: lint typecheck pytest
