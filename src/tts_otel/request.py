@@ -356,34 +356,9 @@ class Synthesis:
         return count / rate
 
 
-def synthesis(
-    *,
-    model: str,
-    model_version: str | None = None,
-    sample_rate: int | None = None,
-    kv_cache: bool | None = None,
-    streaming: bool = False,
-    text: str | None = None,
-    characters: int | None = None,
-    language: str | None = None,
-    prompt_text: str | None = None,
-    record_text: bool | str | None = None,
-    attributes: Mapping[str, AttributeValue] | None = None,
-) -> Synthesis:
-    """Start describing one synthesis request; use it with ``with``."""
-    return Synthesis(
-        model=model,
-        model_version=model_version,
-        sample_rate=sample_rate,
-        kv_cache=kv_cache,
-        streaming=streaming,
-        text=text,
-        characters=characters,
-        language=language,
-        prompt_text=prompt_text,
-        record_text=record_text,
-        attributes=attributes,
-    )
+# `with tts_otel.synthesis(model=..., text=...) as req:` reads as an action;
+# it is the class itself, so there is one signature to keep.
+synthesis = Synthesis
 
 
 def current() -> Synthesis | None:
