@@ -34,9 +34,9 @@ def test_demo_prints_all_four_stages_and_writes_otlp_json(
     assert "requests 3 (errors 0)" in capsys.readouterr().out
 
 
-def test_demo_with_unbuilt_exporter_fails_clearly(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["demo", "--requests", "1", "--exporter", "influxdb"]) == 2
-    assert "not available in this version" in capsys.readouterr().err
+def test_demo_with_unknown_exporter_fails_clearly(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["demo", "--requests", "1", "--exporter", "zipkinx"]) == 2
+    assert "unknown exporter 'zipkinx'" in capsys.readouterr().err
 
 
 def test_report_without_traces_says_what_to_do(

@@ -161,6 +161,7 @@ def configure(
         nvml_reader=nvml_reader,
         destinations=[parts.where for parts in built if parts.where],
         closers=[parts.close for parts in built if parts.close is not None],
+        health=[parts.health for parts in built if parts.health is not None],
     )
     if set_global and owns:
         _set_global_providers(tracer_provider, meter_provider)

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 
 from opentelemetry import metrics, trace
-from opentelemetry.metrics import MeterProvider
+from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
 from opentelemetry.trace import TracerProvider
 
@@ -45,6 +45,7 @@ class Telemetry:
         nvml_reader: NvmlReader | None = None,
         destinations: Sequence[str] = (),
         closers: Sequence[Callable[[], None]] = (),
+        health: Sequence[tuple[str, Callable[[], Iterable[tuple[str, int]]]]] = (),
     ) -> None:
         self.settings = settings
         self.destinations = tuple(destinations)  # where the exporters send data, for people
@@ -64,7 +65,13 @@ class Telemetry:
             if isinstance(meter_provider, SdkMeterProvider)
             else DirectRecorder()
         )
+        self._health = tuple(health)
         self.instruments = Instruments.create(meter, self.buffer.drain, self._dropped)
+        if self._health:
+            meter.create_observable_counter(
+                semconv.METRIC_EXPORTER_POINTS, callbacks=[self._observe_health],
+                unit=semconv.UNIT_POINTS, description="Points an exporter sent, dropped, spooled.",
+            )  # fmt: skip
         wants_cuda = settings.gpu_memory or settings.timing == "cuda_events"
         if cuda is _UNSET:
             cuda = load_cuda_runtime() if wants_cuda else None
@@ -77,7 +84,20 @@ class Telemetry:
         )
 
     def _dropped(self) -> Iterable[tuple[str, int]]:
-        return (("metrics", self.buffer.dropped), ("invalid_value", self.values.dropped))
+        yield ("metrics", self.buffer.dropped)
+        yield ("invalid_value", self.values.dropped)
+        if self._health:
+            exported = (n for _, h in self._health for outcome, n in h() if outcome == "dropped")
+            yield ("export", sum(exported))
+
+    def _observe_health(self, _options: CallbackOptions) -> Iterable[Observation]:
+        return [
+            Observation(
+                points, {semconv.ATTR_EXPORTER: name, semconv.ATTR_EXPORTER_OUTCOME: outcome}
+            )
+            for name, report in self._health
+            for outcome, points in report()
+        ]
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Export everything recorded so far; returns ``False`` if a provider timed out."""

@@ -1,4 +1,4 @@
-"""Exporters by name: ``console``, ``file``, ``otlp`` and those later modules register.
+"""Exporters by name: ``console``, ``file``, ``otlp``, ``prometheus``, ``influxdb``.
 
 A name resolves to the parts an SDK pipeline needs: a span exporter and/or a
 metric reader. :func:`register_exporter` is the extension point.
@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
 from tts_otel.config import Settings
 from tts_otel.errors import ConfigurationError
+from tts_otel.exporters.influxdb import influxdb_exporter
 from tts_otel.exporters.otlp_json import OtlpJsonMetricExporter, OtlpJsonSpanExporter
 from tts_otel.exporters.parts import ExporterParts
 from tts_otel.exporters.prometheus import prometheus_endpoint
@@ -25,11 +26,6 @@ __all__ = ["ExporterFactory", "ExporterParts", "available_exporters", "build_exp
 ExporterFactory = Callable[[Settings], ExporterParts]
 
 _registry: dict[str, ExporterFactory] = {}
-
-# Names the project reserves for exporters that are not built yet.
-_PLANNED = {
-    "influxdb": "the direct InfluxDB exporter",
-}
 
 
 def register_exporter(name: str, factory: ExporterFactory) -> None:
@@ -45,12 +41,6 @@ def build_exporter(name: str, settings: Settings) -> ExporterParts:
     factory = _registry.get(name)
     if factory is not None:
         return factory(settings)
-    if name in _PLANNED:
-        raise ConfigurationError(
-            "exporter",
-            f"{name!r} ({_PLANNED[name]}) is not available in this version of tts-otel",
-            f"use one of {', '.join(available_exporters())}",
-        )
     raise ConfigurationError(
         "exporter", f"unknown exporter {name!r}", f"use one of {', '.join(available_exporters())}"
     )
@@ -106,3 +96,4 @@ register_exporter("console", _console)
 register_exporter("file", _file)
 register_exporter("otlp", _otlp)
 register_exporter("prometheus", prometheus_endpoint)
+register_exporter("influxdb", influxdb_exporter)

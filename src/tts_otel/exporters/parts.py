@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from opentelemetry.sdk.metrics.export import MetricReader
@@ -18,3 +18,5 @@ class ExporterParts:
     metric_reader: MetricReader | None = None
     where: str = ""
     close: Callable[[], None] | None = None
+    # (exporter name, () -> (outcome, points) pairs: sent, dropped, spooled)
+    health: tuple[str, Callable[[], Iterable[tuple[str, int]]]] | None = None

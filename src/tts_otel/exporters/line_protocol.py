@@ -1,0 +1,275 @@
+"""OpenTelemetry spans and metrics as InfluxDB line protocol, in the collector's schema.
+
+Pure: no I/O. The schema is what the collector's ``influxdb`` exporter writes
+(otel2influx): spans as measurement ``spans``, span events as ``logs``,
+metrics in ``telegraf-prometheus-v1``. One set of dashboards then reads
+either path. Two documented differences: dropped-counts are signed integers
+(InfluxDB 1.x rejects the collector's unsigned ``7u``), and span links are
+not written (tts-otel creates none).
+
+What this module changes, so that no value can poison a batch:
+- control characters (U+0000-U+001F, U+007F) and lone surrogates (invalid
+  UTF-8) in keys and values become U+FFFD;
+- a backslash at the end of a tag key or value becomes U+FFFD (it would
+  escape the separator after it);
+- NaN and infinite float fields are dropped, as are empty tag values, empty
+  keys and the reserved field keys ``time``, ``_field`` and ``_measurement``;
+- string fields are cut to 64 KiB of UTF-8.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from decimal import Decimal
+from typing import Any, Final
+
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    Gauge,
+    Histogram,
+    MetricsData,
+    Sum,
+)
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import SpanKind, StatusCode
+
+SPANS: Final = "spans"
+LOGS: Final = "logs"
+EXEMPLAR_SUFFIX: Final = "_exemplar"
+MAX_STRING_BYTES: Final = 64 * 1024
+REPLACEMENT: Final = "\ufffd"
+
+_UNSAFE = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
+_MEASUREMENT_ESCAPES: Final = str.maketrans({",": r"\,", " ": r"\ "})
+_KEY_ESCAPES: Final = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
+_STRING_ESCAPES: Final = str.maketrans({'"': r"\"", "\\": "\\\\"})
+_RESERVED_FIELDS: Final = frozenset({"time", "_field", "_measurement"})
+_KINDS: Final = {
+    SpanKind.INTERNAL: "Internal",
+    SpanKind.SERVER: "Server",
+    SpanKind.CLIENT: "Client",
+    SpanKind.PRODUCER: "Producer",
+    SpanKind.CONSUMER: "Consumer",
+}
+
+FieldValue = str | int | float | bool
+
+
+def _safe(text: str) -> str:
+    return _UNSAFE.sub(REPLACEMENT, text)
+
+
+def _tag_part(text: str) -> str:
+    text = _safe(text)
+    if text.endswith("\\"):
+        text = text[:-1] + REPLACEMENT
+    return text.translate(_KEY_ESCAPES)
+
+
+def _field_value(value: FieldValue) -> str | None:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return f"{value}i"
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else None
+    encoded = _safe(value).encode("utf-8")
+    if len(encoded) > MAX_STRING_BYTES:
+        value = encoded[:MAX_STRING_BYTES].decode("utf-8", "ignore")
+    else:
+        value = _safe(value)
+    return '"' + value.translate(_STRING_ESCAPES) + '"'
+
+
+def line(
+    measurement: str, tags: Mapping[str, str], fields: Mapping[str, FieldValue], time_ns: int
+) -> str | None:
+    """One point, or ``None`` when no field survives the checks above."""
+    rendered_fields = []
+    for key, value in fields.items():
+        if not key or key in _RESERVED_FIELDS:
+            continue
+        rendered = _field_value(value)
+        if rendered is not None:
+            rendered_fields.append(f"{_tag_part(key)}={rendered}")
+    if not rendered_fields:
+        return None
+    head = _safe(measurement).translate(_MEASUREMENT_ESCAPES)
+    tag_text = "".join(
+        f",{_tag_part(key)}={_tag_part(value)}"
+        for key, value in sorted(tags.items())
+        if key and value
+    )
+    return f"{head}{tag_text} {','.join(rendered_fields)} {time_ns}"
+
+
+# --- values as the collector renders them ----------------------------------
+def go_float(value: float) -> str:
+    """A float as Go's encoding/json and strconv 'f', -1 write it: ``2`` not ``2.0``."""
+    value = float(value)
+    if value.is_integer() and abs(value) < 1e21:
+        return str(int(value))
+    if 1e-6 <= abs(value) < 1e-4:
+        return format(Decimal(repr(value)), "f")
+    return repr(value)
+
+
+def tag_value(value: Any) -> str:
+    """An attribute as a tag, like pdata's ``AsString``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return go_float(value)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Sequence):
+        return go_json(list(value))
+    return str(value)
+
+
+def go_json(value: Any) -> str:
+    """JSON as Go's encoding/json writes it: sorted keys, ``<>&`` escaped, Go floats."""
+
+    def convert(item: Any) -> Any:
+        if isinstance(item, float) and math.isfinite(item):
+            return _GoFloat(item)
+        if isinstance(item, Mapping):
+            return {str(k): convert(v) for k, v in item.items()}
+        if isinstance(item, list | tuple):
+            return [convert(v) for v in item]
+        return item
+
+    text = json.dumps(
+        convert(value), sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str
+    )
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+class _GoFloat(float):
+    def __repr__(self) -> str:
+        return go_float(float(self))
+
+
+# --- spans ------------------------------------------------------------------
+def span_lines(spans: Iterable[ReadableSpan], dimensions: frozenset[str]) -> Iterator[str]:
+    """``spans`` points (and ``logs`` points for span events)."""
+    for span in spans:
+        context = span.context
+        if context is None or span.start_time is None:
+            continue
+        trace_id = format(context.trace_id, "032x")
+        span_id = format(context.span_id, "016x")
+        tags = {"trace_id": trace_id, "span_id": span_id}
+        merged: dict[str, Any] = {}
+        scope_attributes = getattr(span.instrumentation_scope, "attributes", None) or {}
+        for attributes in (span.resource.attributes, scope_attributes, span.attributes or {}):
+            for key, value in attributes.items():
+                if key in dimensions and key not in tags:
+                    tags[key] = tag_value(value)
+                else:
+                    merged[key] = value
+        fields: dict[str, FieldValue] = {}
+        if merged:
+            fields["attributes"] = go_json(merged)
+        trace_state = context.trace_state.to_header() if context.trace_state else ""
+        if trace_state:
+            fields["trace_state"] = trace_state
+        if span.parent is not None:
+            fields["parent_span_id"] = format(span.parent.span_id, "016x")
+        if span.name:
+            fields["span.name"] = span.name
+        fields["span.kind"] = _KINDS.get(span.kind, "Internal")
+        if span.end_time is not None:
+            fields["end_time_unix_nano"] = span.end_time
+            fields["duration_nano"] = span.end_time - span.start_time
+        for name, count in (
+            ("dropped_attributes_count", span.dropped_attributes),
+            ("dropped_events_count", span.dropped_events),
+            ("dropped_links_count", span.dropped_links),
+        ):
+            if count > 0:
+                fields[name] = count  # signed: InfluxDB 1.x rejects unsigned
+        if span.status.status_code is StatusCode.OK:
+            fields["otel.status_code"] = "Ok"
+        elif span.status.status_code is StatusCode.ERROR:
+            fields["otel.status_code"] = "Error"
+        if span.status.description:
+            fields["otel.status_description"] = span.status.description
+        point = line(SPANS, tags, fields, span.start_time)
+        if point is not None:
+            yield point
+        for event in span.events:
+            event_fields: dict[str, FieldValue] = {"event.name": event.name}
+            if event.attributes:
+                event_fields["attributes"] = go_json(dict(event.attributes))
+            point = line(
+                LOGS, {"trace_id": trace_id, "span_id": span_id}, event_fields, event.timestamp
+            )
+            if point is not None:
+                yield point
+
+
+# --- metrics ----------------------------------------------------------------
+def metric_lines(data: MetricsData) -> Iterator[str]:
+    """Points in the collector's ``telegraf-prometheus-v1`` metrics schema."""
+    for resource_metrics in data.resource_metrics:
+        resource_tags = {k: tag_value(v) for k, v in resource_metrics.resource.attributes.items()}
+        for scope_metrics in resource_metrics.scope_metrics:
+            scope = scope_metrics.scope
+            base = dict(resource_tags)
+            if scope.name:
+                base["otel.library.name"] = scope.name
+            if scope.version:
+                base["otel.library.version"] = scope.version
+            base.update({k: tag_value(v) for k, v in (scope.attributes or {}).items()})
+            for metric in scope_metrics.metrics:
+                yield from _metric(metric.name, metric.data, base)
+
+
+def _metric(name: str, data: Any, base: Mapping[str, str]) -> Iterator[str]:
+    counter = (
+        isinstance(data, Sum)
+        and data.is_monotonic
+        and data.aggregation_temporality is AggregationTemporality.CUMULATIVE
+    )
+    for point in data.data_points:
+        tags = {**base, **{k: tag_value(v) for k, v in (point.attributes or {}).items()}}
+        fields: dict[str, FieldValue] = {}
+        if point.start_time_unix_nano:
+            fields["start_time_unix_nano"] = int(point.start_time_unix_nano)
+        if isinstance(data, Histogram):
+            fields["count"] = float(point.count)
+            fields["sum"] = float(point.sum)
+            if point.count:
+                fields["min"] = float(point.min)
+                fields["max"] = float(point.max)
+            cumulative = 0
+            bounds = list(point.explicit_bounds)
+            for index, bucket in enumerate(point.bucket_counts):
+                cumulative += bucket
+                key = go_float(bounds[index]) if index < len(bounds) else "+Inf"
+                fields[key] = float(cumulative)
+        elif isinstance(data, Sum | Gauge):
+            fields["counter" if counter else "gauge"] = point.value
+        else:
+            continue
+        rendered = line(name, tags, fields, point.time_unix_nano)
+        if rendered is not None:
+            yield rendered
+        for exemplar in getattr(point, "exemplars", None) or ():
+            if not exemplar.trace_id or not exemplar.span_id:
+                continue
+            exemplar_tags = {
+                k: tag_value(v) for k, v in (exemplar.filtered_attributes or {}).items()
+            }
+            exemplar_tags["trace_id"] = format(exemplar.trace_id, "032x")
+            exemplar_tags["span_id"] = format(exemplar.span_id, "016x")
+            rendered = line(
+                name + EXEMPLAR_SUFFIX, exemplar_tags, {"gauge": exemplar.value},
+                exemplar.time_unix_nano,
+            )  # fmt: skip
+            if rendered is not None:
+                yield rendered
