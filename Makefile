@@ -10,8 +10,8 @@ STAMP  := $(CACHE)/stamps
 .PHONY: demo test lint typecheck pytest bench clean services
 
 # Real servers the tests run on loopback, from Debian (needs root, as CI has).
-SERVICE_BINARIES := prometheus promtool prometheus-alertmanager amtool
-SERVICE_PACKAGES := prometheus prometheus-alertmanager
+SERVICE_BINARIES := prometheus promtool prometheus-alertmanager amtool influxd
+SERVICE_PACKAGES := prometheus prometheus-alertmanager influxdb
 
 $(STAMP):
 	mkdir -p $(STAMP)

@@ -6,7 +6,9 @@ one fails the test with that instruction rather than skipping it.
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -100,3 +102,100 @@ def prometheus(tmp: Path, config: dict[str, Any]) -> Iterator[str]:
 def query(base_url: str, promql: str) -> list[dict[str, Any]]:
     answer = get_json(f"{base_url}/api/v1/query?" + urllib.parse.urlencode({"query": promql}))
     return list(answer["data"]["result"])
+
+
+class InfluxServer:
+    """Debian's influxd 1.x on loopback with authentication; can be killed and started again."""
+
+    USER = "admin"
+    PASSWORD = "s3cret-admin"
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        tmp.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._process: subprocess.Popen[bytes] | None = None
+        template = subprocess.run(
+            [binary("influxd"), "config"], capture_output=True, text=True
+        ).stdout
+        replacements = {
+            r'^bind-address = ".*"$': f'bind-address = "127.0.0.1:{free_port()}"',
+            r'^  dir = "/var/lib/influxdb/meta"$': f'  dir = "{tmp}/meta"',
+            r'^  dir = "/var/lib/influxdb/data"$': f'  dir = "{tmp}/data"',
+            r'^  wal-dir = ".*"$': f'  wal-dir = "{tmp}/wal"',
+            r"^  store-enabled = true$": "  store-enabled = false",
+            r'^  bind-address = ":8086"$': f'  bind-address = "127.0.0.1:{self.port}"',
+            r"^  auth-enabled = false$": "  auth-enabled = true",
+        }
+        for pattern, value in replacements.items():
+            template, count = re.subn(pattern, value, template, flags=re.M)
+            assert count == 1, pattern
+        self.config = tmp / "influxdb.conf"
+        self.config.write_text(template)
+        self._admin_created = False
+
+    def start(self) -> None:
+        log = (self.tmp / "influxd.log").open("ab")
+        self._process = subprocess.Popen(
+            [binary("influxd"), "-config", str(self.config)], stdout=log, stderr=subprocess.STDOUT
+        )
+        wait_for(self._pings, 30, "influxd to answer /ping")
+        if not self._admin_created:
+            # On a fresh server with no users only this statement is allowed.
+            self._post_query(
+                f"CREATE USER {self.USER} WITH PASSWORD '{self.PASSWORD}' WITH ALL PRIVILEGES",
+                auth=False,
+            )
+            self._admin_created = True
+
+    def _pings(self) -> bool:
+        with urllib.request.urlopen(f"{self.url}/ping", timeout=2) as response:
+            return bool(response.status == 204)
+
+    def kill(self) -> None:
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+            self._process = None
+
+    def _post_query(self, statement: str, auth: bool = True) -> Any:
+        request = urllib.request.Request(
+            f"{self.url}/query", data=urllib.parse.urlencode({"q": statement}).encode()
+        )
+        if auth:
+            secret = base64.b64encode(f"{self.USER}:{self.PASSWORD}".encode()).decode()
+            request.add_header("Authorization", f"Basic {secret}")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.load(response)
+
+    def create_database(self, name: str) -> None:
+        self._post_query(f'CREATE DATABASE "{name}"')
+
+    def query(self, statement: str, database: str) -> list[dict[str, Any]]:
+        """Rows of every series the statement returns, as dicts (tags included)."""
+        params = {"q": statement, "db": database, "u": self.USER, "p": self.PASSWORD, "epoch": "ns"}
+        answer = get_json(f"{self.url}/query?" + urllib.parse.urlencode(params))
+        rows = []
+        for result in answer["results"]:
+            if "error" in result:
+                raise ValueError(result["error"])
+            for series in result.get("series", []):
+                for values in series["values"]:
+                    rows.append(
+                        {
+                            **series.get("tags", {}),
+                            **dict(zip(series["columns"], values, strict=True)),
+                        }
+                    )
+        return rows
+
+
+@contextmanager
+def influxdb(tmp: Path) -> Iterator[InfluxServer]:
+    server = InfluxServer(tmp)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()

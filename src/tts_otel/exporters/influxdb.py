@@ -382,7 +382,7 @@ class InfluxWriter:
 
 
 class InfluxDBSpanExporter(SpanExporter):
-    """Spans to InfluxDB. No arguments: ``TTS_OTEL_INFLUXDB_*`` (as the SDK entry point makes it)."""
+    """Spans to InfluxDB. No arguments: ``TTS_OTEL_INFLUXDB_*`` (the SDK entry point does that)."""
 
     def __init__(
         self, settings: InfluxSettings | None = None, *, writer: InfluxWriter | None = None

@@ -1,0 +1,324 @@
+"""The direct InfluxDB exporter on a real influxd 1.x, and its v2 API on a checking endpoint."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import tts_otel
+from tests.services import InfluxServer, free_port, influxdb
+from tts_otel.exporters.influxdb import InfluxWriter, influx_settings
+from tts_otel.exporters.line_protocol import REPLACEMENT, line
+from tts_otel.telemetry import Telemetry, set_telemetry
+
+torch = pytest.importorskip("torch")
+
+from tts_otel.reference import TEXTS, ReferencePipeline  # noqa: E402
+
+DB = "tts"
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[InfluxServer]:
+    with influxdb(tmp_path / "influx") as running:
+        running.create_database(DB)
+        yield running
+
+
+def _env(
+    monkeypatch: pytest.MonkeyPatch, server_url: str, password: str = InfluxServer.PASSWORD
+) -> None:
+    monkeypatch.setenv("TTS_OTEL_INFLUXDB_URL", server_url)
+    monkeypatch.setenv("TTS_OTEL_INFLUXDB_DB", DB)
+    monkeypatch.setenv("TTS_OTEL_INFLUXDB_USERNAME", InfluxServer.USER)
+    monkeypatch.setenv("TTS_OTEL_INFLUXDB_PASSWORD", password)
+    monkeypatch.setenv("TTS_OTEL_INFLUXDB_EXPORT_DEADLINE", "1")
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "100")
+
+
+def _run(requests: int, collected: InMemorySpanExporter | None = None) -> Telemetry:
+    extra = [SimpleSpanProcessor(collected)] if collected is not None else []
+    telemetry = tts_otel.configure(
+        service_name="tts-influx",
+        exporters=["influxdb", *extra],
+        set_global=False,
+        nvml=False,
+        cuda=None,
+    )
+    pipeline = ReferencePipeline(flow_steps=1)
+    for index in range(requests):
+        pipeline.synthesize(TEXTS[index % 4])
+    return telemetry
+
+
+@pytest.fixture(autouse=True)
+def _restore_active() -> Iterator[None]:
+    yield
+    set_telemetry(None)
+
+
+def test_a_workload_run_lands_in_the_collectors_schema(
+    server: InfluxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _env(monkeypatch, server.url)
+    collected = InMemorySpanExporter()
+    _run(3, collected).shutdown()
+
+    sdk = {
+        format(s.context.span_id, "016x"): s for s in collected.get_finished_spans() if s.context
+    }
+    stored = {row["span_id"]: row for row in server.query("SELECT * FROM spans", DB)}
+    assert set(stored) == set(sdk)
+    for span_id, span in sdk.items():
+        row = stored[span_id]
+        assert row["duration_nano"] == span.end_time - span.start_time  # type: ignore[operator]
+        assert row["span.name"] == span.name
+        assert row["span.kind"] == "Internal"
+        assert row["service.name"] == "tts-influx"
+        assert row.get("tts.stage") == (span.attributes or {}).get("tts.stage")
+    assert len(server.query("SELECT * FROM spans", DB)) == len(sdk)
+    per_stage = server.query('SELECT sum("duration_nano") FROM spans GROUP BY "tts.stage"', DB)
+    assert {r["tts.stage"] for r in per_stage} >= {"speaker_embedding", "acoustic", "vocoder", ""}
+
+    measurements = {r["name"] for r in server.query("SHOW MEASUREMENTS", DB)}
+    assert {"spans", "tts.stage.duration", "tts.request.duration", "tts.requests"} <= measurements
+    field_types = {
+        r["fieldKey"]: r["fieldType"]
+        for r in server.query('SHOW FIELD KEYS FROM "tts.stage.duration"', DB)
+    }
+    assert field_types["count"] == "float"
+    assert field_types["+Inf"] == "float"
+    assert field_types["0.005"] == "float"
+    assert field_types["600"] == "float"
+    assert field_types["start_time_unix_nano"] == "integer"
+    tags = {r["tagKey"] for r in server.query('SHOW TAG KEYS FROM "tts.stage.duration"', DB)}
+    assert {"tts.stage", "service.name", "otel.library.name", "tts.sample_rate"} <= tags
+    counter = server.query(
+        'SELECT last("counter") FROM "tts.requests" WHERE "tts.outcome"=\'ok\'', DB
+    )
+    assert counter[0]["last"] == 3
+
+
+_text = st.text(st.characters(codec="utf-8"), max_size=40)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(tag=_text, field_key=_text.filter(bool), value=_text)
+def test_unicode_survives_the_real_server(
+    server: InfluxServer, tag: str, field_key: str, value: str
+) -> None:
+    """Arbitrary text written and read back: unchanged, or changed exactly as documented."""
+    writer = InfluxWriter(influx_settings(url=server.url, db=DB, username=InfluxServer.USER,
+                                          password=InfluxServer.PASSWORD))  # fmt: skip
+    point = line("prop", {"id": "x", "t": tag}, {field_key: value, "n": 1}, 1_000)
+    assert point is not None
+    assert writer.write([point])
+    row = server.query('SELECT * FROM "prop" WHERE "id"=\'x\'', DB)[-1]
+    server.query('DROP SERIES FROM "prop"', DB)
+
+    def documented(text: str, tag_like: bool) -> str:
+        cleaned = "".join(REPLACEMENT if ord(c) < 32 or ord(c) == 127 else c for c in text)
+        if tag_like and cleaned.endswith("\\"):
+            cleaned = cleaned[:-1] + REPLACEMENT
+        return cleaned
+
+    expected_key = documented(field_key, tag_like=True)
+    if expected_key in ("time", "id", "n", "t", "_field", "_measurement"):
+        return  # reserved or clashing with the test's own keys
+    assert row.get("t") == (documented(tag, tag_like=True) or None)
+    assert row[expected_key] == documented(value, tag_like=False)
+
+
+def test_wrong_password_is_one_clear_error_and_synthesis_goes_on(
+    server: InfluxServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    _env(monkeypatch, server.url, password="not-the-password")
+    with caplog.at_level(logging.WARNING, logger="tts_otel.exporters.influxdb"):
+        telemetry = _run(2)
+        telemetry.force_flush()
+        telemetry.shutdown()
+    failures = [r.getMessage() for r in caplog.records if "failed" in r.getMessage()]
+    assert len(failures) == 1
+    assert "authorization failed" in failures[0]
+    assert "not-the-password" not in caplog.text
+    assert server.query("SHOW MEASUREMENTS", DB) == []
+
+
+def test_server_never_started_costs_synthesis_nothing_but_spooling(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _env(monkeypatch, f"http://127.0.0.1:{free_port()}")
+    telemetry = _run(2)
+    # Everything the pipeline made is waiting, bounded, for a server that never came.
+    telemetry.force_flush()
+    health = dict(next(iter(telemetry._health))[1]())
+    telemetry.shutdown()
+    assert health["sent"] == 0
+    assert health["spooled"] > 0
+
+
+def test_server_killed_and_restarted_stores_every_span_once(
+    server: InfluxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _env(monkeypatch, server.url)
+    collected = InMemorySpanExporter()
+    telemetry = tts_otel.configure(
+        exporters=["influxdb", SimpleSpanProcessor(collected)],
+        set_global=False,
+        nvml=False,
+        cuda=None,
+    )
+    pipeline = ReferencePipeline(flow_steps=1)
+    pipeline.synthesize(TEXTS[0])
+    telemetry.force_flush()
+    server.kill()
+    for text in TEXTS[:3]:
+        pipeline.synthesize(text)
+    telemetry.force_flush()  # fails: batches go to the spool
+    server.start()
+    pipeline.synthesize(TEXTS[3])
+    telemetry.shutdown()  # replays the spool, then sends the rest
+
+    expected = {
+        format(s.context.span_id, "016x") for s in collected.get_finished_spans() if s.context
+    }
+    stored = server.query("SELECT * FROM spans", DB)
+    span_ids = [row["span_id"] for row in stored]
+    assert len(span_ids) == len(set(span_ids))
+    assert set(span_ids) == expected
+
+
+_CHILD = """
+import sys, tts_otel
+from tts_otel.reference import ReferencePipeline
+telemetry = tts_otel.configure(exporters="influxdb", nvml=False)
+ReferencePipeline(flow_steps=1).synthesize(sys.argv[1])
+telemetry.shutdown()
+"""
+
+
+def test_disk_spool_survives_a_restart_of_the_exporting_process(
+    server: InfluxServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _env(monkeypatch, server.url)
+    monkeypatch.setenv("TTS_OTEL_INFLUXDB_SPOOL_DIR", str(tmp_path / "spool"))
+    server.kill()
+    first = subprocess.run(
+        [sys.executable, "-c", _CHILD, "你好，世界。"],
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+    )
+    assert first.returncode == 0, first.stderr
+    assert list((tmp_path / "spool").glob("*.lp"))
+    server.start()
+    second = subprocess.run(
+        [sys.executable, "-c", _CHILD, "Hello again."],
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+    )
+    assert second.returncode == 0, second.stderr
+    assert not list((tmp_path / "spool").glob("*.lp"))
+    requests = server.query("SELECT * FROM spans WHERE \"span.name\"='tts.synthesize'", DB)
+    assert len(requests) == 2
+
+
+class _V2Endpoint(BaseHTTPRequestHandler):
+    """Checks requests the way the InfluxDB v2 API documents POST /api/v2/write."""
+
+    script: ClassVar[list[tuple[int, dict[str, str], bytes]]] = []
+    seen: ClassVar[list[dict[str, Any]]] = []
+
+    def do_POST(self) -> None:
+        url = urllib.parse.urlsplit(self.path)
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        if self.headers.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        self.seen.append({
+            "path": url.path, "query": dict(urllib.parse.parse_qsl(url.query)),
+            "authorization": self.headers.get("Authorization"),
+            "encoding": self.headers.get("Content-Encoding"), "body": body.decode(),
+        })  # fmt: skip
+        status, headers, payload = self.script.pop(0) if self.script else (204, {}, b"")
+        self.send_response(status)
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def v2_endpoint() -> Iterator[str]:
+    endpoint = HTTPServer(("127.0.0.1", 0), _V2Endpoint)
+    _V2Endpoint.script, _V2Endpoint.seen = [], []
+    threading.Thread(target=endpoint.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{endpoint.server_port}"
+    finally:
+        endpoint.shutdown()
+
+
+def test_v2_writes_as_documented_and_honours_retry_after(
+    v2_endpoint: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    writer = InfluxWriter(
+        influx_settings(environ={}, url=v2_endpoint, org="acme", bucket="tts", token="t0ken")
+    )
+    _V2Endpoint.script = [(429, {"Retry-After": "0.2"}, b""), (503, {}, b"")]
+    assert writer.write(["m,a=b f=1i 1", "m,a=c f=2i 2"])
+    first, *_, last = _V2Endpoint.seen
+    assert len(_V2Endpoint.seen) == 3  # 429, 503, then accepted
+    assert first["path"] == "/api/v2/write"
+    assert first["query"] == {"org": "acme", "bucket": "tts", "precision": "ns"}
+    assert first["authorization"] == "Token t0ken"
+    assert first["encoding"] == "gzip"
+    assert last["body"].splitlines() == ["m,a=b f=1i 1", "m,a=c f=2i 2"]
+    assert writer.sent_points == 2
+
+    _V2Endpoint.script = [
+        (
+            401,
+            {"Content-Type": "application/json"},
+            b'{"code":"unauthorized","message":"unauthorized access"}',
+        )
+    ] * 2
+    with caplog.at_level(logging.WARNING):
+        assert not writer.write(["m f=1i 3"])
+        assert not writer.write(["m f=1i 4"])
+    assert writer.rejected_points == 2
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1
+    assert "authorization failed" in warnings[0]
+    assert "unauthorized access" in warnings[0]
+    assert "t0ken" not in caplog.text
+    writer.close()
+
+
+def test_v2_needs_org_bucket_and_token() -> None:
+    with pytest.raises(tts_otel.ConfigurationError, match="TTS_OTEL_INFLUXDB_ORG"):
+        influx_settings(environ={"TTS_OTEL_INFLUXDB_API": "v2"})
+    assert "t0ken" not in repr(influx_settings(environ={}, org="o", bucket="b", token="t0ken"))
+    assert json.dumps(str(influx_settings(environ={}, password="pw"))).count("pw") == 0
