@@ -131,11 +131,15 @@ def tag_value(value: Any) -> str:
 
 
 def go_json(value: Any) -> str:
-    """JSON as Go's encoding/json writes it: sorted keys, ``<>&`` escaped, Go floats."""
+    """JSON as Go's encoding/json writes it: sorted keys, ``<>&`` escaped, ``2`` for 2.0.
+
+    (Go also writes 1e-6 <= |x| < 1e-4 without an exponent; Python's form
+    there parses to the same value.)
+    """
 
     def convert(item: Any) -> Any:
-        if isinstance(item, float) and math.isfinite(item):
-            return _GoFloat(item)
+        if isinstance(item, float) and item.is_integer() and abs(item) < 1e21:
+            return int(item)
         if isinstance(item, Mapping):
             return {str(k): convert(v) for k, v in item.items()}
         if isinstance(item, list | tuple):
@@ -146,11 +150,6 @@ def go_json(value: Any) -> str:
         convert(value), sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str
     )
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-
-
-class _GoFloat(float):
-    def __repr__(self) -> str:
-        return go_float(float(self))
 
 
 # --- spans ------------------------------------------------------------------
