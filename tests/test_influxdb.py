@@ -322,3 +322,53 @@ def test_v2_needs_org_bucket_and_token() -> None:
         influx_settings(environ={"TTS_OTEL_INFLUXDB_API": "v2"})
     assert "t0ken" not in repr(influx_settings(environ={}, org="o", bucket="b", token="t0ken"))
     assert json.dumps(str(influx_settings(environ={}, password="pw"))).count("pw") == 0
+
+
+def test_doctor_passes_on_a_ready_server(
+    server: InfluxServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tts_otel import cli
+
+    _env(monkeypatch, server.url)
+    assert cli.main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert [line.split()[:2] for line in out.splitlines()[1:]] == [
+        ["ok", "reachable"], ["ok", "authenticated"], ["ok", "database"], ["ok", "test"],
+    ]  # fmt: skip
+    assert server.query("SELECT * FROM tts_otel_doctor", DB)
+
+
+@pytest.mark.parametrize(
+    ("change", "failed", "fix"),
+    [
+        ({"TTS_OTEL_INFLUXDB_PASSWORD": "wrong"}, "authenticated", "TTS_OTEL_INFLUXDB_PASSWORD"),
+        ({"TTS_OTEL_INFLUXDB_DB": "nope"}, "database", 'CREATE DATABASE "nope"'),
+        ({"TTS_OTEL_INFLUXDB_URL": "http://127.0.0.1:1"}, "reachable", "TTS_OTEL_INFLUXDB_URL"),
+    ],
+)
+def test_doctor_names_the_failing_check_and_its_fix(
+    server: InfluxServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    change: dict[str, str], failed: str, fix: str,
+) -> None:  # fmt: skip
+    from tts_otel import cli
+
+    _env(monkeypatch, server.url)
+    for key, value in change.items():
+        monkeypatch.setenv(key, value)
+    assert cli.main(["doctor"]) == 1
+    out = capsys.readouterr().out
+    assert f"FAIL {failed}" in out
+    assert fix in out
+    assert "wrong" not in out
+
+
+def test_demo_exports_to_influxdb_and_says_where(
+    server: InfluxServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tts_otel import cli
+
+    _env(monkeypatch, server.url)
+    assert cli.main(["demo", "--requests", "2", "--flow-steps", "1", "--exporter", "influxdb"]) == 0
+    assert f"telemetry went to influxdb: {server.url} db={DB}" in capsys.readouterr().out
+    requests = server.query('SELECT * FROM spans WHERE "span.name"=\'tts.synthesize\'', DB)
+    assert len(requests) == 2

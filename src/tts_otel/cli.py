@@ -17,7 +17,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from tts_otel import report
 from tts_otel.bootstrap import configure
 from tts_otel.config import exporter_names
+from tts_otel.doctor import run_checks
 from tts_otel.errors import ConfigurationError
+from tts_otel.exporters.influxdb import influx_settings
 from tts_otel.trace_tree import render_trees
 
 
@@ -110,6 +112,19 @@ def show_trace(args: argparse.Namespace) -> int:
     return 0
 
 
+def doctor(_args: argparse.Namespace) -> int:
+    try:
+        settings = influx_settings()
+    except ConfigurationError as error:
+        print(f"tts-otel: {error}", file=sys.stderr)
+        return 2
+    print(f"InfluxDB {settings.api} at {settings.target}")
+    checks = list(run_checks(settings))
+    for check in checks:
+        print(check.render())
+    return 0 if checks and all(check.ok for check in checks) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tts-otel", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -121,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--streaming", action="store_true", help="stream audio chunk by chunk")
     run.add_argument(
         "--exporter", default="file",
-        help="comma-separated: console, file, otlp, prometheus (default: file, OTLP JSON)",
+        help="comma-separated: console, file, otlp, prometheus, influxdb (default: file)",
     )  # fmt: skip
     run.add_argument(
         "--serve-for", type=float, default=0.0, metavar="SECONDS",
@@ -147,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     tree.add_argument("traces", nargs="?", default="tts-otel-out", help="file or directory")
     tree.add_argument("--last", type=int, default=1, help="how many requests (default 1)")
     tree.set_defaults(handler=show_trace)
+
+    check = commands.add_parser("doctor", help="check the InfluxDB in TTS_OTEL_INFLUXDB_*")
+    check.set_defaults(handler=doctor)
     return parser
 
 
