@@ -370,5 +370,5 @@ def test_demo_exports_to_influxdb_and_says_where(
     _env(monkeypatch, server.url)
     assert cli.main(["demo", "--requests", "2", "--flow-steps", "1", "--exporter", "influxdb"]) == 0
     assert f"telemetry went to influxdb: {server.url} db={DB}" in capsys.readouterr().out
-    requests = server.query('SELECT * FROM spans WHERE "span.name"=\'tts.synthesize\'', DB)
+    requests = server.query("SELECT * FROM spans WHERE \"span.name\"='tts.synthesize'", DB)
     assert len(requests) == 2
