@@ -26,9 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
 
-import tts_otel  # noqa: E402
-from tts_otel.reference import TEXTS, ReferencePipeline  # noqa: E402
-from tts_otel.telemetry import Telemetry, set_telemetry  # noqa: E402
+import tts_otel
+from tts_otel.reference import TEXTS, ReferencePipeline
+from tts_otel.telemetry import Telemetry, set_telemetry
 
 SPOOL_BYTES = 8 * 1024 * 1024
 
