@@ -92,9 +92,8 @@ def main() -> None:
     blackhole.close()
 
     for name, samples in times.items():
-        print(
-            f"{name:>10}: p50 {statistics.median(samples) * 1000:7.2f} ms   p99 {p99(samples) * 1000:7.2f} ms"
-        )
+        median_ms, p99_ms = statistics.median(samples) * 1000, p99(samples) * 1000
+        print(f"{name:>10}: p50 {median_ms:7.2f} ms   p99 {p99_ms:7.2f} ms")
     print(f"influxd stored {stored} request spans of the two 'up' set-ups; blackholed: {health}")
     growth_mib = (rss_after - rss_before) / 1024
     print(f"peak RSS growth during the run: {growth_mib:.1f} MiB "
