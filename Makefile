@@ -46,8 +46,10 @@ pytest: $(STAMP)/venv services
 
 test: lint typecheck pytest
 
-bench: $(STAMP)/venv
+bench: $(STAMP)/venv services
 	$(PY) benchmarks/overhead.py
+	$(PY) benchmarks/influx_export.py
+	$(PY) benchmarks/outage.py
 
 clean:
 	rm -rf $(VENV) $(CACHE) tts-otel-out
