@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 CACHE  := .cache
 STAMP  := $(CACHE)/stamps
 
-.PHONY: demo test lint typecheck pytest bench clean services
+.PHONY: demo test lint typecheck pytest bench clean services collector
 
 # Real servers the tests run on loopback, from Debian (needs root, as CI has).
 SERVICE_BINARIES := prometheus promtool prometheus-alertmanager amtool influxd
@@ -41,7 +41,11 @@ services:
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(SERVICE_PACKAGES); \
 	fi
 
-pytest: $(STAMP)/venv services
+# otelcol-tts from Go modules with the official builder, cached in .cache/ by manifest hash.
+collector:
+	bash collector/build.sh
+
+pytest: $(STAMP)/venv services collector
 	$(PY) -m pytest
 
 test: lint typecheck pytest

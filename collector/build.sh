@@ -4,7 +4,7 @@
 # Prints the binary's path on its last line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BUILDER_VERSION=v0.159.0
+BUILDER_VERSION=v0.161.0
 if ! command -v go >/dev/null 2>&1; then
   echo "collector/build.sh: Go is not installed; the collector is built from Go modules (Go 1.25+)" >&2
   exit 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import shutil
 import socket
@@ -199,3 +200,71 @@ def influxdb(tmp: Path) -> Iterator[InfluxServer]:
         yield server
     finally:
         server.kill()
+
+
+def collector_binary() -> str:
+    """Build (or find, cached by manifest hash) otelcol-tts with collector/build.sh."""
+    root = Path(__file__).parent.parent
+    done = subprocess.run(
+        ["bash", str(root / "collector" / "build.sh")], cwd=root, capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        pytest.fail(f"building the collector failed (run `make collector`):\n{done.stderr[-3000:]}")
+    return str(root / done.stdout.strip().splitlines()[-1])
+
+
+class Collector:
+    """otelcol-tts with a shipped config on free loopback ports; can be SIGKILLed and restarted."""
+
+    def __init__(
+        self, binary_path: str, config: Path, tmp: Path, influx: InfluxServer, database: str
+    ) -> None:
+        self.binary, self.config, self.tmp = binary_path, config, tmp
+        self.grpc, self.http, self.prometheus = free_port(), free_port(), free_port()
+        self.health = free_port()
+        self.env = {
+            **os.environ,
+            "TTS_OTEL_INFLUXDB_URL": influx.url, "TTS_OTEL_INFLUXDB_DB": database,
+            "TTS_OTEL_INFLUXDB_USERNAME": influx.USER,
+            "TTS_OTEL_INFLUXDB_PASSWORD": influx.PASSWORD,
+            "OTELCOL_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{self.grpc}",
+            "OTELCOL_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{self.http}",
+            "OTELCOL_PROMETHEUS_ENDPOINT": f"127.0.0.1:{self.prometheus}",
+            "OTELCOL_HEALTH_ENDPOINT": f"127.0.0.1:{self.health}",
+            "OTELCOL_TELEMETRY_PORT": str(free_port()),
+            "OTELCOL_QUEUE_DIR": str(tmp / "queue"),
+        }  # fmt: skip
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = (self.tmp / "collector.log").open("ab")
+        self._process = subprocess.Popen(
+            [self.binary, "--config", str(self.config)],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+        def healthy() -> bool:
+            if self._process is not None and self._process.poll() is not None:
+                pytest.fail(f"collector exited: {(self.tmp / 'collector.log').read_text()[-3000:]}")
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.health}/", timeout=2) as response:
+                return bool(response.status == 200)
+
+        wait_for(healthy, 60, "the collector's health check")
+
+    def kill(self) -> None:
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+            self._process = None
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            try:
+                self._process.wait(20)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+            self._process = None
