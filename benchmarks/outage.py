@@ -1,6 +1,8 @@
-"""Does a dead InfluxDB cost the request anything? Request p99 with the backend down vs up.
+"""Does a dead backend cost the request anything? Request p99 with it down vs up.
 
-One process, four tts-otel set-ups exporting to InfluxDB: a real influxd
+``--target influxdb`` (default): the direct exporter; ``--target otlp``: OTLP
+to the collector (otelcol-tts, built by collector/build.sh) in front of influxd.
+One process, four tts-otel set-ups: the real backend
 twice (up, and up again as an A/A control), a port nobody listens on
 (connection refused), and a socket that accepts connections but never
 answers (blackholed; each write waits for its timeout). Short requests of the
@@ -37,35 +39,49 @@ def p99(samples: list[float]) -> float:
     return statistics.quantiles(samples, n=100, method="inclusive")[98]
 
 
-def influx_telemetry(url: str, server: object | None) -> Telemetry:
+def telemetry_for(target: str, url: str) -> Telemetry:
+    """A tts-otel set-up exporting to ``url`` (InfluxDB, or an OTLP/HTTP endpoint)."""
+    if target == "otlp":
+        os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = url
+        return tts_otel.configure(exporters="otlp", set_global=False, nvml=False, cuda=None)
     os.environ["TTS_OTEL_INFLUXDB_URL"] = url
-    if server is not None:
-        os.environ["TTS_OTEL_INFLUXDB_USERNAME"] = server.USER  # type: ignore[attr-defined]
-        os.environ["TTS_OTEL_INFLUXDB_PASSWORD"] = server.PASSWORD  # type: ignore[attr-defined]
     return tts_otel.configure(exporters="influxdb", set_global=False, nvml=False, cuda=None)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=300, help="per set-up")
+    parser.add_argument("--target", choices=("influxdb", "otlp"), default="influxdb")
     args = parser.parse_args()
     os.environ.update({
         "TTS_OTEL_INFLUXDB_DB": "bench", "TTS_OTEL_INFLUXDB_SPOOL_BYTES": str(SPOOL_BYTES),
         "OTEL_BSP_SCHEDULE_DELAY": "200", "OTEL_METRIC_EXPORT_INTERVAL": "1000",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
     })  # fmt: skip
 
-    from tests.services import free_port, influxdb
+    from tests.services import Collector, InfluxServer, collector_binary, free_port, influxdb
 
     blackhole = socket.socket()
     blackhole.bind(("127.0.0.1", 0))
     blackhole.listen(1024)  # the kernel completes handshakes; nobody ever reads
-    with tempfile.TemporaryDirectory() as tmp, influxdb(Path(tmp)) as server:
+    with tempfile.TemporaryDirectory() as tmp, influxdb(Path(tmp) / "influx") as server:
         server.create_database("bench")
+        os.environ["TTS_OTEL_INFLUXDB_USERNAME"] = InfluxServer.USER
+        os.environ["TTS_OTEL_INFLUXDB_PASSWORD"] = InfluxServer.PASSWORD
+        collector = None
+        up_url = server.url
+        if args.target == "otlp":
+            config = Path(__file__).parent.parent / "collector" / "config-influxdb-v1.yaml"
+            collector = Collector(collector_binary(), config, Path(tmp), server, "bench")
+            collector.start()
+            up_url = f"http://127.0.0.1:{collector.http}"
+        down = f"http://127.0.0.1:{free_port()}"
+        hole = f"http://127.0.0.1:{blackhole.getsockname()[1]}"
         setups = {
-            "up": influx_telemetry(server.url, server),
-            "up again": influx_telemetry(server.url, server),
-            "refused": influx_telemetry(f"http://127.0.0.1:{free_port()}", None),
-            "blackholed": influx_telemetry(f"http://127.0.0.1:{blackhole.getsockname()[1]}", None),
+            "up": telemetry_for(args.target, up_url),
+            "up again": telemetry_for(args.target, up_url),
+            "refused": telemetry_for(args.target, down),
+            "blackholed": telemetry_for(args.target, hole),
         }
         pipeline = ReferencePipeline(flow_steps=2)
         for telemetry in setups.values():  # warm up every path
@@ -83,9 +99,15 @@ def main() -> None:
                 times[name].append(time.perf_counter() - start)
         rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         set_telemetry(None)
+        health = {}
+        if args.target == "influxdb":
+            health = dict(next(iter(setups["blackholed"]._health))[1]())
+        # Shutting down a set-up whose backend never answers waits for its exporter's timeout.
         for telemetry in setups.values():
-            health = dict(next(iter(telemetry._health))[1]())
             telemetry.shutdown()
+        if collector is not None:
+            time.sleep(2)  # past the collector's batch timeout
+            collector.stop()
         stored = len(
             server.query("SELECT * FROM spans WHERE \"span.name\"='tts.synthesize'", "bench")
         )
@@ -94,10 +116,13 @@ def main() -> None:
     for name, samples in times.items():
         median_ms, p99_ms = statistics.median(samples) * 1000, p99(samples) * 1000
         print(f"{name:>10}: p50 {median_ms:7.2f} ms   p99 {p99_ms:7.2f} ms")
-    print(f"influxd stored {stored} request spans of the two 'up' set-ups; blackholed: {health}")
+    print(f"target {args.target}: influxd stored {stored} request spans of the two 'up' set-ups")
+    if health:
+        print(f"blackholed exporter health: {health}")
     growth_mib = (rss_after - rss_before) / 1024
     print(f"peak RSS growth during the run: {growth_mib:.1f} MiB "
-          f"(spool bound {SPOOL_BYTES >> 20} MiB for each of the two down set-ups)")  # fmt: skip
+          f"(direct exporter: spool bound {SPOOL_BYTES >> 20} MiB for each down set-up; "
+          f"OTLP: the SDK's bounded span queue)")  # fmt: skip
     floor = abs(p99(times["up again"]) - p99(times["up"]))
     print(f"noise floor (A/A, |p99 up again - p99 up|): {floor * 1000:.3f} ms")
     added = max(p99(times["refused"]), p99(times["blackholed"])) - p99(times["up"])
