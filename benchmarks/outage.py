@@ -101,7 +101,7 @@ def main() -> None:
         set_telemetry(None)
         health = {}
         if args.target == "influxdb":
-            health = dict(next(iter(setups["blackholed"]._health))[1]())
+            health = setups["blackholed"].exporter_health()["influxdb"]
         # Shutting down a set-up whose backend never answers waits for its exporter's timeout.
         for telemetry in setups.values():
             telemetry.shutdown()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import json
 import logging
-import os
 import subprocess
 import sys
 import threading
@@ -169,7 +168,7 @@ def test_server_never_started_costs_synthesis_nothing_but_spooling(
     telemetry = _run(2)
     # Everything the pipeline made is waiting, bounded, for a server that never came.
     telemetry.force_flush()
-    health = dict(next(iter(telemetry._health))[1]())
+    health = telemetry.exporter_health()["influxdb"]
     telemetry.shutdown()
     assert health["sent"] == 0
     assert health["spooled"] > 0
@@ -220,24 +219,18 @@ def test_disk_spool_survives_a_restart_of_the_exporting_process(
 ) -> None:
     _env(monkeypatch, server.url)
     monkeypatch.setenv("TTS_OTEL_INFLUXDB_SPOOL_DIR", str(tmp_path / "spool"))
+    spool = tmp_path / "spool"
+
+    def exporting_process(text: str) -> None:
+        done = subprocess.run([sys.executable, "-c", _CHILD, text], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+
     server.kill()
-    first = subprocess.run(
-        [sys.executable, "-c", _CHILD, "你好，世界。"],
-        env=dict(os.environ),
-        capture_output=True,
-        text=True,
-    )
-    assert first.returncode == 0, first.stderr
-    assert list((tmp_path / "spool").glob("*.lp"))
+    exporting_process("你好，世界。")
+    assert list(spool.glob("*.lp"))
     server.start()
-    second = subprocess.run(
-        [sys.executable, "-c", _CHILD, "Hello again."],
-        env=dict(os.environ),
-        capture_output=True,
-        text=True,
-    )
-    assert second.returncode == 0, second.stderr
-    assert not list((tmp_path / "spool").glob("*.lp"))
+    exporting_process("Hello again.")  # replays the first process's spool, then sends its own
+    assert not list(spool.glob("*.lp"))
     requests = server.query("SELECT * FROM spans WHERE \"span.name\"='tts.synthesize'", DB)
     assert len(requests) == 2
 

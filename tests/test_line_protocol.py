@@ -107,7 +107,7 @@ def test_histograms_are_cumulative_with_go_bound_keys(cap: TelemetryCapture) -> 
     for _ in range(3):
         with tts_otel.synthesis(model="m") as req, req.stage("vocoder"):
             pass
-    data = cap._reader.get_metrics_data()
+    data = cap.metrics_data()
     assert data is not None
     stage = next(p for p in metric_lines(data) if p.startswith("tts.stage.duration,"))
     fields = dict(item.split("=", 1) for item in stage.split(" ")[1].split(","))

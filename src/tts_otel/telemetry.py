@@ -90,6 +90,10 @@ class Telemetry:
             exported = (n for _, h in self._health for outcome, n in h() if outcome == "dropped")
             yield ("export", sum(exported))
 
+    def exporter_health(self) -> dict[str, dict[str, int]]:
+        """Points each exporter sent, dropped and has spooled: ``{"influxdb": {"sent": ...}}``."""
+        return {name: dict(report()) for name, report in self._health}
+
     def _observe_health(self, _options: CallbackOptions) -> Iterable[Observation]:
         return [
             Observation(

@@ -19,6 +19,7 @@ from opentelemetry.sdk.metrics.export import (
     HistogramDataPoint,
     InMemoryMetricReader,
     Metric,
+    MetricsData,
     NumberDataPoint,
 )
 from opentelemetry.sdk.trace import ReadableSpan
@@ -81,9 +82,13 @@ class TelemetryCapture:
         self._spans.clear()
 
     # --- metrics --------------------------------------------------------------
+    def metrics_data(self) -> MetricsData | None:
+        """Collect now: the SDK's metrics data, as an exporter would receive it."""
+        return self._reader.get_metrics_data()
+
     def metrics(self) -> dict[str, Metric]:
         """Collect now; metric name -> metric (cumulative since the start)."""
-        data = self._reader.get_metrics_data()
+        data = self.metrics_data()
         found: dict[str, Metric] = {}
         if data is None:
             return found
