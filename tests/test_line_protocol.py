@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 
@@ -119,3 +120,25 @@ def test_histograms_are_cumulative_with_go_bound_keys(cap: TelemetryCapture) -> 
     counter = next(p for p in metric_lines(data) if p.startswith("tts.requests,"))
     assert "counter=3i" in counter
     assert "otel.library.name=tts_otel" in counter
+
+
+def test_span_attributes_win_over_resource_attributes_in_the_json() -> None:
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource({"deployment": "prod", "region": "eu"}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("t")
+    tracer.start_span("a", attributes={"deployment": "canary", "z": 1}).end()
+    tracer.start_span("b", attributes={"y": 2}).end()
+    points = list(span_lines(exporter.get_finished_spans(), frozenset()))
+    # The field is a line-protocol string; its escapes (\\" and \\\\) are JSON's too.
+    quoted = [re.search(r'attributes=("(?:[^"\\]|\\.)*")', p) for p in points]
+    texts = [json.loads(match.group(1)) for match in quoted if match]
+    assert texts[0].count('"deployment"') == 1
+    assert json.loads(texts[0]) == {"deployment": "canary", "region": "eu", "z": 1}
+    assert json.loads(texts[1]) == {"deployment": "prod", "region": "eu", "y": 2}
+    assert texts[1] == '{"deployment":"prod","region":"eu","y":2}'  # sorted, compact

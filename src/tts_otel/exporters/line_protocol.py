@@ -78,6 +78,28 @@ def _tag(key: str, value: str) -> str:
     return pair
 
 
+_ATTRIBUTE_TAGS: dict[tuple[str, type, Any], str] = {}
+
+
+def _attribute_tag(name: str, value: Any) -> str:
+    """``key=value`` for a span attribute used as a tag; "" when the value is empty.
+
+    Cached by the raw value's type and value (``True == 1``, but "true" != "1").
+    """
+    key = (name, type(value), value)
+    try:
+        pair = _ATTRIBUTE_TAGS.get(key)
+    except TypeError:  # an unhashable (sequence) value
+        text = tag_value(value)
+        return _tag(name, text) if text else ""
+    if pair is None:
+        if len(_ATTRIBUTE_TAGS) >= _ESCAPED_LIMIT:
+            _ATTRIBUTE_TAGS.clear()
+        text = tag_value(value)
+        pair = _ATTRIBUTE_TAGS[key] = _tag(name, text) if text else ""
+    return pair
+
+
 def _tag_part(text: str) -> str:
     """A tag key, tag value or field key, made safe and escaped."""
     if text.isalnum():  # ids and plain words: nothing to escape
@@ -222,7 +244,7 @@ def span_lines(spans: Iterable[ReadableSpan], dimensions: frozenset[str]) -> Ite
     """``spans`` points (and ``logs`` points for span events)."""
     # Resource and scope attributes are the same objects for every span of a
     # batch: split them into tags and JSON part once per (resource, scope).
-    shared: dict[tuple[int, int], tuple[list[str], dict[str, str], frozenset[str]]] = {}
+    shared: dict[tuple[int, int], tuple[list[str], dict[str, str], frozenset[str], list[str]]] = {}
     for span in spans:
         context = span.context
         if context is None or span.start_time is None:
@@ -242,22 +264,37 @@ def span_lines(spans: Iterable[ReadableSpan], dimensions: frozenset[str]) -> Ite
                     else:
                         base_rest[name] = _json_value(value)
             pairs = [_tag(name, text) for name, text in base_tags.items() if name and text]
-            base = shared[key] = (pairs, base_rest, frozenset(base_tags) | {"trace_id", "span_id"})
+            members = [_json_key(name) + text for name, text in base_rest.items()]
+            tagged = frozenset(base_tags) | {"trace_id", "span_id"}
+            base = shared[key] = (pairs, base_rest, tagged, members)
         tags = [f"span_id={span_id}", f"trace_id={trace_id}", *base[0]]
-        tagged = base[2]
-        merged = dict(base[1])
+        tagged, base_rest = base[2], base[1]
+        extra: list[str] = []  # '"key":value' of this span's own attributes
+        overridden: dict[str, str] = {}
         for name, value in (span.attributes or {}).items():
             if name in dimensions and name not in tagged:
-                text = tag_value(value)
-                if text:
-                    tags.append(_tag(name, text))
+                pair = _attribute_tag(name, value)
+                if pair:
+                    tags.append(pair)
+            elif name in base_rest:
+                overridden[name] = _json_value(value)  # a span attribute wins over the resource's
             else:
-                merged[name] = _json_value(value)
+                extra.append(_json_key(name) + _json_value(value))
         # The field set of a span is fixed: constant keys need no escaping and
         # hex ids none; only free text goes through the string escaper.
         fields = []
-        if merged:
-            fields.append("attributes=" + _string_field(_json_object(merged)))
+        if overridden:
+            merged = {**base_rest, **overridden}
+            members = [_json_key(name) + text for name, text in merged.items()] + extra
+        else:
+            members = base[3] + extra  # the batch's pre-rendered resource part
+        if members:
+            # Sorting the '"key":value' strings sorts by key: '"' sorts below every
+            # character but space and '!', so a key sorts before its extensions.
+            members.sort()
+            body = "{" + ",".join(members) + "}"
+            body = body.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+            fields.append("attributes=" + _string_field(body))
         trace_state = context.trace_state.to_header() if context.trace_state else ""
         if trace_state:
             fields.append("trace_state=" + _string_field(trace_state))
@@ -269,13 +306,14 @@ def span_lines(spans: Iterable[ReadableSpan], dimensions: frozenset[str]) -> Ite
         if span.end_time is not None:
             fields.append(f"end_time_unix_nano={span.end_time}i")
             fields.append(f"duration_nano={span.end_time - span.start_time}i")
-        for name, count in (
-            ("dropped_attributes_count", span.dropped_attributes),
-            ("dropped_events_count", span.dropped_events),
-            ("dropped_links_count", span.dropped_links),
-        ):
-            if count > 0:
-                fields.append(f"{name}={count}i")  # signed: InfluxDB 1.x rejects unsigned
+        if span.dropped_attributes or span.dropped_events or span.dropped_links:
+            for name, count in (
+                ("dropped_attributes_count", span.dropped_attributes),
+                ("dropped_events_count", span.dropped_events),
+                ("dropped_links_count", span.dropped_links),
+            ):
+                if count > 0:
+                    fields.append(f"{name}={count}i")  # signed: InfluxDB 1.x rejects unsigned
         status = span.status
         if status.status_code is StatusCode.OK:
             fields.append('otel.status_code="Ok"')
