@@ -33,10 +33,24 @@ def binary(name: str) -> str:
     return path
 
 
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free loopback ports.
+
+    The probes stay open until all are chosen: probing one at a time can hand
+    out the same port twice (seen here: influxd's RPC and HTTP ports collided).
+    """
+    probes = [socket.socket() for _ in range(count)]
+    try:
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [int(probe.getsockname()[1]) for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
+
+
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    return free_ports(1)[0]
 
 
 def get_json(url: str) -> Any:
@@ -114,14 +128,14 @@ class InfluxServer:
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
         tmp.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
+        self.port, rpc_port = free_ports(2)
         self.url = f"http://127.0.0.1:{self.port}"
         self._process: subprocess.Popen[bytes] | None = None
         template = subprocess.run(
             [binary("influxd"), "config"], capture_output=True, text=True
         ).stdout
         replacements = {
-            r'^bind-address = ".*"$': f'bind-address = "127.0.0.1:{free_port()}"',
+            r'^bind-address = ".*"$': f'bind-address = "127.0.0.1:{rpc_port}"',
             r'^  dir = "/var/lib/influxdb/meta"$': f'  dir = "{tmp}/meta"',
             r'^  dir = "/var/lib/influxdb/data"$': f'  dir = "{tmp}/data"',
             r'^  wal-dir = ".*"$': f'  wal-dir = "{tmp}/wal"',
@@ -220,8 +234,7 @@ class Collector:
         self, binary_path: str, config: Path, tmp: Path, influx: InfluxServer, database: str
     ) -> None:
         self.binary, self.config, self.tmp = binary_path, config, tmp
-        self.grpc, self.http, self.prometheus = free_port(), free_port(), free_port()
-        self.health = free_port()
+        self.grpc, self.http, self.prometheus, self.health, telemetry = free_ports(5)
         self.env = {
             **os.environ,
             "TTS_OTEL_INFLUXDB_URL": influx.url, "TTS_OTEL_INFLUXDB_DB": database,
@@ -231,7 +244,7 @@ class Collector:
             "OTELCOL_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{self.http}",
             "OTELCOL_PROMETHEUS_ENDPOINT": f"127.0.0.1:{self.prometheus}",
             "OTELCOL_HEALTH_ENDPOINT": f"127.0.0.1:{self.health}",
-            "OTELCOL_TELEMETRY_PORT": str(free_port()),
+            "OTELCOL_TELEMETRY_PORT": str(telemetry),
             "OTELCOL_QUEUE_DIR": str(tmp / "queue"),
         }  # fmt: skip
         self._process: subprocess.Popen[bytes] | None = None

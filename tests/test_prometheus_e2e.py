@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import pytest
 import yaml
 
-from tests.services import binary, free_port, prometheus, query, running, wait_for
+from tests.services import binary, free_port, free_ports, prometheus, query, running, wait_for
 
 torch = pytest.importorskip("torch")
 
@@ -170,7 +170,7 @@ def test_vocoder_latency_alert_fires_routes_and_resolves(
 def test_demo_workers_are_scraped_and_summed(tmp_path: Path) -> None:
     """Two `tts-otel demo --exporter prometheus` processes, one port each: the
     documented way to run several workers. Prometheus scrapes both; sum() adds them."""
-    ports = [free_port(), free_port()]
+    ports = free_ports(2)
     requests = [2, 3]
     workers = []
     for index, (port, count) in enumerate(zip(ports, requests, strict=True)):
