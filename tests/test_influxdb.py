@@ -115,12 +115,14 @@ def test_a_workload_run_lands_in_the_collectors_schema(
 
 
 _text = st.text(st.characters(codec="utf-8"), max_size=40)
+# The test's own keys and the reserved ones: a field named like them is not the point here.
+_OWN_KEYS = frozenset({"id", "t", "n", "time", "_field", "_measurement"})
 
 
 @settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(tag=_text, field_key=_text.filter(bool), value=_text)
+@given(tag=_text, field_key=_text.filter(lambda k: k and k not in _OWN_KEYS), value=_text)
 def test_unicode_survives_the_real_server(
     server: InfluxServer, tag: str, field_key: str, value: str
 ) -> None:
@@ -140,8 +142,8 @@ def test_unicode_survives_the_real_server(
         return cleaned
 
     expected_key = documented(field_key, tag_like=True)
-    if expected_key in ("time", "id", "n", "t", "_field", "_measurement"):
-        return  # reserved or clashing with the test's own keys
+    if expected_key in _OWN_KEYS:
+        return  # became one of them through the documented changes
     assert row.get("t") == (documented(tag, tag_like=True) or None)
     assert row[expected_key] == documented(value, tag_like=False)
 
