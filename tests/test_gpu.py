@@ -12,7 +12,7 @@ import tts_otel
 from tests.fakes import FakeCuda, FakeDevice, FakeNvml
 from tts_otel import semconv
 from tts_otel.gpu import load_cuda_runtime
-from tts_otel.nvml import NvmlSampler, start_nvml_sampler
+from tts_otel.nvml import NvmlSampler, default_reader, start_nvml_sampler
 from tts_otel.testing import attributes, capture
 
 GIB = 1 << 30
@@ -96,7 +96,9 @@ def test_no_cuda_here_means_no_runtime_and_one_line(caplog: pytest.LogCaptureFix
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
+    load_cuda_runtime.cache_clear()
     with caplog.at_level(logging.INFO, logger="tts_otel.gpu"):
+        assert load_cuda_runtime() is None
         assert load_cuda_runtime() is None
     assert len(caplog.records) == 1
     assert "no CUDA device" in caplog.records[0].getMessage()
@@ -168,8 +170,10 @@ def test_no_nvml_driver_here_means_no_sampler_and_one_line(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     meter = MeterProvider().get_meter("t")
+    default_reader.cache_clear()
     with caplog.at_level(logging.INFO, logger="tts_otel.nvml"):
         sampler = start_nvml_sampler(meter)
+        start_nvml_sampler(meter)  # a second handle does not probe, nor log, again
     if sampler is not None:
         pytest.skip("this machine has an NVIDIA driver")
     assert len(caplog.records) == 1
@@ -182,3 +186,30 @@ def test_configure_with_fake_nvml_exports_gauges() -> None:
     )
     with capture(nvml=True, nvml_reader=nvml) as cap:
         assert cap.points(semconv.METRIC_HW_GPU_MEMORY_LIMIT)[0].value == 24 * GIB
+
+
+def test_without_torch_everything_but_the_gpu_works_after_one_line() -> None:
+    import subprocess
+    import sys
+
+    script = """
+import logging, sys
+sys.modules["torch"] = None  # as if torch were not installed
+logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+import tts_otel
+from tts_otel.testing import capture
+telemetry = tts_otel.configure(exporters=[], set_global=False, nvml=False)  # probes torch
+with capture(cuda=tts_otel.gpu.load_cuda_runtime()) as cap:  # asks again
+    with tts_otel.synthesis(model="m", text="hi") as req, req.stage("vocoder"):
+        req.audio(seconds=1.0)
+print("spans", len(cap.spans()))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "spans 2"
+    lines = [line for line in done.stderr.splitlines() if "torch" in line]
+    assert lines == [
+        "tts_otel.gpu: tts-otel: torch is not installed; GPU memory and CUDA-event timing are off"
+    ]

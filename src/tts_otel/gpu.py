@@ -13,6 +13,7 @@ GPU measurement is asked for; :class:`CudaRuntime` is the seam tests fake.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -60,8 +61,12 @@ class TorchCuda:
         return float(start.elapsed_time(end)) / 1000.0  # type: ignore[attr-defined]
 
 
+@functools.cache
 def load_cuda_runtime() -> CudaRuntime | None:
-    """The torch CUDA runtime, or ``None`` (with one log line) when there is none."""
+    """The torch CUDA runtime, or ``None`` (with one log line) when there is none.
+
+    Probed once per process: every handle asks, the answer does not change.
+    """
     try:
         import torch
     except ImportError:

@@ -7,6 +7,7 @@ thread to spin and the sampling interval is the export interval.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
@@ -131,10 +132,23 @@ class NvmlSampler:
         return observe
 
 
-def start_nvml_sampler(meter: Meter, reader: NvmlReader | None = None) -> NvmlSampler | None:
-    """Start the gauges, or log one line and return ``None`` when NVML is unavailable."""
+@functools.cache
+def default_reader() -> PynvmlReader | None:
+    """NVML through pynvml, probed once per process; ``None`` (one log line) without a driver."""
     try:
-        return NvmlSampler(meter, reader if reader is not None else PynvmlReader())
-    except Exception as error:
+        return PynvmlReader()
+    except Exception as error:  # no driver, no library, no device: all the same here
         _log.info("tts-otel: NVML unavailable (%s); GPU gauges are off", error)
+        return None
+
+
+def start_nvml_sampler(meter: Meter, reader: NvmlReader | None = None) -> NvmlSampler | None:
+    """Start the gauges on ``reader`` (default: pynvml), or return ``None`` when there is none."""
+    reader = reader if reader is not None else default_reader()
+    if reader is None:
+        return None
+    try:
+        return NvmlSampler(meter, reader)
+    except Exception as error:  # a device that fails its first read
+        _log.warning("tts-otel: NVML read failed (%s); GPU gauges are off", error)
         return None
