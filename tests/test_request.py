@@ -245,3 +245,17 @@ def test_builtin_exception_type_is_unqualified(cap: TelemetryCapture) -> None:
         with tts_otel.synthesis(model="m"):
             raise ValueError("bad")
     assert attributes(_one(cap, "tts.synthesize"))[semconv.ATTR_ERROR_TYPE] == "ValueError"
+
+
+def test_a_failing_finalizer_still_leaves_the_context_clean(cap: TelemetryCapture) -> None:
+    def broken(_error: BaseException | None) -> None:
+        raise RuntimeError("integration bug")
+
+    with tts_otel.synthesis(model="m") as req:
+        req.add_finalizer(broken)
+        req.begin_segment(3)
+    assert tts_otel.current() is None
+    with tts_otel.stage("vocoder"):
+        pass
+    assert semconv.ATTR_SEGMENT_INDEX not in attributes(cap.spans_named("tts.vocoder")[0])
+    assert trace.get_current_span() is trace.INVALID_SPAN

@@ -154,22 +154,24 @@ class Synthesis:
             self._finish(span, duration, exc)
         except Exception:
             _log.exception("tts-otel: could not record the request")
+        finally:
+            # Whatever failed above, the caller's context must not keep this request.
+            if self._segment_token is not None:
+                current_segment.reset(self._segment_token)
+            if self._tokens is not None:
+                context_token, request_token = self._tokens
+                current_request.reset(cast(Any, request_token))
+                context.detach(cast(Any, context_token))
 
     def _finish(self, span: Span, duration: float, exc: BaseException | None) -> None:
         for finalizer in self._finalizers:
             finalizer(exc)
-        if self._segment_token is not None:
-            current_segment.reset(self._segment_token)
         self._finished = True
         instruments = self.telemetry.instruments
         measurements = self._measurements
         failure = mark_error(span, exc) if exc is not None else None
         if self.gpu is not None:
             self._resolve_gpu(span, measurements)
-        if self._tokens is not None:
-            request_token, _ = self._tokens
-            current_request.reset(cast(Any, self._tokens[1]))
-            context.detach(cast(Any, request_token))
 
         outcome = {
             semconv.ATTR_OUTCOME: semconv.OUTCOME_ERROR if failure else semconv.OUTCOME_OK,
