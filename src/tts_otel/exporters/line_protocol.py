@@ -45,8 +45,9 @@ REPLACEMENT: Final = "\ufffd"
 
 _UNSAFE = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
 # Keys and tag values repeat (stage names, configuration): escaped once, then
-# looked up. str.translate with a dict table costs ~1 us a call on this
-# machine, which made the first version slower than influxdb-client's Point.
+# looked up in caches of at most _ESCAPED_LIMIT entries each. str.translate with
+# a dict table costs ~1 us a call on this machine, which made the first version
+# slower than influxdb-client's Point.
 _ESCAPED: dict[str, str] = {}
 _ESCAPED_LIMIT: Final = 8192
 _RESERVED_FIELDS: Final = frozenset({"time", "_field", "_measurement"})
@@ -65,6 +66,19 @@ def _safe(text: str) -> str:
     return _UNSAFE.sub(REPLACEMENT, text)
 
 
+def _remember(cache: dict[Any, str], key: Any, value: str) -> str:
+    """Store ``value`` in a bounded cache: emptied when full (hot entries refill at once)."""
+    if len(cache) >= _ESCAPED_LIMIT:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
+def _html_safe(json_text: str) -> str:
+    """Go's encoding/json escapes ``<``, ``>`` and ``&``."""
+    return json_text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
 _TAGS: dict[tuple[str, str], str] = {}
 
 
@@ -72,9 +86,7 @@ def _tag(key: str, value: str) -> str:
     """``key=value`` for a tag, escaped; cached, since tag values repeat."""
     pair = _TAGS.get((key, value))
     if pair is None:
-        if len(_TAGS) >= _ESCAPED_LIMIT:
-            _TAGS.clear()
-        pair = _TAGS[(key, value)] = f"{_tag_part(key)}={_tag_part(value)}"
+        pair = _remember(_TAGS, (key, value), f"{_tag_part(key)}={_tag_part(value)}")
     return pair
 
 
@@ -93,10 +105,8 @@ def _attribute_tag(name: str, value: Any) -> str:
         text = tag_value(value)
         return _tag(name, text) if text else ""
     if pair is None:
-        if len(_ATTRIBUTE_TAGS) >= _ESCAPED_LIMIT:
-            _ATTRIBUTE_TAGS.clear()
         text = tag_value(value)
-        pair = _ATTRIBUTE_TAGS[key] = _tag(name, text) if text else ""
+        pair = _remember(_ATTRIBUTE_TAGS, key, _tag(name, text) if text else "")
     return pair
 
 
@@ -110,9 +120,7 @@ def _tag_part(text: str) -> str:
         if escaped.endswith("\\"):
             escaped = escaped[:-1] + REPLACEMENT
         escaped = escaped.replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
-        if len(_ESCAPED) >= _ESCAPED_LIMIT:
-            _ESCAPED.clear()
-        _ESCAPED[text] = escaped
+        _remember(_ESCAPED, text, escaped)
     return escaped
 
 
@@ -203,7 +211,7 @@ def go_json(value: Any) -> str:
     text = json.dumps(
         convert(value), sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str
     )
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return _html_safe(text)
 
 
 def _json_value(value: Any) -> str:
@@ -226,17 +234,8 @@ _JSON_KEYS: dict[str, str] = {}
 def _json_key(key: str) -> str:
     encoded = _JSON_KEYS.get(key)
     if encoded is None:
-        if len(_JSON_KEYS) >= _ESCAPED_LIMIT:
-            _JSON_KEYS.clear()
-        encoded = _JSON_KEYS[key] = str(_json_string(key)) + ":"
+        encoded = _remember(_JSON_KEYS, key, str(_json_string(key)) + ":")
     return encoded
-
-
-def _json_object(fragments: Mapping[str, str]) -> str:
-    """Pre-encoded values as one Go-style JSON object: sorted keys, ``<>&`` escaped."""
-    body = ",".join([_json_key(key) + fragments[key] for key in sorted(fragments)])
-    text = "{" + body + "}"
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 # --- spans ------------------------------------------------------------------
@@ -292,8 +291,7 @@ def span_lines(spans: Iterable[ReadableSpan], dimensions: frozenset[str]) -> Ite
             # Sorting the '"key":value' strings sorts by key: '"' sorts below every
             # character but space and '!', so a key sorts before its extensions.
             members.sort()
-            body = "{" + ",".join(members) + "}"
-            body = body.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+            body = _html_safe("{" + ",".join(members) + "}")
             fields.append("attributes=" + _string_field(body))
         trace_state = context.trace_state.to_header() if context.trace_state else ""
         if trace_state:
