@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 import urllib.error
@@ -18,6 +17,7 @@ from tts_otel.exporters.influxdb import (
     RetryableError,
     V1Transport,
     V2Transport,
+    authorization,
 )
 
 
@@ -36,11 +36,9 @@ class Check:
 
 def _get(settings: InfluxSettings, path: str, query: dict[str, str]) -> tuple[int, Any]:
     request = urllib.request.Request(f"{settings.url}{path}?{urllib.parse.urlencode(query)}")
-    if settings.api == "v2":
-        request.add_header("Authorization", f"Token {settings.token}")
-    elif settings.username:
-        secret = base64.b64encode(f"{settings.username}:{settings.password}".encode()).decode()
-        request.add_header("Authorization", f"Basic {secret}")
+    header = authorization(settings)
+    if header is not None:
+        request.add_header("Authorization", header)
     try:
         with urllib.request.urlopen(request, timeout=settings.timeout_s) as response:
             body = response.read()

@@ -199,6 +199,16 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
+def authorization(settings: InfluxSettings) -> str | None:
+    """The Authorization header: ``Token`` for v2, ``Basic`` for v1 with a user, else none."""
+    if settings.api == "v2":
+        return f"Token {settings.token}"
+    if settings.username:
+        secret = f"{settings.username}:{settings.password}".encode()
+        return "Basic " + base64.b64encode(secret).decode()
+    return None
+
+
 def _retry_after(headers: Mapping[str, str] | None) -> float | None:
     value = (headers or {}).get("Retry-After")
     try:
@@ -227,9 +237,9 @@ class V1Transport:
             query["rp"] = settings.retention_policy
         self._url = f"{settings.url}/write?{urllib.parse.urlencode(query)}"
         self._headers = {"Content-Type": "text/plain; charset=utf-8"}
-        if settings.username:
-            secret = f"{settings.username}:{settings.password}".encode()
-            self._headers["Authorization"] = "Basic " + base64.b64encode(secret).decode()
+        header = authorization(settings)
+        if header is not None:
+            self._headers["Authorization"] = header
         self._gzip = settings.gzip
         if self._gzip:
             self._headers["Content-Encoding"] = "gzip"
