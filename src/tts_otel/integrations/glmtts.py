@@ -62,8 +62,8 @@ class Wrapped:
 CONTRACT: tuple[Wrapped, ...] = (
     Wrapped("cosyvoice.cli.frontend", "TextFrontEnd.text_normalize", ("text",), "normalize"),
     Wrapped("cosyvoice.cli.frontend", "TextFrontEnd.split_by_len",
-            ("text", "min_text_len", "max_text_len"), "split"),
-    Wrapped("cosyvoice.cli.frontend", "TextFrontEnd.g2p_infer", ("text",), "g2p"),
+            ("text", "min_text_len", "max_text_len"), "text"),
+    Wrapped("cosyvoice.cli.frontend", "TextFrontEnd.g2p_infer", ("text",), "text"),
     Wrapped("cosyvoice.cli.frontend", "TTSFrontEnd._extract_spk_embedding", ("speech",), "speaker"),
     Wrapped("cosyvoice.cli.frontend", "TTSFrontEnd._extract_speech_token",
             ("path_or_tuple",), "speaker"),
@@ -227,10 +227,8 @@ class GLMTTSInstrumentor(BaseInstrumentor):  # type: ignore[misc]
                 request.begin_segment(state.segment)
         return self._plain_stage(entry, semconv.STAGE_TEXT_NORMALIZATION, wrapped, args, kw)
 
-    def _split(self, entry: Wrapped, wrapped: Any, instance: Any, args: Any, kw: Any) -> Any:
-        return self._plain_stage(entry, semconv.STAGE_TEXT_NORMALIZATION, wrapped, args, kw)
-
-    def _g2p(self, entry: Wrapped, wrapped: Any, instance: Any, args: Any, kw: Any) -> Any:
+    def _text(self, entry: Wrapped, wrapped: Any, instance: Any, args: Any, kw: Any) -> Any:
+        """Splitting and g2p: text normalisation work outside the per-segment count."""
         return self._plain_stage(entry, semconv.STAGE_TEXT_NORMALIZATION, wrapped, args, kw)
 
     def _grouped(
