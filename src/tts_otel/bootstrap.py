@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -110,9 +111,6 @@ def configure(
         exporters = list(exporter_names(exporters))
     names = None if exporters is None else tuple(e for e in exporters if isinstance(e, str))
     prometheus_host, prometheus_port = _prometheus_address(prometheus)
-    if prometheus not in (None, False):
-        names = (*(names or load_settings(exporters=None).exporters), "prometheus")
-        names = tuple(dict.fromkeys(names))
     settings = load_settings(
         service_name=service_name,
         exporters=names,
@@ -126,6 +124,8 @@ def configure(
         prometheus_host=prometheus_host,
         prometheus_port=prometheus_port,
     )
+    if prometheus not in (None, False) and "prometheus" not in settings.exporters:
+        settings = dataclasses.replace(settings, exporters=(*settings.exporters, "prometheus"))
     processors, readers, built = _split(exporters or [], settings.exporters, settings)
 
     owns = tracer_provider is None and meter_provider is None
