@@ -5,8 +5,13 @@ each export is one bounded, synchronous write on the SDK's own thread, never
 on the request path. 429, 5xx and connection errors are retried with
 exponential backoff and jitter, honouring ``Retry-After``, within one deadline
 per export. What still fails goes to a bounded spool and is replayed in order
-once the server answers. Any other 4xx is permanent: it is logged once per
-cause, with the server's message, and its points are counted as dropped.
+once the server answers. After such a failure the writer stops calling the
+server for a growing, jittered pause (up to ``BACKOFF_MAX_S``): exports in it
+go straight to the spool, so a dead server costs each export microseconds,
+not a timeout, and the SDK's span queue never fills behind a blocked export.
+Shutdown makes one last attempt to deliver the spool. Any other 4xx is
+permanent: it is logged once per cause, with the server's message, and its
+points are counted as dropped.
 Credentials never appear in logs, errors or ``repr``.
 
 Settings come from arguments or ``TTS_OTEL_INFLUXDB_*`` variables; see
@@ -323,6 +328,8 @@ class InfluxWriter:
         self.sent_points = 0
         self.rejected_points = 0
         self._closed = False
+        self._pauses = 0  # consecutive exports that found the server unreachable
+        self._pause_until = 0.0
 
     @property
     def dropped_points(self) -> int:
@@ -338,17 +345,31 @@ class InfluxWriter:
             return True
         body = ("\n".join(lines) + "\n").encode("utf-8")
         with self._lock:
+            if self._closed or time.monotonic() < self._pause_until:
+                self.spool.add(body, len(lines))
+                return False
             deadline = time.monotonic() + self.settings.export_deadline_s
-            while (waiting := self.spool.oldest()) is not None:
-                outcome = self._send(*waiting, deadline)
-                if outcome == "retry":
-                    self.spool.add(body, len(lines))
-                    return False
-                self.spool.remove_oldest()
-            outcome = self._send(body, len(lines), deadline)
+            outcome = self._send(body, len(lines), deadline) if self._replay(deadline) else "retry"
             if outcome == "retry":
                 self.spool.add(body, len(lines))
+                self._pause()
+                return False
+            self._pauses = 0
             return outcome == "sent"
+
+    def _replay(self, deadline: float) -> bool:
+        """Send spooled batches, oldest first; ``False`` if the server still cannot take them."""
+        while (waiting := self.spool.oldest()) is not None:
+            if self._send(*waiting, deadline) == "retry":
+                return False
+            self.spool.remove_oldest()
+        return True
+
+    def _pause(self) -> None:
+        """Leave the server alone for a while after an export found it unreachable."""
+        self._pauses += 1
+        longest = min(self.BACKOFF_MAX_S, self.BACKOFF_BASE_S * 2**self._pauses)
+        self._pause_until = time.monotonic() + random.uniform(longest / 2, longest)
 
     def _send(self, body: bytes, points: int, deadline: float) -> str:
         attempt = 0
@@ -383,20 +404,29 @@ class InfluxWriter:
             _log.warning("tts-otel: InfluxDB write to %s failed: %s", self.settings.target, message)
 
     def close(self) -> None:
-        """Interrupt waits, release the connection; spooled data stays (on disk if configured)."""
+        """Interrupt waits, try once more to deliver the spool, release the connection.
+
+        What still cannot be sent stays spooled (on disk if configured); each
+        batch gets one attempt, so a dead server delays this by one timeout.
+        """
         self._stop.set()
         with self._lock:
             if not self._closed:
                 self._closed = True
+                self._replay(time.monotonic() + self.settings.export_deadline_s)
                 self._transport.close()
 
 
 class InfluxDBSpanExporter(SpanExporter):
-    """Spans to InfluxDB. No arguments: ``TTS_OTEL_INFLUXDB_*`` (the SDK entry point does that)."""
+    """Spans to InfluxDB. No arguments: ``TTS_OTEL_INFLUXDB_*`` (the SDK entry point does that).
+
+    A ``writer`` passed in belongs to the caller, who closes it.
+    """
 
     def __init__(
         self, settings: InfluxSettings | None = None, *, writer: InfluxWriter | None = None
     ) -> None:
+        self._owns_writer = writer is None
         self._writer = writer or InfluxWriter(settings or influx_settings())
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
@@ -405,19 +435,24 @@ class InfluxDBSpanExporter(SpanExporter):
         return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
 
     def shutdown(self) -> None:
-        self._writer.close()
+        if self._owns_writer:
+            self._writer.close()
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return True
 
 
 class InfluxDBMetricExporter(MetricExporter):
-    """Metrics to InfluxDB (telegraf-prometheus-v1). No arguments: ``TTS_OTEL_INFLUXDB_*``."""
+    """Metrics to InfluxDB (telegraf-prometheus-v1). No arguments: ``TTS_OTEL_INFLUXDB_*``.
+
+    A ``writer`` passed in belongs to the caller, who closes it.
+    """
 
     def __init__(
         self, settings: InfluxSettings | None = None, *, writer: InfluxWriter | None = None
     ) -> None:
         super().__init__()
+        self._owns_writer = writer is None
         self._writer = writer or InfluxWriter(settings or influx_settings())
 
     def export(
@@ -430,16 +465,19 @@ class InfluxDBMetricExporter(MetricExporter):
         return True
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        self._writer.close()
+        if self._owns_writer:
+            self._writer.close()
 
 
 def influxdb_exporter(_settings: Settings) -> ExporterParts:
-    """The ``influxdb`` exporter name: one writer for spans and metrics."""
+    """The ``influxdb`` exporter name: one writer for spans and metrics, closed after both
+    providers have made their last export."""
     settings = influx_settings()
     writer = InfluxWriter(settings)
     return ExporterParts(
         span_exporter=InfluxDBSpanExporter(writer=writer),
         metric_reader=PeriodicExportingMetricReader(InfluxDBMetricExporter(writer=writer)),
         where=f"influxdb: {settings.target}",
+        close=writer.close,
         health=("influxdb", writer.health),
     )

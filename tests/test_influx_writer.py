@@ -1,0 +1,100 @@
+"""InfluxWriter's outage behaviour, on a transport that goes down and comes back on command.
+
+The server's side of the same behaviour (kill, restart, every span stored
+once) runs on a real influxd in test_influxdb.py.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tts_otel.exporters.influxdb import InfluxWriter, RetryableError, influx_settings
+
+
+class SwitchableTransport:
+    """Records what it was given while ``up``; raises RetryableError while down."""
+
+    def __init__(self) -> None:
+        self.up = False
+        self.calls = 0
+        self.received: list[bytes] = []
+
+    def write(self, body: bytes) -> None:
+        self.calls += 1
+        if not self.up:
+            raise RetryableError("cannot reach InfluxDB: [Errno 111] Connection refused")
+        self.received.append(body)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def transport() -> SwitchableTransport:
+    return SwitchableTransport()
+
+
+@pytest.fixture
+def writer(transport: SwitchableTransport) -> InfluxWriter:
+    settings = influx_settings(environ={}, export_deadline_s=0.05)
+    return InfluxWriter(settings, transport)
+
+
+def test_an_unreachable_server_is_left_alone_until_the_pause_ends(
+    writer: InfluxWriter, transport: SwitchableTransport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(InfluxWriter, "BACKOFF_BASE_S", 0.1)  # a first pause of 0.1-0.2 s
+    assert not writer.write(["m f=1i 1"])
+    tried = transport.calls
+    assert tried >= 1
+
+    # Inside the pause: spooled without a network call, so the export takes no timeout.
+    assert not writer.write(["m f=2i 2"])
+    assert transport.calls == tried
+    assert dict(writer.health())["spooled"] == 2
+
+    transport.up = True
+    time.sleep(0.25)
+    assert writer.write(["m f=3i 3"])
+    assert b"".join(transport.received).splitlines() == [b"m f=1i 1", b"m f=2i 2", b"m f=3i 3"]
+    assert dict(writer.health()) == {"sent": 3, "dropped": 0, "spooled": 0}
+
+
+def test_pauses_grow_while_the_server_stays_down(
+    writer: InfluxWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pauses = []
+    for _ in range(5):
+        monkeypatch.setattr(writer, "_pause_until", 0.0)  # let every export reach the server
+        start = time.monotonic()
+        writer.write(["m f=1i 1"])
+        pauses.append(writer._pause_until - start)
+    # Jitter draws from [longest/2, longest]; longest doubles each time up to BACKOFF_MAX_S.
+    for count, pause in enumerate(pauses, start=1):
+        longest = min(InfluxWriter.BACKOFF_MAX_S, InfluxWriter.BACKOFF_BASE_S * 2**count)
+        assert longest / 2 <= pause <= longest + 0.1
+    assert pauses[-1] > pauses[0]
+
+
+def test_close_delivers_the_spool_once_more_and_keeps_what_still_fails(
+    writer: InfluxWriter, transport: SwitchableTransport
+) -> None:
+    writer.write(["m f=1i 1"])
+    writer.write(["m f=2i 2"])
+    transport.up = True
+    writer.close()
+    assert b"".join(transport.received).splitlines() == [b"m f=1i 1", b"m f=2i 2"]
+
+    down = SwitchableTransport()
+    stubborn = InfluxWriter(influx_settings(environ={}, export_deadline_s=5.0), down)
+    stubborn.write(["m f=1i 1"])
+    stubborn.write(["m f=2i 2"])
+    before = down.calls
+    started = time.monotonic()
+    stubborn.close()
+    # Shutdown does not back off and retry: one attempt, then the spool keeps the batches.
+    assert down.calls == before + 1
+    assert time.monotonic() - started < 1.0
+    assert dict(stubborn.health())["spooled"] == 2
