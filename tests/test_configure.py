@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import ClassVar
@@ -12,8 +12,8 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import tts_otel
@@ -21,6 +21,7 @@ from tts_otel import report, semconv
 from tts_otel.config import load_settings
 from tts_otel.errors import ConfigurationError
 from tts_otel.telemetry import set_telemetry
+from tts_otel.testing import TelemetryCapture
 
 
 @pytest.fixture(autouse=True)
@@ -94,6 +95,38 @@ def test_works_on_providers_the_application_built() -> None:
     with tracer_provider.get_tracer("still-alive").start_as_current_span("after"):
         pass
     assert "after" in {s.name for s in spans.get_finished_spans()}
+
+
+class _StuckExporter(SpanExporter):
+    """An exporter whose first export never returns until released: a hung backend."""
+
+    def __init__(self) -> None:
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.entered.set()
+        self.release.wait(10)
+        return SpanExportResult.SUCCESS
+
+
+def test_spans_the_sdk_queue_drops_are_counted_when_sdk_metrics_are_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED", "true")
+    monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "4")
+    monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "1")
+    stuck, reader = _StuckExporter(), InMemoryMetricReader()
+    telemetry = tts_otel.configure(exporters=[stuck, reader], set_global=False, nvml=False)
+    for index in range(5):  # 10 spans: one taken by the stuck export, 4 queued, 5 dropped
+        with tts_otel.synthesis(model="m") as req, req.stage("vocoder"):
+            pass
+        if index == 0:
+            assert stuck.entered.wait(5)
+    sdk_metrics = TelemetryCapture(telemetry, InMemorySpanExporter(), reader)
+    dropped = sdk_metrics.counter("otel.sdk.processor.span.processed", {"error.type": "queue_full"})
+    assert dropped == 5
+    stuck.release.set()
+    telemetry.shutdown()
 
 
 def test_readers_cannot_join_an_existing_meter_provider() -> None:

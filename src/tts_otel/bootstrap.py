@@ -36,8 +36,10 @@ ExporterSpec = str | SpanExporter | SpanProcessor | MetricExporter | MetricReade
 
 def _split(
     exporters: Sequence[ExporterSpec], names: tuple[str, ...], settings: Settings
-) -> tuple[list[SpanProcessor], list[MetricReader], list[ExporterParts]]:
-    processors: list[SpanProcessor] = []
+) -> tuple[list[SpanExporter | SpanProcessor], list[MetricReader], list[ExporterParts]]:
+    """Span exporters (batched later, once the meter provider exists) and processors,
+    metric readers, and the parts built from exporter names."""
+    processors: list[SpanExporter | SpanProcessor] = []
     readers: list[MetricReader] = []
     built: list[ExporterParts] = []
     for name in names:
@@ -48,15 +50,13 @@ def _split(
             raise
         built.append(parts)
         if parts.span_exporter is not None:
-            processors.append(BatchSpanProcessor(parts.span_exporter))
+            processors.append(parts.span_exporter)
         if parts.metric_reader is not None:
             readers.append(parts.metric_reader)
     for item in exporters:
         if isinstance(item, str):
             continue
-        if isinstance(item, SpanExporter):
-            processors.append(BatchSpanProcessor(item))
-        elif isinstance(item, SpanProcessor):
+        if isinstance(item, SpanExporter | SpanProcessor):
             processors.append(item)
         elif isinstance(item, MetricExporter):
             readers.append(PeriodicExportingMetricReader(item))
@@ -132,25 +132,31 @@ def configure(
     resource = Resource.create(
         {"service.name": settings.service_name, **(resource_attributes or {})}
     )
-    if tracer_provider is None:
-        tracer_provider = SdkTracerProvider(resource=resource)
-    if processors:
-        if not isinstance(tracer_provider, SdkTracerProvider):
-            _close(built)
-            raise ConfigurationError(
-                "tracer_provider", "span exporters need an SDK TracerProvider",
-                "pass an opentelemetry.sdk.trace.TracerProvider or no tracer_provider",
-            )  # fmt: skip
-        for processor in processors:
-            tracer_provider.add_span_processor(processor)
-    if meter_provider is None:
-        meter_provider = SdkMeterProvider(resource=resource, metric_readers=readers)
-    elif readers:
+    if processors and not isinstance(tracer_provider, SdkTracerProvider | None):
+        _close(built)
+        raise ConfigurationError(
+            "tracer_provider", "span exporters need an SDK TracerProvider",
+            "pass an opentelemetry.sdk.trace.TracerProvider or no tracer_provider",
+        )  # fmt: skip
+    if readers and meter_provider is not None:
         _close(built)
         raise ConfigurationError(
             "meter_provider", "metric readers cannot be added to a MeterProvider after it is built",
             "create your MeterProvider with the reader, or let configure() build the providers",
         )  # fmt: skip
+    if meter_provider is None:
+        meter_provider = SdkMeterProvider(resource=resource, metric_readers=readers)
+    if tracer_provider is None:
+        tracer_provider = SdkTracerProvider(resource=resource)
+    if isinstance(tracer_provider, SdkTracerProvider):
+        for item in processors:
+            # With the meter provider, the SDK counts spans its queue drops
+            # (otel.sdk.processor.span.processed{error.type="queue_full"}).
+            tracer_provider.add_span_processor(
+                BatchSpanProcessor(item, meter_provider=meter_provider)
+                if isinstance(item, SpanExporter)
+                else item
+            )
 
     telemetry = Telemetry(
         settings,
