@@ -5,11 +5,26 @@ to the collector (otelcol-tts, built by collector/build.sh) in front of influxd.
 One process, four tts-otel set-ups: the real backend
 twice (up, and up again as an A/A control), a port nobody listens on
 (connection refused), and a socket that accepts connections but never
-answers (blackholed; each write waits for its timeout). Short requests of the
+answers (blackholed; a write that reaches it waits out its timeout). Requests of the
 reference workload alternate between them, so machine drift lands on all
 equally. The A/A difference is the noise floor of a p99 taken from this many
-samples on this machine; read p99_added_ms against it. Then peak RSS growth
-against the spool bound.
+samples on this machine; read p99_added_ms against it, and against the 95%
+bootstrap interval printed for each down set-up.
+
+Telemetry adds a roughly fixed cost per request, so the carrier is chosen to
+be short and steady: two one-phrase texts and one torch thread. On this
+2-core machine, 400 corpus requests with torch's default threads gave an A/A
+p99 floor of 1-5 ms; 2000 short ones on one thread, without exporters,
+gave 0.05-0.4 ms (0.5 ms with the four set-ups exporting). A
+shorter request also makes a stall on the request path stand out more.
+
+The p99 of whole requests cannot resolve much below a millisecond here, so
+each request also reports the time its thread spent inside tts-otel's own
+code (TelemetryClock): the only place a dead backend could add work to the
+request path. Because every set-up's exporter threads run throughout, their
+background work lands on all requests alike; it is reported on its own as
+the CPU time of each set-up's threads. Then peak RSS growth against the
+spool bound.
 
 Last line: ``p99_added_ms=<worst down p99 - up p99>`` (target < 1).
 """
@@ -18,47 +33,81 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import resource
 import socket
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
 
 import tts_otel
-from tts_otel.reference import TEXTS, ReferencePipeline
+from benchmarks.telemetry_clock import TelemetryClock
+from tts_otel.reference import ReferencePipeline
 from tts_otel.telemetry import Telemetry, set_telemetry
 
 SPOOL_BYTES = 8 * 1024 * 1024
+SHORT_TEXTS = ("你好。", "Hello there.")
 
 
 def p99(samples: list[float]) -> float:
     return statistics.quantiles(samples, n=100, method="inclusive")[98]
 
 
-def telemetry_for(target: str, url: str) -> Telemetry:
-    """A tts-otel set-up exporting to ``url`` (InfluxDB, or an OTLP/HTTP endpoint)."""
+def p99_difference_interval(
+    down: list[float], up: list[float], resamples: int = 400
+) -> tuple[float, float]:
+    """95% bootstrap interval of p99(down) - p99(up): how far sampling noise alone moves it."""
+    rng = random.Random(0)
+    differences = sorted(
+        p99(rng.choices(down, k=len(down))) - p99(rng.choices(up, k=len(up)))
+        for _ in range(resamples)
+    )
+    return differences[int(resamples * 0.025)], differences[int(resamples * 0.975) - 1]
+
+
+def telemetry_for(target: str, url: str) -> tuple[Telemetry, list[threading.Thread]]:
+    """A tts-otel set-up exporting to ``url`` (InfluxDB, or an OTLP/HTTP endpoint),
+    and the background threads it started."""
+    before = set(threading.enumerate())
     if target == "otlp":
         os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = url
-        return tts_otel.configure(exporters="otlp", set_global=False, nvml=False, cuda=None)
-    os.environ["TTS_OTEL_INFLUXDB_URL"] = url
-    return tts_otel.configure(exporters="influxdb", set_global=False, nvml=False, cuda=None)
+        telemetry = tts_otel.configure(exporters="otlp", set_global=False, nvml=False, cuda=None)
+    else:
+        os.environ["TTS_OTEL_INFLUXDB_URL"] = url
+        telemetry = tts_otel.configure(
+            exporters="influxdb", set_global=False, nvml=False, cuda=None
+        )
+    return telemetry, [thread for thread in threading.enumerate() if thread not in before]
+
+
+def cpu_seconds(threads: list[threading.Thread]) -> float:
+    return sum(
+        time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+        for thread in threads
+        if thread.ident is not None and thread.is_alive()
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--requests", type=int, default=300, help="per set-up")
+    parser.add_argument("--requests", type=int, default=3000, help="per set-up")
     parser.add_argument("--target", choices=("influxdb", "otlp"), default="influxdb")
     args = parser.parse_args()
-    os.environ.update({
+    for key, value in {
         "TTS_OTEL_INFLUXDB_DB": "bench", "TTS_OTEL_INFLUXDB_SPOOL_BYTES": str(SPOOL_BYTES),
         "OTEL_BSP_SCHEDULE_DELAY": "200", "OTEL_METRIC_EXPORT_INTERVAL": "1000",
         "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-    })  # fmt: skip
+    }.items():  # fmt: skip
+        os.environ.setdefault(key, value)  # a variable set by the caller wins
 
+    import torch
+
+    torch.set_num_threads(1)
     from tests.services import Collector, InfluxServer, collector_binary, free_port, influxdb
 
     blackhole = socket.socket()
@@ -77,27 +126,36 @@ def main() -> None:
             up_url = f"http://127.0.0.1:{collector.http}"
         down = f"http://127.0.0.1:{free_port()}"
         hole = f"http://127.0.0.1:{blackhole.getsockname()[1]}"
-        setups = {
-            "up": telemetry_for(args.target, up_url),
-            "up again": telemetry_for(args.target, up_url),
-            "refused": telemetry_for(args.target, down),
-            "blackholed": telemetry_for(args.target, hole),
-        }
+        urls = {"up": up_url, "up again": up_url, "refused": down, "blackholed": hole}
+        started = {name: telemetry_for(args.target, url) for name, url in urls.items()}
+        setups = {name: telemetry for name, (telemetry, _) in started.items()}
+        threads = {name: started_threads for name, (_, started_threads) in started.items()}
         pipeline = ReferencePipeline(flow_steps=2)
         for telemetry in setups.values():  # warm up every path
             set_telemetry(telemetry)
-            pipeline.synthesize(TEXTS[0])
+            for text in SHORT_TEXTS:
+                pipeline.synthesize(text)
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        cpu_before = {
+            name: cpu_seconds(started_threads) for name, started_threads in threads.items()
+        }
         times: dict[str, list[float]] = {name: [] for name in setups}
-        for index in range(args.requests):
-            order = list(setups.items())
-            order = order[index % len(order) :] + order[: index % len(order)]
-            for name, telemetry in order:
-                set_telemetry(telemetry)
-                start = time.perf_counter()
-                pipeline.synthesize(TEXTS[index % 2])
-                times[name].append(time.perf_counter() - start)
+        inside: dict[str, list[float]] = {name: [] for name in setups}
+        with TelemetryClock() as clock:
+            for index in range(args.requests):
+                order = list(setups.items())
+                order = order[index % len(order) :] + order[: index % len(order)]
+                for name, telemetry in order:
+                    set_telemetry(telemetry)
+                    start, start_inside = time.perf_counter(), clock.seconds
+                    pipeline.synthesize(SHORT_TEXTS[index % 2])
+                    times[name].append(time.perf_counter() - start)
+                    inside[name].append(clock.seconds - start_inside)
         rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        background = {
+            name: cpu_seconds(started_threads) - cpu_before[name]
+            for name, started_threads in threads.items()
+        }
         set_telemetry(None)
         health = {}
         if args.target == "influxdb":
@@ -115,7 +173,12 @@ def main() -> None:
 
     for name, samples in times.items():
         median_ms, p99_ms = statistics.median(samples) * 1000, p99(samples) * 1000
-        print(f"{name:>10}: p50 {median_ms:7.2f} ms   p99 {p99_ms:7.2f} ms")
+        print(f"{name:>10}: p50 {median_ms:7.2f} ms   p99 {p99_ms:7.2f} ms   "
+              f"inside tts-otel: p50 {statistics.median(inside[name]) * 1e6:5.0f} us  "
+              f"p99 {p99(inside[name]) * 1e6:5.0f} us")  # fmt: skip
+    print("CPU of each set-up's background threads during the run: " + ", ".join(
+        f"{name} {seconds:.2f} s" for name, seconds in background.items()
+    ))  # fmt: skip
     print(f"target {args.target}: influxd stored {stored} request spans of the two 'up' set-ups")
     if health:
         print(f"blackholed exporter health: {health}")
@@ -125,6 +188,10 @@ def main() -> None:
           f"OTLP: the SDK's bounded span queue)")  # fmt: skip
     floor = abs(p99(times["up again"]) - p99(times["up"]))
     print(f"noise floor (A/A, |p99 up again - p99 up|): {floor * 1000:.3f} ms")
+    for name in ("refused", "blackholed"):
+        low, high = p99_difference_interval(times[name], times["up"])
+        print(f"p99 {name} - p99 up: {(p99(times[name]) - p99(times['up'])) * 1000:+.3f} ms, "
+              f"95% bootstrap interval [{low * 1000:+.3f}, {high * 1000:+.3f}] ms")  # fmt: skip
     added = max(p99(times["refused"]), p99(times["blackholed"])) - p99(times["up"])
     print(f"p99_added_ms={added * 1000:.3f}")
 

@@ -19,8 +19,10 @@ from __future__ import annotations
 import argparse
 import gc
 import statistics
+import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from opentelemetry import metrics as metrics_api
 from opentelemetry import trace as trace_api
@@ -30,8 +32,11 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.util.types import AttributeValue
 
+sys.path.insert(0, str(Path(__file__).parent.parent))
+
 import tts_otel
-from tts_otel import Stage, Synthesis, semconv
+from benchmarks.telemetry_clock import TelemetryClock
+from tts_otel import semconv
 from tts_otel.telemetry import Telemetry, set_telemetry
 
 STAGES = semconv.TOP_LEVEL_STAGES
@@ -136,46 +141,6 @@ def empty_stages(rounds: int, per_round: int) -> float:
           f"plain OTel {plain_cpu / total * 1e6:.1f} us")  # fmt: skip
     print(f"cpu_ratio={ours_cpu / plain_cpu:.3f}")
     return ours_us / plain_us
-
-
-class TelemetryClock:
-    """Adds up the time the request thread spends inside tts-otel's own code.
-
-    Wraps every tts-otel entry point the pipeline calls. Inside the real
-    workload, so cache effects of the model's work are included; the two
-    extra clock reads per call make the figure slightly pessimistic.
-    """
-
-    METHODS: tuple[tuple[type, str], ...] = (
-        (Synthesis, "__init__"), (Synthesis, "__enter__"), (Synthesis, "__exit__"),
-        (Synthesis, "segment"), (Synthesis, "stage"), (Synthesis, "audio"),
-        (Synthesis, "speech_tokens"), (Stage, "__enter__"), (Stage, "__exit__"),
-    )  # fmt: skip
-
-    def __init__(self) -> None:
-        self.seconds = 0.0
-        self._originals: list[tuple[type, str, Callable[..., object]]] = []
-
-    def __enter__(self) -> TelemetryClock:
-        for owner, name in self.METHODS:
-            original = getattr(owner, name)
-            self._originals.append((owner, name, original))
-            setattr(owner, name, self._timed(original))
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for owner, name, original in self._originals:
-            setattr(owner, name, original)
-
-    def _timed(self, original: Callable[..., object]) -> Callable[..., object]:
-        def run(*args: object, **kwargs: object) -> object:
-            start = time.perf_counter()
-            try:
-                return original(*args, **kwargs)
-            finally:
-                self.seconds += time.perf_counter() - start
-
-        return run
 
 
 def workload(pairs: int) -> float:

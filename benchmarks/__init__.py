@@ -1,0 +1,1 @@
+"""Benchmarks: run each as a script (``python benchmarks/<name>.py``); they print ratios."""
