@@ -74,14 +74,9 @@ def telemetry_for(target: str, url: str) -> tuple[Telemetry, list[threading.Thre
     """A tts-otel set-up exporting to ``url`` (InfluxDB, or an OTLP/HTTP endpoint),
     and the background threads it started."""
     before = set(threading.enumerate())
-    if target == "otlp":
-        os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = url
-        telemetry = tts_otel.configure(exporters="otlp", set_global=False, nvml=False, cuda=None)
-    else:
-        os.environ["TTS_OTEL_INFLUXDB_URL"] = url
-        telemetry = tts_otel.configure(
-            exporters="influxdb", set_global=False, nvml=False, cuda=None
-        )
+    variable = "OTEL_EXPORTER_OTLP_ENDPOINT" if target == "otlp" else "TTS_OTEL_INFLUXDB_URL"
+    os.environ[variable] = url
+    telemetry = tts_otel.configure(exporters=target, set_global=False, nvml=False, cuda=None)
     return telemetry, [thread for thread in threading.enumerate() if thread not in before]
 
 
