@@ -10,13 +10,21 @@ import time
 
 import pytest
 
-from tts_otel.exporters.influxdb import InfluxWriter, RetryableError, influx_settings
+from tts_otel.exporters.influxdb import (
+    InfluxWriter,
+    RetryableError,
+    UnreachableError,
+    influx_settings,
+)
+
+REFUSED = UnreachableError("cannot reach InfluxDB: [Errno 111] Connection refused")
 
 
 class SwitchableTransport:
-    """Records what it was given while ``up``; raises RetryableError while down."""
+    """Records what it was given while ``up``; raises ``error`` while down."""
 
-    def __init__(self) -> None:
+    def __init__(self, error: RetryableError = REFUSED) -> None:
+        self.error = error
         self.up = False
         self.calls = 0
         self.received: list[bytes] = []
@@ -24,7 +32,7 @@ class SwitchableTransport:
     def write(self, body: bytes) -> None:
         self.calls += 1
         if not self.up:
-            raise RetryableError("cannot reach InfluxDB: [Errno 111] Connection refused")
+            raise self.error
         self.received.append(body)
 
     def close(self) -> None:
@@ -60,6 +68,20 @@ def test_an_unreachable_server_is_left_alone_until_the_pause_ends(
     assert writer.write(["m f=3i 3"])
     assert b"".join(transport.received).splitlines() == [b"m f=1i 1", b"m f=2i 2", b"m f=3i 3"]
     assert dict(writer.health()) == {"sent": 3, "dropped": 0, "spooled": 0}
+
+
+def test_an_absent_server_costs_an_export_one_attempt_a_busy_one_retries() -> None:
+    absent = SwitchableTransport()
+    writer = InfluxWriter(influx_settings(environ={}, export_deadline_s=10.0), absent)
+    assert not writer.write(["m f=1i 1"])
+    # No retries inside the export: they would hold the SDK's thread while its queue fills.
+    assert absent.calls == 1
+    assert dict(writer.health())["spooled"] == 1
+
+    busy = SwitchableTransport(RetryableError("HTTP 503: overloaded", retry_after=0.01))
+    writer = InfluxWriter(influx_settings(environ={}, export_deadline_s=0.2), busy)
+    assert not writer.write(["m f=1i 1"])
+    assert busy.calls > 1
 
 
 def test_pauses_grow_while_the_server_stays_down(

@@ -2,13 +2,17 @@
 
 Batching is the SDK's (BatchSpanProcessor, PeriodicExportingMetricReader);
 each export is one bounded, synchronous write on the SDK's own thread, never
-on the request path. 429, 5xx and connection errors are retried with
-exponential backoff and jitter, honouring ``Retry-After``, within one deadline
-per export. What still fails goes to a bounded spool and is replayed in order
-once the server answers. After such a failure the writer stops calling the
-server for a growing, jittered pause (up to ``BACKOFF_MAX_S``): exports in it
-go straight to the spool, so a dead server costs each export microseconds,
-not a timeout, and the SDK's span queue never fills behind a blocked export.
+on the request path. 429 and 5xx are retried with exponential backoff and
+jitter, honouring ``Retry-After``, within one deadline per export. What still
+fails goes to a bounded spool and is replayed in order once the server
+answers. After such a failure the writer stops calling the server for a
+growing, jittered pause (up to ``BACKOFF_MAX_S``): exports in it go straight
+to the spool, so a dead server costs each export microseconds, not a timeout.
+A connection error (refused, reset, timed out) skips the retries inside the
+export and starts that pause at once: the backoff for an absent server runs
+across exports. Retrying it inside the export blocked the SDK's thread for
+the whole deadline, and at 450 spans/s its 2048-span queue overflowed behind
+it, dropping spans before they could reach the spool.
 Shutdown makes one last attempt to deliver the spool. Any other 4xx is
 permanent: it is logged once per cause, with the server's message, and its
 points are counted as dropped.
@@ -192,6 +196,10 @@ class RetryableError(Exception):
         self.retry_after = retry_after
 
 
+class UnreachableError(RetryableError):
+    """No HTTP answer at all: nothing listens, or nothing answers in time."""
+
+
 class PermanentError(Exception):
     pass
 
@@ -261,7 +269,7 @@ class V1Transport:
             message = error.read().decode("utf-8", "replace")
             raise _classify(error.code, message, dict(error.headers)) from None
         except (urllib.error.URLError, OSError) as error:
-            raise RetryableError(
+            raise UnreachableError(
                 f"cannot reach InfluxDB: {getattr(error, 'reason', error)}"
             ) from None
 
@@ -299,7 +307,7 @@ class V2Transport:
             )
             raise _classify(int(error.status or 0), message, dict(error.headers or {})) from None
         except Exception as error:
-            raise RetryableError(f"cannot reach InfluxDB: {type(error).__name__}") from None
+            raise UnreachableError(f"cannot reach InfluxDB: {type(error).__name__}") from None
 
     def close(self) -> None:
         self._client.close()  # type: ignore[no-untyped-call]
@@ -386,7 +394,11 @@ class InfluxWriter:
                     error.retry_after if error.retry_after is not None else random.uniform(0, delay)
                 )
                 attempt += 1
-                if self._stop.is_set() or time.monotonic() + delay > deadline:
+                if (
+                    isinstance(error, UnreachableError)  # the pause that follows is its backoff
+                    or self._stop.is_set()
+                    or time.monotonic() + delay > deadline
+                ):
                     self._log_once(f"{error}; batches are spooled and replayed when it answers")
                     return "retry"
                 self._stop.wait(delay)
