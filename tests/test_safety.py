@@ -10,6 +10,7 @@ import pytest
 
 import tts_otel
 from tts_otel import semconv
+from tts_otel.metric_buffer import MetricBuffer
 from tts_otel.testing import TelemetryCapture, attributes, capture
 
 SECRET = "我的银行卡号是6222020200112233445"
@@ -96,7 +97,8 @@ def test_invalid_values_are_dropped_and_counted_never_raised(call, caplog) -> No
     assert len(warnings) == 1  # one warning per kind of problem, not per value
 
 
-def test_full_metric_buffer_drops_oldest_and_counts() -> None:
+def test_full_metric_buffer_drops_oldest_and_counts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(MetricBuffer, "DRAIN_INTERVAL_S", 3600.0)  # only collections drain
     with capture(metric_buffer_size=2) as cap:
         for _ in range(5):
             with tts_otel.synthesis(model="m"):

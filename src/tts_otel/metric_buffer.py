@@ -1,20 +1,29 @@
-"""Measurements wait here, off the request path, until a metric reader collects.
+"""Measurements wait here, off the request path, to be recorded into the SDK.
 
 Recording into the SDK costs about 8 us per histogram record on this project's
 2-core reference machine (attribute cleaning, hashing, exemplar sampling); a
 request records ten or more. The request path only appends one batch to a
-bounded deque; the reader's own thread records them at the start of each
-collection (see :func:`tts_otel.instruments.Instruments.create`), so every
-collection still sees every request that finished before it.
+bounded deque. A tts-otel thread records the deque every DRAIN_INTERVAL_S,
+and every collection first records what is left (see
+:func:`tts_otel.instruments.Instruments.create`), so every collection still
+sees every request that finished before it.
+
+Why a thread, not only the collection: Python runs one thread at a time, so
+recording a whole export interval's backlog in one go stalls the requests
+running meanwhile. With the reader recording alone, a 1 s export interval at
+66 requests/s made 13 ms stalls, and the p99 of 15 ms reference requests rose
+from 19 to 27 ms; draining every 0.1 s brought it back to 19-20 ms (with the
+SDK's default 60 s interval, the stall would grow sixty-fold).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import TypeAlias
+from typing import Final, TypeAlias
 
 from opentelemetry.context import Context
 from opentelemetry.util.types import AttributeValue
@@ -29,15 +38,25 @@ Measurement: TypeAlias = tuple[RecordFn, float, Mapping[str, AttributeValue], Co
 class MetricBuffer:
     """A bounded queue of measurement batches; overflow drops the oldest batch and counts it."""
 
+    DRAIN_INTERVAL_S: Final[float] = 0.1
+
     def __init__(self, capacity: int) -> None:
         self._capacity = capacity
         self._batches: deque[list[Measurement]] = deque()
         self._lock = threading.Lock()
+        # Held while recording: a collection waits for a drain in progress, so
+        # it sees every batch pushed before it.
+        self._recording = threading.Lock()
+        self._stop = threading.Event()
+        self._drainer: threading.Thread | None = None
+        self._drainer_pid = 0
         self._warned = False
         self.dropped = 0
 
     def push(self, batch: list[Measurement]) -> None:
         with self._lock:
+            if self._drainer_pid != os.getpid():  # first push, or in a forked child
+                self._start_drainer()
             if len(self._batches) >= self._capacity:
                 self.dropped += len(self._batches.popleft())
                 warn, self._warned = not self._warned, True
@@ -46,18 +65,38 @@ class MetricBuffer:
             self._batches.append(batch)
         if warn:
             _log.warning(
-                "tts-otel: %d request batches are waiting for a metric collection; the oldest "
-                "are dropped and counted in tts.telemetry.dropped. Is a metric reader configured "
-                "and collecting? (TTS_OTEL_METRIC_BUFFER sets the bound)",
+                "tts-otel: %d request batches are waiting to be recorded; the oldest are "
+                "dropped and counted in tts.telemetry.dropped. Is the process starved of CPU? "
+                "(TTS_OTEL_METRIC_BUFFER sets the bound)",
                 self._capacity,
             )
 
+    def _start_drainer(self) -> None:
+        self._drainer_pid = os.getpid()
+        if self._stop.is_set():
+            return
+        self._drainer = threading.Thread(
+            target=self._drain_periodically, name="tts-otel-metric-buffer", daemon=True
+        )
+        self._drainer.start()
+
+    def _drain_periodically(self) -> None:
+        while not self._stop.wait(self.DRAIN_INTERVAL_S):
+            self.drain()
+
     def drain(self) -> None:
-        with self._lock:
-            batches, self._batches = self._batches, deque()
-        for batch in batches:
-            for record, value, attributes, context in batch:
-                record(value, attributes, context=context)
+        with self._recording:
+            with self._lock:
+                batches, self._batches = self._batches, deque()
+            for batch in batches:
+                for record, value, attributes, context in batch:
+                    record(value, attributes, context=context)
+
+    def close(self) -> None:
+        """Stop the drainer; what is left waits for the last collection."""
+        self._stop.set()
+        if self._drainer is not None and self._drainer.is_alive():
+            self._drainer.join()
 
 
 class DirectRecorder:
@@ -71,3 +110,6 @@ class DirectRecorder:
 
     def drain(self) -> None:
         """Nothing waits here."""
+
+    def close(self) -> None:
+        """No thread to stop."""

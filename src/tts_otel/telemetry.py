@@ -118,6 +118,7 @@ class Telemetry:
         if self._shutdown:
             return
         self._shutdown = True
+        self.buffer.close()
         self.force_flush()
         if self._owns_providers:
             for provider in (self.tracer_provider, self.meter_provider):

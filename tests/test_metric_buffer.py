@@ -1,0 +1,64 @@
+"""The metric buffer's drainer thread: records in the background, never hides a batch from a
+collection, and stops on close."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from opentelemetry.context import Context
+from opentelemetry.util.types import AttributeValue
+
+from tests.services import wait_for
+from tts_otel.metric_buffer import MetricBuffer
+
+
+class Recorder:
+    """A record function that notes values; ``gate`` holds the recording thread while cleared."""
+
+    def __init__(self) -> None:
+        self.values: list[float] = []
+        self.threads: set[str] = set()
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def __call__(
+        self,
+        value: float,
+        attributes: dict[str, AttributeValue],
+        context: Context | None = None,
+    ) -> None:
+        self.entered.set()
+        self.gate.wait()
+        self.threads.add(threading.current_thread().name)
+        self.values.append(value)
+
+
+def test_the_drainer_records_without_a_collection() -> None:
+    buffer, record = MetricBuffer(capacity=16), Recorder()
+    buffer.push([(record, 1.0, {}, None), (record, 2.0, {}, None)])
+    wait_for(lambda: record.values == [1.0, 2.0], timeout=5, what="the drainer to record")
+    assert record.threads == {"tts-otel-metric-buffer"}
+    buffer.close()
+    buffer.push([(record, 3.0, {}, None)])
+    time.sleep(3 * MetricBuffer.DRAIN_INTERVAL_S)
+    assert record.values == [1.0, 2.0]  # closed: what is left waits for the last collection
+    buffer.drain()
+    assert record.values == [1.0, 2.0, 3.0]
+
+
+def test_a_collection_waits_for_a_drain_in_progress() -> None:
+    buffer, record = MetricBuffer(capacity=16), Recorder()
+    record.gate.clear()
+    buffer.push([(record, 1.0, {}, None)])
+    assert record.entered.wait(5)  # the drainer has taken batch 1 and is recording it
+    buffer.push([(record, 2.0, {}, None)])
+    collection = threading.Thread(target=buffer.drain)
+    collection.start()
+    collection.join(0.2)
+    assert collection.is_alive()  # it must not return before batch 1 is recorded
+    record.gate.set()
+    collection.join(5)
+    assert record.values == [1.0, 2.0]
+    buffer.close()
