@@ -52,6 +52,7 @@ test: lint typecheck pytest
 
 bench: $(STAMP)/venv services
 	$(PY) benchmarks/overhead.py
+	$(PY) benchmarks/collection_stall.py
 	$(PY) benchmarks/influx_export.py
 	$(PY) benchmarks/outage.py
 

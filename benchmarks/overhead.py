@@ -6,7 +6,8 @@
    Each request is timed on its own and the median taken, so a metric
    collection on the reader's thread does not land on one side only.
    ``cpu_ratio`` also charges the deferred metric recording (done by the
-   reader) to tts-otel: CPU per request, collections included.
+   metric buffer's thread and the reader) to tts-otel: CPU per request,
+   collections included.
 2. The reference workload over the demo corpus: the time the request thread
    spends inside tts-otel, over the request time (``workload_overhead_pct``);
    and, as a cross-check, the same texts with and without telemetry.
