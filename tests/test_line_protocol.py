@@ -142,3 +142,34 @@ def test_span_attributes_win_over_resource_attributes_in_the_json() -> None:
     assert json.loads(texts[0]) == {"deployment": "canary", "region": "eu", "z": 1}
     assert json.loads(texts[1]) == {"deployment": "prod", "region": "eu", "y": 2}
     assert texts[1] == '{"deployment":"prod","region":"eu","y":2}'  # sorted, compact
+
+
+def test_spans_built_without_the_sdks_bounded_attributes_serialise_the_same(
+    cap: TelemetryCapture,
+) -> None:
+    from opentelemetry.sdk.trace import ReadableSpan
+
+    with tts_otel.synthesis(model="m", sample_rate=24000, text="hi") as req:
+        with req.stage("vocoder"):
+            pass
+    sdk_spans = cap.spans()
+    # Another SDK version or a hand-made span: attributes in a plain dict.
+    plain = [
+        ReadableSpan(
+            name=span.name,
+            context=span.context,
+            parent=span.parent,
+            resource=span.resource,
+            attributes=dict(span.attributes or {}),
+            kind=span.kind,
+            status=span.status,
+            start_time=span.start_time,
+            end_time=span.end_time,
+            instrumentation_scope=span.instrumentation_scope,
+        )
+        for span in sdk_spans
+    ]
+    dimensions = frozenset({"service.name", "tts.stage", "tts.model.name"})
+    expected = list(span_lines(sdk_spans, dimensions))
+    assert "tts.stage=vocoder" in "".join(expected)
+    assert list(span_lines(plain, dimensions)) == expected

@@ -239,6 +239,19 @@ def _json_key(key: str) -> str:
 
 
 # --- spans ------------------------------------------------------------------
+def _attribute_items(span: ReadableSpan) -> Iterable[tuple[str, Any]]:
+    """A span's attributes, read from the dict under the SDK's read-only view when it is there.
+
+    ``ReadableSpan.attributes`` wraps a BoundedAttributes in a MappingProxyType,
+    and iterating it goes through the generic Mapping ABC: 1.8 us a span on
+    this machine, against 0.7 us for the dict underneath (8% of a span's line).
+    """
+    inner = getattr(getattr(span, "_attributes", None), "_dict", None)
+    if isinstance(inner, dict):
+        return inner.items()
+    return (span.attributes or {}).items()
+
+
 def span_lines(spans: Iterable[ReadableSpan], dimensions: frozenset[str]) -> Iterator[str]:
     """``spans`` points (and ``logs`` points for span events)."""
     # Resource and scope attributes are the same objects for every span of a
@@ -270,7 +283,7 @@ def span_lines(spans: Iterable[ReadableSpan], dimensions: frozenset[str]) -> Ite
         tagged, base_rest = base[2], base[1]
         extra: list[str] = []  # '"key":value' of this span's own attributes
         overridden: dict[str, str] = {}
-        for name, value in (span.attributes or {}).items():
+        for name, value in _attribute_items(span):
             if name in dimensions and name not in tagged:
                 pair = _attribute_tag(name, value)
                 if pair:
