@@ -3,6 +3,8 @@ collection, and stops on close."""
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 
@@ -61,4 +63,22 @@ def test_a_collection_waits_for_a_drain_in_progress() -> None:
     record.gate.set()
     collection.join(5)
     assert record.values == [1.0, 2.0]
+    buffer.close()
+
+
+def test_a_forked_child_records_even_if_the_parent_was_recording_at_the_fork() -> None:
+    buffer, record = MetricBuffer(capacity=16), Recorder()
+    buffer.push([(record, 1.0, {}, None)])
+    wait_for(lambda: record.values == [1.0], timeout=5, what="the parent's drainer")
+    with buffer._recording, buffer._lock:  # as if the drainer were mid-drain at the fork
+        pid = os.fork()
+        if pid == 0:  # the child: its own drainer and locks, or it hangs and the alarm ends it
+            signal.alarm(5)
+            buffer.push([(record, 2.0, {}, None)])
+            ok = wait_for(lambda: 2.0 in record.values, timeout=3, what="the child's drainer")
+            buffer.push([(record, 3.0, {}, None)])
+            buffer.drain()
+            os._exit(0 if ok and record.values == [1.0, 2.0, 3.0] else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
     buffer.close()

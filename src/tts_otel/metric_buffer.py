@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import weakref
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Final, TypeAlias
@@ -48,15 +49,31 @@ class MetricBuffer:
         # it sees every batch pushed before it.
         self._recording = threading.Lock()
         self._stop = threading.Event()
-        self._drainer: threading.Thread | None = None
-        self._drainer_pid = 0
+        self._drainer: threading.Thread | None = None  # started by the first push
         self._warned = False
         self.dropped = 0
+        # A forked child has no drainer, and a lock the parent's drainer held
+        # at the fork would never be released there.
+        buffer = weakref.ref(self)
+
+        def reset_in_child() -> None:
+            alive = buffer()
+            if alive is not None:
+                alive._after_fork()
+
+        os.register_at_fork(after_in_child=reset_in_child)
+
+    def _after_fork(self) -> None:
+        self._lock, self._recording = threading.Lock(), threading.Lock()
+        self._drainer = None
 
     def push(self, batch: list[Measurement]) -> None:
         with self._lock:
-            if self._drainer_pid != os.getpid():  # first push, or in a forked child
-                self._start_drainer()
+            if self._drainer is None and not self._stop.is_set():
+                self._drainer = threading.Thread(
+                    target=self._drain_periodically, name="tts-otel-metric-buffer", daemon=True
+                )
+                self._drainer.start()
             if len(self._batches) >= self._capacity:
                 self.dropped += len(self._batches.popleft())
                 warn, self._warned = not self._warned, True
@@ -70,15 +87,6 @@ class MetricBuffer:
                 "(TTS_OTEL_METRIC_BUFFER sets the bound)",
                 self._capacity,
             )
-
-    def _start_drainer(self) -> None:
-        self._drainer_pid = os.getpid()
-        if self._stop.is_set():
-            return
-        self._drainer = threading.Thread(
-            target=self._drain_periodically, name="tts-otel-metric-buffer", daemon=True
-        )
-        self._drainer.start()
 
     def _drain_periodically(self) -> None:
         while not self._stop.wait(self.DRAIN_INTERVAL_S):
