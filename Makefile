@@ -28,8 +28,8 @@ demo: $(STAMP)/venv
 	$(VENV)/bin/tts-otel demo --requests 20
 
 lint: $(STAMP)/venv
-	$(VENV)/bin/ruff check src tests benchmarks examples
-	$(VENV)/bin/ruff format --check src tests benchmarks examples
+	$(VENV)/bin/ruff check src tests benchmarks examples dashboards
+	$(VENV)/bin/ruff format --check src tests benchmarks examples dashboards
 
 typecheck: $(STAMP)/venv
 	$(VENV)/bin/mypy

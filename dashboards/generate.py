@@ -1,0 +1,391 @@
+"""Grafana dashboards for tts-otel, generated from code: one over Prometheus, one over InfluxDB.
+
+    python dashboards/generate.py          # write dashboards/*.json
+    python dashboards/generate.py --check  # fail if the committed JSON is stale
+
+Both answer the operator's questions: which stage got slower, since when, for
+which configuration; is the service faster than real time; how much GPU
+memory a request takes. Generation fails when a Prometheus panel queries a
+metric tts-otel does not emit. The InfluxDB dashboard reads latency from raw
+span durations: Grafana cannot de-accumulate the cumulative bucket fields the
+collector's schema writes. tests/test_dashboards.py runs every query, with
+Grafana's variables substituted, against a real Prometheus and a real influxd
+filled by a real run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from tts_otel import semconv
+
+HERE = Path(__file__).parent
+Json = dict[str, Any]
+
+# The names the Prometheus exporter gives tts-otel's metrics: dots become
+# underscores, a seconds unit adds _seconds, counters get _total.
+HISTOGRAMS = {
+    semconv.METRIC_REQUEST_DURATION: "tts_request_duration_seconds",
+    semconv.METRIC_STAGE_DURATION: "tts_stage_duration_seconds",
+    semconv.METRIC_STAGE_GPU_DURATION: "tts_stage_gpu_duration_seconds",
+    semconv.METRIC_TIME_TO_FIRST_AUDIO: "tts_request_time_to_first_audio_seconds",
+    semconv.METRIC_REAL_TIME_FACTOR: "tts_real_time_factor",
+    semconv.METRIC_AUDIO_DURATION: "tts_audio_duration_seconds",
+    semconv.METRIC_GPU_MEMORY_PEAK: "tts_gpu_memory_peak_bytes",
+}
+COUNTERS = {
+    semconv.METRIC_REQUESTS: "tts_requests_total",
+    semconv.METRIC_TELEMETRY_DROPPED: "tts_telemetry_dropped_total",
+}
+EMITTED = frozenset(
+    {f"{name}_{suffix}" for name in HISTOGRAMS.values() for suffix in ("bucket", "sum", "count")}
+    | set(COUNTERS.values())
+)
+# Only with a GPU (torch and CUDA): tests without one check these queries run, not that they
+# return data.
+GPU_ONLY = frozenset({HISTOGRAMS[semconv.METRIC_STAGE_GPU_DURATION],
+                      HISTOGRAMS[semconv.METRIC_GPU_MEMORY_PEAK]})  # fmt: skip
+
+NS = 1000000000  # nanoseconds a second; InfluxQL 1.6 cannot parse 1e9
+STAGE_FILTER = 'tts_stage=~"$stage", tts_model_name=~"$model"'
+REQUEST_FILTER = 'tts_model_name=~"$model"'
+
+
+def _quantile(q: float, histogram: str, by: str, selector: str) -> str:
+    return (
+        f"histogram_quantile({q}, sum by (le{', ' + by if by else ''}) "
+        f"(rate({histogram}_bucket{{{selector}}}[$__rate_interval])))"
+    )
+
+
+def _panel(title: str, kind: str, unit: str, targets: list[Json], description: str) -> Json:
+    return {"title": title, "type": kind, "description": description, "targets": targets,
+            "fieldConfig": {"defaults": {"unit": unit}, "overrides": []}}  # fmt: skip
+
+
+def _layout(panels: list[Json], datasource: Json) -> list[Json]:
+    """Two panels a row, 12 columns each; ids and refIds in order."""
+    for index, panel in enumerate(panels):
+        panel["id"] = index + 1
+        panel["gridPos"] = {"x": 12 * (index % 2), "y": 8 * (index // 2), "w": 12, "h": 8}
+        panel["datasource"] = datasource
+        for number, target in enumerate(panel["targets"]):
+            target["refId"] = chr(ord("A") + number)
+            target["datasource"] = datasource
+    return panels
+
+
+def _dashboard(uid: str, title: str, variables: list[Json], panels: list[Json]) -> Json:
+    return {
+        "uid": uid, "title": title, "tags": ["tts", "tts-otel"], "schemaVersion": 39,
+        "editable": True, "time": {"from": "now-6h", "to": "now"}, "refresh": "30s",
+        "templating": {"list": variables}, "panels": panels,
+    }  # fmt: skip
+
+
+def _datasource_variable(plugin: str) -> Json:
+    return {"name": "datasource", "type": "datasource", "query": plugin, "label": "Data source"}
+
+
+def _query_variable(name: str, query: str, datasource: Json) -> Json:
+    return {
+        "name": name, "type": "query", "query": query, "datasource": datasource,
+        "includeAll": True, "multi": True, "allValue": ".*", "refresh": 2,
+        "current": {"text": "All", "value": "$__all"},
+    }  # fmt: skip
+
+
+def prometheus_dashboard() -> Json:
+    request, stage = (
+        HISTOGRAMS[semconv.METRIC_REQUEST_DURATION],
+        HISTOGRAMS[semconv.METRIC_STAGE_DURATION],
+    )
+    prom = {"type": "prometheus", "uid": "${datasource}"}
+
+    def target(expr: str, legend: str, **extra: Any) -> Json:
+        return {"expr": expr, "legendFormat": legend, **extra}
+
+    panels = [
+        _panel(
+            "Requests per second",
+            "timeseries",
+            "reqps",
+            [
+                target(
+                    f"sum by (tts_outcome) (rate({COUNTERS[semconv.METRIC_REQUESTS]}"
+                    f"{{{REQUEST_FILTER}}}[$__rate_interval]))",
+                    "{{tts_outcome}}",
+                )
+            ],
+            "Finished requests by outcome (ok, error).",
+        ),
+        _panel(
+            "Request latency",
+            "timeseries",
+            "s",
+            [
+                target(_quantile(q, request, "", REQUEST_FILTER), f"p{round(q * 100)}")
+                for q in (0.5, 0.95, 0.99)
+            ],
+            "Wall time of whole requests.",
+        ),
+        _panel(
+            "Stage latency p95",
+            "timeseries",
+            "s",
+            [
+                target(
+                    _quantile(0.95, stage, "tts_stage", STAGE_FILTER),
+                    "{{tts_stage}}",
+                )
+            ],
+            "Which stage got slower, and since when.",
+        ),
+        _panel(
+            "Stage latency distribution",
+            "heatmap",
+            "s",
+            [
+                target(
+                    f"sum by (le) (increase({stage}_bucket{{{STAGE_FILTER}}}[$__rate_interval]))",
+                    "{{le}}",
+                    format="heatmap",
+                )
+            ],
+            "Stage durations of the selected stages, per bucket.",
+        ),
+        _panel(
+            "Stage latency p95 by sample rate and KV cache",
+            "timeseries",
+            "s",
+            [
+                target(
+                    _quantile(
+                        0.95, stage, "tts_stage, tts_sample_rate, tts_kv_cache", STAGE_FILTER
+                    ),
+                    "{{tts_stage}} {{tts_sample_rate}} Hz kv={{tts_kv_cache}}",
+                )
+            ],
+            "The same latency, split by configuration.",
+        ),
+        _panel(
+            "Real-time factor p50 (below 1: faster than real time)",
+            "timeseries",
+            "none",
+            [
+                target(
+                    _quantile(0.5, HISTOGRAMS[semconv.METRIC_REAL_TIME_FACTOR], "", REQUEST_FILTER),
+                    "p50",
+                ),
+            ],
+            "Processing time over audio duration.",
+        ),
+        _panel(
+            "Time to first audio p95",
+            "timeseries",
+            "s",
+            [
+                target(
+                    _quantile(
+                        0.95, HISTOGRAMS[semconv.METRIC_TIME_TO_FIRST_AUDIO], "", REQUEST_FILTER
+                    ),
+                    "p95",
+                )
+            ],
+            "How long a listener waits for the first chunk.",
+        ),
+        _panel(
+            "Peak GPU memory per request p95",
+            "timeseries",
+            "bytes",
+            [
+                target(
+                    _quantile(
+                        0.95, HISTOGRAMS[semconv.METRIC_GPU_MEMORY_PEAK], "tts_stage", STAGE_FILTER
+                    ),
+                    "{{tts_stage}}",
+                )
+            ],
+            "Peaks that grow from request to request are a leak (needs torch and CUDA).",
+        ),
+        _panel(
+            "Stage GPU time p95 (CUDA events)",
+            "timeseries",
+            "s",
+            [
+                target(
+                    _quantile(
+                        0.95,
+                        HISTOGRAMS[semconv.METRIC_STAGE_GPU_DURATION],
+                        "tts_stage",
+                        STAGE_FILTER,
+                    ),
+                    "{{tts_stage}}",
+                )
+            ],
+            "GPU time per stage, with timing=cuda_events.",
+        ),
+        _panel(
+            "Telemetry dropped",
+            "timeseries",
+            "short",
+            [
+                target(
+                    f"sum by (tts_telemetry_signal) "
+                    f"(rate({COUNTERS[semconv.METRIC_TELEMETRY_DROPPED]}[$__rate_interval]))",
+                    "{{tts_telemetry_signal}}",
+                )
+            ],
+            "Items tts-otel dropped: buffer overflow, invalid values, failed exports.",
+        ),
+    ]
+    variables = [
+        _datasource_variable("prometheus"),
+        _query_variable("model", f"label_values({request}_count, tts_model_name)", prom),
+        _query_variable("stage", f"label_values({stage}_count, tts_stage)", prom),
+    ]
+    dashboard = _dashboard("tts-otel-prometheus", "TTS (Prometheus)", variables,
+                           _layout(panels, prom))  # fmt: skip
+    _check_metrics(dashboard)
+    return dashboard
+
+
+def influxdb_dashboard() -> Json:
+    influx = {"type": "influxdb", "uid": "${datasource}"}
+    stages = '"tts.stage" =~ /^$stage$/'
+    requests = f"\"span.name\" = '{semconv.SPAN_SYNTHESIZE}'"
+
+    def target(query: str, alias: str = "") -> Json:
+        return {"query": query, "rawQuery": True, "resultFormat": "time_series", "alias": alias}
+
+    panels = [
+        _panel(
+            "Requests per interval",
+            "timeseries",
+            "short",
+            [
+                target(
+                    f'SELECT count("duration_nano") FROM "spans" WHERE $timeFilter AND {requests} '
+                    "GROUP BY time($__interval) fill(0)",
+                    "requests",
+                )
+            ],
+            "Request spans that ended in each interval.",
+        ),
+        _panel(
+            "Request latency",
+            "timeseries",
+            "s",
+            [
+                target(
+                    f'SELECT percentile("duration_nano", {q}) / {NS} FROM "spans" '
+                    f"WHERE $timeFilter AND {requests} GROUP BY time($__interval) fill(none)",
+                    f"p{q}",
+                )
+                for q in (50, 95, 99)
+            ],
+            "From raw request span durations.",
+        ),
+        _panel(
+            "Stage latency p95",
+            "timeseries",
+            "s",
+            [
+                target(
+                    f'SELECT percentile("duration_nano", 95) / {NS} FROM "spans" WHERE $timeFilter '
+                    f'AND {stages} GROUP BY time($__interval), "tts.stage" fill(none)',
+                    "$tag_tts.stage",
+                )
+            ],
+            "Which stage got slower, and since when.",
+        ),
+        _panel(
+            "Stage latency distribution",
+            "heatmap",
+            "s",
+            [
+                target(
+                    f'SELECT "duration_nano" / {NS} FROM "spans" WHERE $timeFilter AND {stages}',
+                )
+            ],
+            "Raw stage span durations; Grafana buckets them.",
+        ),
+        _panel(
+            "Stage latency p95 by sample rate and KV cache",
+            "timeseries",
+            "s",
+            [
+                target(
+                    f'SELECT percentile("duration_nano", 95) / {NS} FROM "spans" WHERE $timeFilter '
+                    f'AND {stages} GROUP BY time($__interval), "tts.stage", "tts.sample_rate", '
+                    '"tts.kv_cache" fill(none)',
+                    "$tag_tts.stage $tag_tts.sample_rate Hz kv=$tag_tts.kv_cache",
+                )
+            ],
+            "The same latency, split by configuration.",
+        ),
+        _panel(
+            "Real-time factor, mean per interval",
+            "timeseries",
+            "none",
+            [
+                target(
+                    'SELECT non_negative_difference(last("sum")) '
+                    '/ non_negative_difference(last("count")) '
+                    f'FROM "{semconv.METRIC_REAL_TIME_FACTOR}" WHERE $timeFilter '
+                    "GROUP BY time($__interval) fill(none)",
+                    "mean",
+                )
+            ],
+            "From the cumulative histogram: sum and count differences.",
+        ),
+    ]
+    variables = [
+        _datasource_variable("influxdb"),
+        _query_variable("stage", 'SHOW TAG VALUES FROM "spans" WITH KEY = "tts.stage"', influx),
+    ]
+    return _dashboard("tts-otel-influxdb", "TTS (InfluxDB)", variables, _layout(panels, influx))
+
+
+def _check_metrics(dashboard: Json) -> None:
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            # A metric name is the one word followed by a selector or a range.
+            unknown = set(re.findall(r"\b(tts_[a-z_]+)[{\[]", target["expr"])) - EMITTED
+            if unknown:
+                raise ValueError(f"panel {panel['title']!r} queries {sorted(unknown)}, "
+                                 "which tts-otel does not emit")  # fmt: skip
+
+
+DASHBOARDS = {"tts-prometheus.json": prometheus_dashboard, "tts-influxdb.json": influxdb_dashboard}
+
+
+def render(dashboard: Json) -> str:
+    return json.dumps(dashboard, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="fail if the committed JSON is stale")
+    args = parser.parse_args(argv)
+    stale = []
+    for file_name, build in DASHBOARDS.items():
+        path, text = HERE / file_name, render(build())
+        if args.check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(file_name)
+        else:
+            path.write_text(text)
+    if stale:
+        print(f"stale: {', '.join(stale)}; run python dashboards/generate.py", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
