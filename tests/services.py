@@ -13,6 +13,7 @@ import re
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -71,6 +72,26 @@ def wait_for(check: Callable[[], T | None], timeout: float, what: str) -> T:
             last_error = error
         time.sleep(0.25)
     pytest.fail(f"timed out after {timeout:.0f} s waiting for {what} (last error: {last_error})")
+
+
+@contextmanager
+def serving(synthesize: Callable[[str], object], texts: Sequence[str]) -> Iterator[None]:
+    """Requests in a background thread, cycling through ``texts``, until the block ends."""
+    stop = threading.Event()
+
+    def serve() -> None:
+        index = 0
+        while not stop.is_set():
+            synthesize(texts[index % len(texts)])
+            index += 1
+
+    worker = threading.Thread(target=serve, daemon=True)
+    worker.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        worker.join(30)
 
 
 @contextmanager

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import re
-import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from tests.services import (
     influxdb,
     prometheus,
     query,
+    serving,
     wait_for,
 )
 
@@ -73,19 +73,9 @@ def test_prometheus_panels_answer_on_a_real_prometheus(tmp_path: Path) -> None:
         ],
     }
     dashboard = generate.prometheus_dashboard()
-    stop = threading.Event()
     pipeline = ReferencePipeline(flow_steps=1)
-
-    def serve() -> None:
-        index = 0
-        while not stop.is_set():
-            pipeline.synthesize(TEXTS[index % 4])
-            index += 1
-
-    worker = threading.Thread(target=serve, daemon=True)
-    worker.start()
     try:
-        with prometheus(tmp_path, config) as url:
+        with serving(pipeline.synthesize, TEXTS), prometheus(tmp_path, config) as url:
             wait_for(lambda: query(url, "tts_requests_total"), 60, "the first scrape")
             time.sleep(6)  # several scrapes inside the 15 s rate window below
             for variable in dashboard["templating"]["list"][1:]:
@@ -118,8 +108,6 @@ def test_prometheus_panels_answer_on_a_real_prometheus(tmp_path: Path) -> None:
                 "speaker_embedding", "text_normalization", "acoustic", "vocoder",
             }  # fmt: skip
     finally:
-        stop.set()
-        worker.join(30)
         telemetry.shutdown()
         set_telemetry(None)
 

@@ -16,7 +16,16 @@ from typing import Any, ClassVar
 import pytest
 import yaml
 
-from tests.services import binary, free_port, free_ports, prometheus, query, running, wait_for
+from tests.services import (
+    binary,
+    free_port,
+    free_ports,
+    prometheus,
+    query,
+    running,
+    serving,
+    wait_for,
+)
 
 torch = pytest.importorskip("torch")
 
@@ -97,16 +106,6 @@ def test_vocoder_latency_alert_fires_routes_and_resolves(
         service_name="tts", prometheus=metrics_port, set_global=False, nvml=False, cuda=None
     )
     pipeline = ReferencePipeline(flow_steps=1, inject_latency={"vocoder": 0.3})
-    stop = threading.Event()
-
-    def serve() -> None:
-        index = 0
-        while not stop.is_set():
-            pipeline.synthesize(TEXTS[index % 3])
-            index += 1
-
-    worker = threading.Thread(target=serve, daemon=True)
-    worker.start()
     rules = tmp_path / "rules"
     rules.mkdir()
     # The documented way to change a threshold: a thresholds file of your own.
@@ -142,7 +141,7 @@ def test_vocoder_latency_alert_fires_routes_and_resolves(
         return None
 
     try:
-        with prometheus(tmp_path, config):
+        with serving(pipeline.synthesize, TEXTS[:3]), prometheus(tmp_path, config):
             firing = wait_for(lambda: vocoder_alert("firing"), 90, "the vocoder latency alert")
             assert firing["labels"]["tts_stage"] == "vocoder"
             assert firing["labels"]["severity"] == "warning"
@@ -161,8 +160,6 @@ def test_vocoder_latency_alert_fires_routes_and_resolves(
             assert resolved["labels"]["tts_stage"] == "vocoder"
             assert any(p["path"] == "/watchdog" for p in received)
     finally:
-        stop.set()
-        worker.join(30)
         telemetry.shutdown()
         set_telemetry(None)
 
