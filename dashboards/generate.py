@@ -63,8 +63,34 @@ def _quantile(q: float, histogram: str, by: str, selector: str) -> str:
     )
 
 
-def _panel(title: str, kind: str, unit: str, targets: list[Json], description: str) -> Json:
-    return {"title": title, "type": kind, "description": description, "targets": targets,
+# What each panel shows, by title: (panel type, unit, description). Both dashboards
+# answer the same questions; only their queries differ.
+PANELS: dict[str, tuple[str, str, str]] = {
+    "Requests per second": ("timeseries", "reqps", "Finished requests by outcome (ok, error)."),
+    "Requests per interval": ("timeseries", "short", "Request spans that ended in each interval."),
+    "Request latency": ("timeseries", "s", "Wall time of whole requests."),
+    "Stage latency p95": ("timeseries", "s", "Which stage got slower, and since when."),
+    "Stage latency distribution": ("heatmap", "s", "Durations of the selected stages, bucketed."),
+    "Stage latency p95 by sample rate and KV cache": (
+        "timeseries", "s", "The same latency, split by configuration."),
+    "Real-time factor p50 (below 1: faster than real time)": (
+        "timeseries", "none", "Processing time over audio duration."),
+    "Real-time factor, mean per interval": (
+        "timeseries", "none", "From the cumulative histogram: sum and count differences."),
+    "Time to first audio p95": (
+        "timeseries", "s", "How long a listener waits for the first chunk."),
+    "Peak GPU memory per request p95": ("timeseries", "bytes",
+        "Peaks that grow from request to request are a leak (needs torch and CUDA)."),
+    "Stage GPU time p95 (CUDA events)": (
+        "timeseries", "s", "GPU time per stage, with timing=cuda_events."),
+    "Telemetry dropped": ("timeseries", "short",
+        "Items tts-otel dropped: buffer overflow, invalid values, failed exports."),
+}  # fmt: skip
+
+
+def _panel(title: str, *targets: Json) -> Json:
+    kind, unit, description = PANELS[title]
+    return {"title": title, "type": kind, "description": description, "targets": list(targets),
             "fieldConfig": {"defaults": {"unit": unit}, "overrides": []}}  # fmt: skip
 
 
@@ -111,139 +137,47 @@ def prometheus_dashboard() -> Json:
         return {"expr": expr, "legendFormat": legend, **extra}
 
     panels = [
-        _panel(
-            "Requests per second",
-            "timeseries",
-            "reqps",
-            [
-                target(
-                    f"sum by (tts_outcome) (rate({COUNTERS[semconv.METRIC_REQUESTS]}"
-                    f"{{{REQUEST_FILTER}}}[$__rate_interval]))",
-                    "{{tts_outcome}}",
-                )
-            ],
-            "Finished requests by outcome (ok, error).",
-        ),
-        _panel(
-            "Request latency",
-            "timeseries",
-            "s",
-            [
-                target(_quantile(q, request, "", REQUEST_FILTER), f"p{round(q * 100)}")
-                for q in (0.5, 0.95, 0.99)
-            ],
-            "Wall time of whole requests.",
-        ),
-        _panel(
-            "Stage latency p95",
-            "timeseries",
-            "s",
-            [
-                target(
-                    _quantile(0.95, stage, "tts_stage", STAGE_FILTER),
-                    "{{tts_stage}}",
-                )
-            ],
-            "Which stage got slower, and since when.",
-        ),
-        _panel(
-            "Stage latency distribution",
-            "heatmap",
-            "s",
-            [
-                target(
-                    f"sum by (le) (increase({stage}_bucket{{{STAGE_FILTER}}}[$__rate_interval]))",
-                    "{{le}}",
-                    format="heatmap",
-                )
-            ],
-            "Stage durations of the selected stages, per bucket.",
-        ),
-        _panel(
-            "Stage latency p95 by sample rate and KV cache",
-            "timeseries",
-            "s",
-            [
-                target(
-                    _quantile(
-                        0.95, stage, "tts_stage, tts_sample_rate, tts_kv_cache", STAGE_FILTER
-                    ),
-                    "{{tts_stage}} {{tts_sample_rate}} Hz kv={{tts_kv_cache}}",
-                )
-            ],
-            "The same latency, split by configuration.",
-        ),
-        _panel(
-            "Real-time factor p50 (below 1: faster than real time)",
-            "timeseries",
-            "none",
-            [
-                target(
-                    _quantile(0.5, HISTOGRAMS[semconv.METRIC_REAL_TIME_FACTOR], "", REQUEST_FILTER),
-                    "p50",
-                ),
-            ],
-            "Processing time over audio duration.",
-        ),
-        _panel(
-            "Time to first audio p95",
-            "timeseries",
-            "s",
-            [
-                target(
-                    _quantile(
-                        0.95, HISTOGRAMS[semconv.METRIC_TIME_TO_FIRST_AUDIO], "", REQUEST_FILTER
-                    ),
-                    "p95",
-                )
-            ],
-            "How long a listener waits for the first chunk.",
-        ),
-        _panel(
-            "Peak GPU memory per request p95",
-            "timeseries",
-            "bytes",
-            [
-                target(
-                    _quantile(
-                        0.95, HISTOGRAMS[semconv.METRIC_GPU_MEMORY_PEAK], "tts_stage", STAGE_FILTER
-                    ),
-                    "{{tts_stage}}",
-                )
-            ],
-            "Peaks that grow from request to request are a leak (needs torch and CUDA).",
-        ),
-        _panel(
-            "Stage GPU time p95 (CUDA events)",
-            "timeseries",
-            "s",
-            [
-                target(
-                    _quantile(
-                        0.95,
-                        HISTOGRAMS[semconv.METRIC_STAGE_GPU_DURATION],
-                        "tts_stage",
-                        STAGE_FILTER,
-                    ),
-                    "{{tts_stage}}",
-                )
-            ],
-            "GPU time per stage, with timing=cuda_events.",
-        ),
-        _panel(
-            "Telemetry dropped",
-            "timeseries",
-            "short",
-            [
-                target(
-                    f"sum by (tts_telemetry_signal) "
-                    f"(rate({COUNTERS[semconv.METRIC_TELEMETRY_DROPPED]}[$__rate_interval]))",
-                    "{{tts_telemetry_signal}}",
-                )
-            ],
-            "Items tts-otel dropped: buffer overflow, invalid values, failed exports.",
-        ),
-    ]
+        _panel("Requests per second", target(
+            f"sum by (tts_outcome) (rate({COUNTERS[semconv.METRIC_REQUESTS]}"
+            f"{{{REQUEST_FILTER}}}[$__rate_interval]))", "{{tts_outcome}}",
+        )),
+        _panel("Request latency", *(
+            target(_quantile(q, request, "", REQUEST_FILTER), f"p{round(q * 100)}")
+            for q in (0.5, 0.95, 0.99)
+        )),
+        _panel("Stage latency p95", target(
+            _quantile(0.95, stage, "tts_stage", STAGE_FILTER), "{{tts_stage}}",
+        )),
+        _panel("Stage latency distribution", target(
+            f"sum by (le) (increase({stage}_bucket{{{STAGE_FILTER}}}[$__rate_interval]))",
+            "{{le}}", format="heatmap",
+        )),
+        _panel("Stage latency p95 by sample rate and KV cache", target(
+            _quantile(0.95, stage, "tts_stage, tts_sample_rate, tts_kv_cache", STAGE_FILTER),
+            "{{tts_stage}} {{tts_sample_rate}} Hz kv={{tts_kv_cache}}",
+        )),
+        _panel("Real-time factor p50 (below 1: faster than real time)", target(
+            _quantile(0.5, HISTOGRAMS[semconv.METRIC_REAL_TIME_FACTOR], "", REQUEST_FILTER),
+            "p50",
+        )),
+        _panel("Time to first audio p95", target(
+            _quantile(0.95, HISTOGRAMS[semconv.METRIC_TIME_TO_FIRST_AUDIO], "", REQUEST_FILTER),
+            "p95",
+        )),
+        _panel("Peak GPU memory per request p95", target(
+            _quantile(0.95, HISTOGRAMS[semconv.METRIC_GPU_MEMORY_PEAK], "tts_stage",
+                      STAGE_FILTER), "{{tts_stage}}",
+        )),
+        _panel("Stage GPU time p95 (CUDA events)", target(
+            _quantile(0.95, HISTOGRAMS[semconv.METRIC_STAGE_GPU_DURATION], "tts_stage",
+                      STAGE_FILTER), "{{tts_stage}}",
+        )),
+        _panel("Telemetry dropped", target(
+            f"sum by (tts_telemetry_signal) "
+            f"(rate({COUNTERS[semconv.METRIC_TELEMETRY_DROPPED]}[$__rate_interval]))",
+            "{{tts_telemetry_signal}}",
+        )),
+    ]  # fmt: skip
     variables = [
         _datasource_variable("prometheus"),
         _query_variable("model", f"label_values({request}_count, tts_model_name)", prom),
@@ -263,88 +197,34 @@ def influxdb_dashboard() -> Json:
     def target(query: str, alias: str = "") -> Json:
         return {"query": query, "rawQuery": True, "resultFormat": "time_series", "alias": alias}
 
+    seconds = f'/ {NS} FROM "spans" WHERE $timeFilter'
     panels = [
-        _panel(
-            "Requests per interval",
-            "timeseries",
-            "short",
-            [
-                target(
-                    f'SELECT count("duration_nano") FROM "spans" WHERE $timeFilter AND {requests} '
-                    "GROUP BY time($__interval) fill(0)",
-                    "requests",
-                )
-            ],
-            "Request spans that ended in each interval.",
-        ),
-        _panel(
-            "Request latency",
-            "timeseries",
-            "s",
-            [
-                target(
-                    f'SELECT percentile("duration_nano", {q}) / {NS} FROM "spans" '
-                    f"WHERE $timeFilter AND {requests} GROUP BY time($__interval) fill(none)",
-                    f"p{q}",
-                )
-                for q in (50, 95, 99)
-            ],
-            "From raw request span durations.",
-        ),
-        _panel(
-            "Stage latency p95",
-            "timeseries",
-            "s",
-            [
-                target(
-                    f'SELECT percentile("duration_nano", 95) / {NS} FROM "spans" WHERE $timeFilter '
-                    f'AND {stages} GROUP BY time($__interval), "tts.stage" fill(none)',
-                    "$tag_tts.stage",
-                )
-            ],
-            "Which stage got slower, and since when.",
-        ),
-        _panel(
-            "Stage latency distribution",
-            "heatmap",
-            "s",
-            [
-                target(
-                    f'SELECT "duration_nano" / {NS} FROM "spans" WHERE $timeFilter AND {stages}',
-                )
-            ],
-            "Raw stage span durations; Grafana buckets them.",
-        ),
-        _panel(
-            "Stage latency p95 by sample rate and KV cache",
-            "timeseries",
-            "s",
-            [
-                target(
-                    f'SELECT percentile("duration_nano", 95) / {NS} FROM "spans" WHERE $timeFilter '
-                    f'AND {stages} GROUP BY time($__interval), "tts.stage", "tts.sample_rate", '
-                    '"tts.kv_cache" fill(none)',
-                    "$tag_tts.stage $tag_tts.sample_rate Hz kv=$tag_tts.kv_cache",
-                )
-            ],
-            "The same latency, split by configuration.",
-        ),
-        _panel(
-            "Real-time factor, mean per interval",
-            "timeseries",
-            "none",
-            [
-                target(
-                    'SELECT non_negative_difference(last("sum")) '
-                    '/ non_negative_difference(last("count")) '
-                    f'FROM "{semconv.METRIC_REAL_TIME_FACTOR}" WHERE $timeFilter '
-                    "GROUP BY time($__interval) fill(none)",
-                    "mean",
-                )
-            ],
-            "From the cumulative histogram: sum and count differences.",
-        ),
-    ]
+        _panel("Requests per interval", target(
+            f'SELECT count("duration_nano") FROM "spans" WHERE $timeFilter AND {requests} '
+            "GROUP BY time($__interval) fill(0)", "requests",
+        )),
+        _panel("Request latency", *(target(
+            f'SELECT percentile("duration_nano", {q}) {seconds} AND {requests} '
+            "GROUP BY time($__interval) fill(none)", f"p{q}",
+        ) for q in (50, 95, 99))),
+        _panel("Stage latency p95", target(
+            f'SELECT percentile("duration_nano", 95) {seconds} AND {stages} '
+            'GROUP BY time($__interval), "tts.stage" fill(none)', "$tag_tts.stage",
+        )),
+        _panel("Stage latency distribution", target(
+            f'SELECT "duration_nano" {seconds} AND {stages}',
+        )),
+        _panel("Stage latency p95 by sample rate and KV cache", target(
+            f'SELECT percentile("duration_nano", 95) {seconds} AND {stages} '
+            'GROUP BY time($__interval), "tts.stage", "tts.sample_rate", "tts.kv_cache" '
+            "fill(none)", "$tag_tts.stage $tag_tts.sample_rate Hz kv=$tag_tts.kv_cache",
+        )),
+        _panel("Real-time factor, mean per interval", target(
+            'SELECT non_negative_difference(last("sum")) '
+            f'/ non_negative_difference(last("count")) FROM "{semconv.METRIC_REAL_TIME_FACTOR}" '
+            "WHERE $timeFilter GROUP BY time($__interval) fill(none)", "mean",
+        )),
+    ]  # fmt: skip
     variables = [
         _datasource_variable("influxdb"),
         _query_variable("stage", 'SHOW TAG VALUES FROM "spans" WITH KEY = "tts.stage"', influx),
