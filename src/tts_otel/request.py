@@ -6,10 +6,9 @@ import contextlib
 import hashlib
 import logging
 from collections.abc import Callable, Iterator, Mapping
-from contextvars import Token
-from time import perf_counter
+from time import perf_counter, time_ns
 from types import TracebackType
-from typing import Any, cast
+from typing import TypeVar, cast
 
 from opentelemetry import context, trace
 from opentelemetry.context import Context
@@ -18,13 +17,16 @@ from opentelemetry.util.types import AttributeValue
 
 from tts_otel import semconv
 from tts_otel._context import current_request, current_segment
+from tts_otel._validation import ValueChecker
 from tts_otel.config import TextRecording
 from tts_otel.gpu import GpuInterval, RequestGpu
 from tts_otel.metric_buffer import Measurement
-from tts_otel.stages import Stage, mark_error
+from tts_otel.stages import Stage, mark_error, restore_context
 from tts_otel.telemetry import Telemetry, get_telemetry
 
 _log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 _TEXT_MODES: dict[object, TextRecording] = {
     True: "plain",
@@ -36,11 +38,31 @@ _TEXT_MODES: dict[object, TextRecording] = {
 }
 
 
+class _Checked:
+    """Request settings of the wrong type are dropped and counted, never raised on."""
+
+    def __init__(self, checker: ValueChecker) -> None:
+        self._checker = checker
+
+    def of(self, name: str, value: object, kind: type[T]) -> T | None:
+        if value is None:
+            return None
+        wrong_bool = kind is int and isinstance(value, bool)
+        if isinstance(value, kind) and not wrong_bool:
+            return value
+        self._checker.reject(name, value, f"not a {kind.__name__}")
+        return None
+
+
 class Synthesis:
     """One request: enter it with ``with``; stages, audio and tokens are recorded on it.
 
     The input text is measured (characters, length bin) but not exported
-    unless ``record_text`` asks for it (``True`` or ``"hash"``).
+    unless ``record_text`` asks for it (``True`` or ``"hash"``). ``start``, a
+    ``time.perf_counter()`` reading, backdates the request to when its work
+    really began (an integration that learns of a request after its first
+    stages ran). Nothing here raises into the service: a value of the wrong
+    type is dropped, counted and warned about once.
     """
 
     def __init__(
@@ -58,57 +80,17 @@ class Synthesis:
         record_text: bool | str | None = None,
         attributes: Mapping[str, AttributeValue] | None = None,
         telemetry: Telemetry | None = None,
+        start: float | None = None,
     ) -> None:
         self.telemetry = telemetry or get_telemetry()
-        checker = self.telemetry.values
-        if text is not None and not isinstance(text, str):
-            checker.reject("text", text, "not a str")
-            text = None
-        if text is not None:
-            characters = len(text)
-        elif characters is not None:
-            characters = checker.count(semconv.ATTR_TEXT_CHARACTERS, characters)
-        self.sample_rate = sample_rate
-        self.characters = characters
-        config: dict[str, AttributeValue | None] = {
-            semconv.ATTR_MODEL_NAME: model,
-            semconv.ATTR_MODEL_VERSION: model_version,
-            semconv.ATTR_SAMPLE_RATE: sample_rate,
-            semconv.ATTR_KV_CACHE: kv_cache,
-            semconv.ATTR_STREAMING: streaming,
-            semconv.ATTR_TEXT_LENGTH_BIN: (
-                semconv.length_bin(characters) if characters is not None else None
-            ),
-        }
-        # Bounded configuration goes on every span (so stage spans can be
-        # grouped by it in InfluxDB) and, guarded, on every metric.
-        self._span_config = {k: v for k, v in config.items() if v is not None}
-        self._metric_config = self.telemetry.guard.bound(config)
+        self.sample_rate: int | None = None
+        self.characters: int | None = None
+        self._span: Span | None = None
+        self._span_config: dict[str, AttributeValue] = {}
+        self._metric_config: Mapping[str, AttributeValue] = {}
+        self._attributes: dict[str, AttributeValue] = {}
         self._stage_attributes: dict[str, dict[str, AttributeValue]] = {}
         self._stage_metrics: dict[str, Mapping[str, AttributeValue]] = {}
-
-        self._attributes: dict[str, AttributeValue] = {
-            **self._span_config,
-            semconv.GEN_AI_OPERATION_NAME: semconv.GEN_AI_OPERATION_TEXT_TO_SPEECH,
-            semconv.GEN_AI_REQUEST_MODEL: model,
-            semconv.GEN_AI_OUTPUT_TYPE: semconv.GEN_AI_OUTPUT_SPEECH,
-            semconv.ATTR_PROMPT_TEXT_PRESENT: bool(prompt_text),
-        }
-        if characters is not None:
-            self._attributes[semconv.ATTR_TEXT_CHARACTERS] = characters
-        if language is not None:
-            self._attributes[semconv.ATTR_LANGUAGE] = language
-        mode = self.telemetry.settings.record_text
-        if record_text is not None:
-            mode = _TEXT_MODES.get(record_text, "off")
-        if text is not None and mode == "plain":
-            self._attributes[semconv.ATTR_TEXT] = text
-        elif text is not None and mode == "sha256":
-            digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-            self._attributes[semconv.ATTR_TEXT_SHA256] = digest
-        if attributes:
-            self._attributes.update(attributes)
-
         self._measurements: list[Measurement] = []
         self._deferred: list[tuple[Span, int, GpuInterval, Mapping[str, AttributeValue]]] = []
         self._audio_seconds = 0.0
@@ -116,28 +98,111 @@ class Synthesis:
         self._chunks = 0
         self._first_audio: float | None = None
         self._last_chunk: float | None = None
-        self._span: Span | None = None
-        self._tokens: tuple[object, object] | None = None
+        self._backdate = start
         self._start = 0.0
         self._finished = False
+        self._entered = False
         self.context: Context = context.get_current()
+        self._previous_context = self.context
+        self._previous_request: Synthesis | None = None
+        self._previous_segment: int | None = None
         self.gpu: RequestGpu | None = None
         self._finalizers: list[Callable[[BaseException | None], None]] = []
-        self._segment_token: Token[int | None] | None = None
+        try:
+            self._describe(
+                model, model_version, sample_rate, kv_cache, streaming, text, characters,
+                language, prompt_text, record_text, attributes,
+            )  # fmt: skip
+            self._entered = True
+        except Exception:
+            _log.exception("tts-otel: could not describe the request; it runs unmeasured")
+
+    def _describe(
+        self, model: object, model_version: object, sample_rate: object, kv_cache: object,
+        streaming: object, text: object, characters: object, language: object,
+        prompt_text: object, record_text: object, attributes: object,
+    ) -> None:  # fmt: skip
+        checker = self.telemetry.values
+        checked = _Checked(checker)
+        model_name = checked.of(semconv.ATTR_MODEL_NAME, model, str) or "unknown"
+        rate = checked.of(semconv.ATTR_SAMPLE_RATE, sample_rate, int)
+        input_text = checked.of("text", text, str)
+        if input_text is not None:
+            self.characters = len(input_text)
+        elif characters is not None:
+            self.characters = checker.count(semconv.ATTR_TEXT_CHARACTERS, characters)
+        self.sample_rate = rate
+        config: dict[str, AttributeValue | None] = {
+            semconv.ATTR_MODEL_NAME: model_name,
+            semconv.ATTR_MODEL_VERSION: checked.of(semconv.ATTR_MODEL_VERSION, model_version, str),
+            semconv.ATTR_SAMPLE_RATE: rate,
+            semconv.ATTR_KV_CACHE: checked.of(semconv.ATTR_KV_CACHE, kv_cache, bool),
+            semconv.ATTR_STREAMING: checked.of(semconv.ATTR_STREAMING, streaming, bool) or False,
+            semconv.ATTR_TEXT_LENGTH_BIN: (
+                semconv.length_bin(self.characters) if self.characters is not None else None
+            ),
+        }
+        # Bounded configuration goes on every span (so stage spans can be
+        # grouped by it in InfluxDB) and, guarded, on every metric.
+        self._span_config = {k: v for k, v in config.items() if v is not None}
+        self._metric_config = self.telemetry.guard.bound(config)
+        prompt = checked.of(semconv.ATTR_PROMPT_TEXT_PRESENT, prompt_text, str)
+        self._attributes = {
+            **self._span_config,
+            semconv.GEN_AI_OPERATION_NAME: semconv.GEN_AI_OPERATION_TEXT_TO_SPEECH,
+            semconv.GEN_AI_REQUEST_MODEL: model_name,
+            semconv.GEN_AI_OUTPUT_TYPE: semconv.GEN_AI_OUTPUT_SPEECH,
+            semconv.ATTR_PROMPT_TEXT_PRESENT: bool(prompt and prompt.strip()),
+        }
+        if self.characters is not None:
+            self._attributes[semconv.ATTR_TEXT_CHARACTERS] = self.characters
+        spoken = checked.of(semconv.ATTR_LANGUAGE, language, str)
+        if spoken is not None:
+            self._attributes[semconv.ATTR_LANGUAGE] = spoken
+        self._record_text(input_text, record_text)
+        if attributes is not None:
+            if isinstance(attributes, Mapping):
+                self._attributes.update(cast(Mapping[str, AttributeValue], attributes))
+            else:
+                checker.reject("attributes", attributes, "not a mapping")
+
+    def _record_text(self, text: str | None, record_text: object) -> None:
+        mode = self.telemetry.settings.record_text
+        if record_text is not None:
+            known = isinstance(record_text, bool | str) and record_text in _TEXT_MODES
+            if not known:
+                self.telemetry.values.reject("record_text", record_text, "not a recording mode")
+            mode = _TEXT_MODES[record_text] if known else "off"
+        if text is not None and mode == "plain":
+            self._attributes[semconv.ATTR_TEXT] = text
+        elif text is not None and mode == "sha256":
+            digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+            self._attributes[semconv.ATTR_TEXT_SHA256] = digest
 
     # --- lifecycle ----------------------------------------------------------
     def __enter__(self) -> Synthesis:
+        now = perf_counter()
+        self._start = now if self._backdate is None else min(self._backdate, now)
+        if not self._entered:
+            return self
         try:
             telemetry = self.telemetry
-            span = telemetry.tracer.start_span(semconv.SPAN_SYNTHESIZE, attributes=self._attributes)
-            self._span = span
+            start_ns = time_ns() - round((now - self._start) * 1e9)
+            span = telemetry.tracer.start_span(
+                semconv.SPAN_SYNTHESIZE, attributes=self._attributes, start_time=start_ns
+            )
+            self._previous_context = context.get_current()
+            self._previous_request = current_request.get()
+            self._previous_segment = current_segment.get()
             self.context = trace.set_span_in_context(span)
-            self._tokens = (context.attach(self.context), current_request.set(self))
+            self._span = span
+            context.attach(self.context)
+            current_request.set(self)
+            current_segment.set(None)
             if telemetry.cuda is not None:
                 self.gpu = RequestGpu(telemetry.cuda, events=telemetry.cuda_events)
         except Exception:
             _log.exception("tts-otel: could not start the request span; it runs unmeasured")
-        self._start = perf_counter()
         return self
 
     def __exit__(
@@ -155,21 +220,37 @@ class Synthesis:
         except Exception:
             _log.exception("tts-otel: could not record the request")
         finally:
-            # Whatever failed above, the caller's context must not keep this request.
-            if self._segment_token is not None:
-                current_segment.reset(self._segment_token)
-            if self._tokens is not None:
-                context_token, request_token = self._tokens
-                current_request.reset(cast(Any, request_token))
-                context.detach(cast(Any, context_token))
+            self._leave()
+
+    def _leave(self) -> None:
+        """Whatever failed, the caller's context must not keep this request.
+
+        Values are set back, not reset with tokens: a token works only in the
+        Context that made it, and a request may end in another one (a copied
+        context, ``asyncio.to_thread``, a streaming generator resumed in a
+        thread pool). Where this request is not current, there is nothing to undo.
+        """
+        try:
+            if current_request.get() is self:
+                current_request.set(self._previous_request)
+                current_segment.set(self._previous_segment)
+            restore_context(self.context, self._previous_context)
+        except Exception:
+            _log.exception("tts-otel: could not restore the caller's context")
 
     def _finish(self, span: Span, duration: float, exc: BaseException | None) -> None:
         for finalizer in self._finalizers:
-            finalizer(exc)
+            try:
+                finalizer(exc)
+            except Exception:
+                _log.exception(
+                    "tts-otel: a request finalizer failed; the request is still recorded"
+                )
         self._finished = True
         instruments = self.telemetry.instruments
         measurements = self._measurements
-        failure = mark_error(span, exc) if exc is not None else None
+        details = self.telemetry.settings.record_text == "plain"
+        failure = mark_error(span, exc, details=details) if exc is not None else None
         if self.gpu is not None:
             self._resolve_gpu(span, measurements)
 
@@ -233,19 +314,18 @@ class Synthesis:
     @contextlib.contextmanager
     def segment(self, index: int) -> Iterator[None]:
         """Stages inside carry ``tts.segment.index``: one set of stage spans per text segment."""
-        token = current_segment.set(index)
+        previous = current_segment.get()
+        current_segment.set(index)
         try:
             yield
         finally:
-            current_segment.reset(token)
+            current_segment.set(previous)
 
     def begin_segment(self, index: int | None) -> None:
         """Stages from now on carry ``tts.segment.index`` (none after ``None``), until the next
         call or the request end. For integrations that cannot wrap a library's segment loop
         in ``segment()``."""
-        token = current_segment.set(index)
-        if self._segment_token is None:
-            self._segment_token = token
+        current_segment.set(index)
 
     def add_finalizer(self, finalizer: Callable[[BaseException | None], None]) -> None:
         """Call ``finalizer(error)`` when the request ends, before it is recorded."""

@@ -27,6 +27,10 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger(__name__)
 
+# OpenTelemetry's exception event and attribute names.
+_EXCEPTION_EVENT = "exception"
+_EXCEPTION_TYPE = "exception.type"
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -38,12 +42,33 @@ def error_type(error: BaseException) -> str:
     return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
 
 
-def mark_error(span: Span, error: BaseException) -> str:
+def mark_error(span: Span, error: BaseException, *, details: bool) -> str:
+    """Mark ``span`` failed by ``error``; returns its ``error.type``.
+
+    A service's exception message often quotes its input (``f"bad text: {text}"``),
+    and the stack trace repeats it, so both are recorded only with ``details``
+    (``record_text`` set to plain text); otherwise the event holds the type alone.
+    """
     kind = error_type(error)
     span.set_attribute(semconv.ATTR_ERROR_TYPE, kind)
-    span.record_exception(error)
+    if details:
+        span.record_exception(error)
+    else:
+        span.add_event(_EXCEPTION_EVENT, {_EXCEPTION_TYPE: kind})
     span.set_status(Status(StatusCode.ERROR, kind))
     return kind
+
+
+def restore_context(ours: Context | None, previous: Context) -> None:
+    """Make ``previous`` current again if ``ours`` is still current here.
+
+    Not ``context.detach(token)``: a token works only in the Context that
+    made it, and services end requests and stages in other ones (a copied
+    context, ``asyncio.to_thread``, a streaming generator's ``next()`` in a
+    thread pool). Where ``ours`` is not current there is nothing to undo.
+    """
+    if ours is not None and context.get_current() is ours:
+        context.attach(previous)
 
 
 class Stage:
@@ -60,8 +85,8 @@ class Stage:
     time its last child ended.
     """
 
-    __slots__ = ("_context", "_gpu", "_name", "_parent", "_request", "_span", "_start",
-                 "_token", "_used_request")  # fmt: skip
+    __slots__ = ("_context", "_gpu", "_name", "_parent", "_previous", "_request", "_span",
+                 "_start", "_used_request")  # fmt: skip
 
     def __init__(
         self, name: str, request: Synthesis | None = None, parent: Stage | None = None
@@ -71,7 +96,7 @@ class Stage:
         self._parent = parent
         self._used_request: Synthesis | None = None
         self._span: Span | None = None
-        self._token: object = None
+        self._previous: Context | None = None
         self._context: Context | None = None
         self._gpu: GpuInterval | None = None
         self._start = 0.0
@@ -111,10 +136,14 @@ class Stage:
     ) -> None:
         self.end(exc)
 
-    def start(self, *, current: bool = True) -> Stage:
-        """Open the span; ``current=False`` leaves the caller's context unchanged."""
+    def start(self, *, current: bool = True, at: float | None = None) -> Stage:
+        """Open the span; ``current=False`` leaves the caller's context unchanged.
+
+        ``at``, a ``time.perf_counter()`` reading, starts it then, not now: for work
+        an integration learns belongs to a request only after it ran (no GPU timing).
+        """
         try:
-            self._begin(current)
+            self._begin(current, at)
         except Exception:
             _log.exception("tts-otel: could not start stage %s; it runs unmeasured", self._name)
             self._span = None
@@ -148,7 +177,10 @@ class Stage:
         """The context holding this stage's span, for children started elsewhere."""
         return self._context
 
-    def _begin(self, current: bool) -> None:
+    def _begin(self, current: bool, at: float | None) -> None:
+        if not isinstance(self._name, str):
+            get_telemetry().values.reject(semconv.ATTR_STAGE, self._name, "not a str")
+            return
         active = current_request.get()
         request = self._request or active
         self._used_request = request
@@ -169,25 +201,30 @@ class Stage:
         segment = current_segment.get()
         if segment is not None:
             attributes = {**attributes, semconv.ATTR_SEGMENT_INDEX: segment}
+        now = perf_counter()
+        start_ns = None if at is None else time_ns() - round((now - at) * 1e9)
         span = tracer.start_span(
-            semconv.stage_span_name(self._name), context=parent, attributes=attributes
-        )
+            semconv.stage_span_name(self._name), context=parent, attributes=attributes,
+            start_time=start_ns,
+        )  # fmt: skip
         self._span = span
         self._context = trace.set_span_in_context(span, parent)
         if current:
-            self._token = context.attach(self._context)
-        if request is not None and request.gpu is not None:
+            self._previous = context.get_current()
+            context.attach(self._context)
+        if request is not None and request.gpu is not None and at is None:
             self._gpu = request.gpu.begin()
-        self._start = perf_counter()
+        self._start = now if at is None else at
 
     def _finish(self, span: Span, duration: float, end_ns: int, exc: BaseException | None) -> None:
-        if self._token is not None:
-            context.detach(cast(Any, self._token))
-            self._token = None
+        if self._previous is not None:
+            restore_context(self._context, self._previous)
+            self._previous = None
         request = self._used_request
-        failure = mark_error(span, exc) if exc is not None else None
+        telemetry = get_telemetry() if request is None else request.telemetry
+        details = telemetry.settings.record_text == "plain"
+        failure = mark_error(span, exc, details=details) if exc is not None else None
         if request is None:
-            telemetry = get_telemetry()
             attributes = telemetry.guard.bound(
                 {semconv.ATTR_STAGE: self._name, semconv.ATTR_ERROR_TYPE: failure}
             )
