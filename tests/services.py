@@ -11,13 +11,14 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -146,7 +147,8 @@ class InfluxServer:
     USER = "admin"
     PASSWORD = "s3cret-admin"
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, config: Mapping[str, str] | None = None) -> None:
+        """``config``: server settings to change, e.g. ``{"max-values-per-tag": "50"}``."""
         self.tmp = tmp
         tmp.mkdir(parents=True, exist_ok=True)
         self.port, rpc_port = free_ports(2)
@@ -164,6 +166,8 @@ class InfluxServer:
             r'^  bind-address = ":8086"$': f'  bind-address = "127.0.0.1:{self.port}"',
             r"^  auth-enabled = false$": "  auth-enabled = true",
         }
+        for key, setting in (config or {}).items():
+            replacements[rf"^  {re.escape(key)} = .*$"] = f"  {key} = {setting}"
         for pattern, value in replacements.items():
             template, count = re.subn(pattern, value, template, flags=re.M)
             assert count == 1, pattern
@@ -194,6 +198,15 @@ class InfluxServer:
             self._process.kill()
             self._process.wait()
             self._process = None
+
+    def hang(self) -> None:
+        """Stop the process (SIGSTOP): connections are accepted by the kernel, never answered."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self._process is not None
+        self._process.send_signal(signal.SIGCONT)
 
     def _post_query(self, statement: str, auth: bool = True) -> Any:
         request = urllib.request.Request(
@@ -228,8 +241,8 @@ class InfluxServer:
 
 
 @contextmanager
-def influxdb(tmp: Path) -> Iterator[InfluxServer]:
-    server = InfluxServer(tmp)
+def influxdb(tmp: Path, config: Mapping[str, str] | None = None) -> Iterator[InfluxServer]:
+    server = InfluxServer(tmp, config)
     server.start()
     try:
         yield server

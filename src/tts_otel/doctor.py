@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+import http.client
 import json
+import ssl
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tts_otel.exporters.influxdb import (
-    InfluxSettings,
+from tts_otel.exporters.influx_config import InfluxSettings
+from tts_otel.exporters.influx_transport import (
     PermanentError,
     RetryableError,
     V1Transport,
     V2Transport,
     authorization,
+    tls_context,
 )
+from tts_otel.exporters.influxdb import SPAN_STORAGE_FIX
 
 
 @dataclass(frozen=True)
@@ -27,76 +31,131 @@ class Check:
     ok: bool
     detail: str
     fix: str = ""
+    warning: bool = False  # works now, but will not for long: shown, and the run still passes
 
     def render(self) -> str:
-        status = "ok  " if self.ok else "FAIL"
+        status = "warn" if self.warning else "ok  " if self.ok else "FAIL"
         text = f"{status} {self.name:<14} {self.detail}"
-        return text if self.ok else f"{text}\n     fix: {self.fix}"
+        return text if self.ok and not self.warning else f"{text}\n     fix: {self.fix}"
 
 
-def _get(settings: InfluxSettings, path: str, query: dict[str, str]) -> tuple[int, Any]:
+def _get(
+    settings: InfluxSettings, path: str, query: dict[str, str]
+) -> tuple[int, Any, Mapping[str, str]]:
+    """Status, JSON body and headers of a GET; raises for no answer at all."""
     request = urllib.request.Request(f"{settings.url}{path}?{urllib.parse.urlencode(query)}")
     header = authorization(settings)
     if header is not None:
         request.add_header("Authorization", header)
+    context = tls_context(settings)
     try:
-        with urllib.request.urlopen(request, timeout=settings.timeout_s) as response:
-            body = response.read()
-            return response.status, json.loads(body) if body else None
+        with urllib.request.urlopen(request, timeout=settings.timeout_s, context=context) as answer:
+            body = answer.read()
+            return answer.status, json.loads(body) if body else None, dict(answer.headers)
     except urllib.error.HTTPError as error:
-        return error.code, None
+        return error.code, None, dict(error.headers)
+
+
+def _unreachable(settings: InfluxSettings, error: Exception) -> Check:
+    reason = getattr(error, "reason", error)
+    detail = f"{settings.url}: {reason}"
+    if isinstance(reason, ssl.SSLCertVerificationError):
+        return Check("reachable", False, detail, "the server's TLS certificate is not trusted "
+                     "here: point SSL_CERT_FILE at the CA bundle that signed it (or add that CA "
+                     "to the system's store); TTS_OTEL_INFLUXDB_VERIFY_TLS=false only for "
+                     "testing")  # fmt: skip
+    if isinstance(reason, ssl.SSLError):
+        return Check("reachable", False, detail, "TLS failed: check https:// against the "
+                     "server's [http] https-enabled setting and its certificate")  # fmt: skip
+    return Check("reachable", False, detail,
+                 "start InfluxDB, or point TTS_OTEL_INFLUXDB_URL at it")  # fmt: skip
 
 
 def run_checks(settings: InfluxSettings) -> Iterator[Check]:
     """The checks in order; a failed one ends the run (the next ones would fail for its reason)."""
     try:
-        status, _ = _get(settings, "/ping", {})
-    except (urllib.error.URLError, OSError) as error:
-        yield Check("reachable", False, f"{settings.url}: {getattr(error, 'reason', error)}",
-                    "start InfluxDB, or point TTS_OTEL_INFLUXDB_URL at it")  # fmt: skip
+        status, _, headers = _get(settings, "/ping", {})
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
+        yield _unreachable(settings, error)
         return
     yield Check("reachable", status == 204, f"{settings.url} answers /ping ({status})",
                 "is this InfluxDB? /ping should answer 204")  # fmt: skip
     if status != 204:
         return
+    for check in (_authenticated, _database, _test_write):
+        result = check(settings)
+        yield result
+        if not result.ok:
+            return
+    version = headers.get("X-Influxdb-Version", "")
+    if settings.api == "v1" and version.startswith("1."):
+        yield _span_storage(settings, version)
 
+
+def _authenticated(settings: InfluxSettings) -> Check:
     if settings.api == "v2":
-        status, body = _get(
+        status, _, _ = _get(
             settings, "/api/v2/buckets", {"org": settings.org, "name": settings.bucket}
         )
         who, fix = "token", "check TTS_OTEL_INFLUXDB_TOKEN and TTS_OTEL_INFLUXDB_ORG"
     else:
-        status, body = _get(settings, "/query", {"q": "SHOW DATABASES"})
+        status, _, _ = _get(settings, "/query", {"q": "SHOW DATABASES"})
         who, fix = (
             f"user {settings.username or '(none)'}",
             ("check TTS_OTEL_INFLUXDB_USERNAME and TTS_OTEL_INFLUXDB_PASSWORD"),
         )
-    authorized = status == 200
-    yield Check("authenticated", authorized, f"{who}: HTTP {status}", fix)
-    if not authorized:
-        return
+    return Check("authenticated", status == 200, f"{who}: HTTP {status}", fix)
 
+
+def _database(settings: InfluxSettings) -> Check:
     if settings.api == "v2":
+        _, body, _ = _get(
+            settings, "/api/v2/buckets", {"org": settings.org, "name": settings.bucket}
+        )
         exists = bool(body and body.get("buckets"))
         where = f"bucket {settings.bucket} in org {settings.org}"
         fix = f"create the bucket: influx bucket create -n {settings.bucket} -o {settings.org}"
     else:
+        _, body, _ = _get(settings, "/query", {"q": "SHOW DATABASES"})
         series = (body or {}).get("results", [{}])[0].get("series", [{}])
         names = {row[0] for row in series[0].get("values", [])} if series else set()
         exists = settings.database in names
         where = f"database {settings.database}"
         fix = f"create it: influx -execute 'CREATE DATABASE \"{settings.database}\"'"
-    yield Check("database", exists, where + (" exists" if exists else " is missing"), fix)
-    if not exists:
-        return
+    return Check("database", exists, where + (" exists" if exists else " is missing"), fix)
 
+
+def _test_write(settings: InfluxSettings) -> Check:
     transport = V2Transport(settings) if settings.api == "v2" else V1Transport(settings)
     try:
         transport.write(f"tts_otel_doctor ok=true {time.time_ns()}\n".encode())
-        yield Check("test write", True, "one point written to measurement tts_otel_doctor")
+        return Check("test write", True, "one point written to measurement tts_otel_doctor")
     except (PermanentError, RetryableError) as error:
-        yield Check(
+        return Check(
             "test write", False, str(error), "grant the user write access, or see the message"
         )
     finally:
         transport.close()
+
+
+def _span_storage(settings: InfluxSettings, version: str) -> Check:
+    """InfluxDB 1.x's series limits, read from SHOW DIAGNOSTICS (admin only)."""
+    try:
+        _, body, _ = _get(settings, "/query", {"q": "SHOW DIAGNOSTICS"})
+    except (urllib.error.URLError, OSError, http.client.HTTPException):
+        body = None
+    limits = {}
+    for series in ((body or {}).get("results") or [{}])[0].get("series", []):
+        if series.get("name") == "config-data":
+            limits = dict(zip(series["columns"], series["values"][0], strict=False))
+    found = {key: limits[key] for key in ("max-values-per-tag", "max-series-per-database")
+             if key in limits}  # fmt: skip
+    if found and not any(found.values()):
+        return Check("span storage", True, f"InfluxDB {version}: no series limits")
+    detail = (
+        ", ".join(f"{key} = {value}" for key, value in found.items())
+        if found
+        else "limits unknown (SHOW DIAGNOSTICS needs an admin user)"
+    )
+    return Check("span storage", True, f"InfluxDB {version}: {detail}; span writes stop at "
+                 "that many spans", SPAN_STORAGE_FIX, warning=True)  # fmt: skip

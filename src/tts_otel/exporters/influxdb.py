@@ -24,21 +24,15 @@ Settings come from arguments or ``TTS_OTEL_INFLUXDB_*`` variables; see
 
 from __future__ import annotations
 
-import base64
-import gzip
 import logging
 import os
 import random
-import ssl
+import re
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Final, Literal, Protocol
+import weakref
+from collections.abc import Iterable, Sequence
+from typing import Any, Final
 
 from opentelemetry.sdk.metrics.export import (
     MetricExporter,
@@ -49,273 +43,60 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from tts_otel import semconv
 from tts_otel.config import Settings
-from tts_otel.errors import ConfigurationError
+from tts_otel.exporters.influx_config import (
+    DEFAULT_SPAN_DIMENSIONS,
+    DEFAULT_SPOOL_BYTES,
+    InfluxSettings,
+    influx_settings,
+)
+from tts_otel.exporters.influx_transport import (
+    PartialWriteError,
+    PermanentError,
+    RetryableError,
+    Transport,
+    UnreachableError,
+    V1Transport,
+    V2Transport,
+    dropped_by_partial_write,
+)
 from tts_otel.exporters.line_protocol import metric_lines, span_lines
 from tts_otel.exporters.parts import ExporterParts
 from tts_otel.exporters.spool import DiskSpool, MemorySpool, Spool
 
 _log = logging.getLogger(__name__)
 
-# service.name plus the bounded stage and configuration attributes: the tags
-# dashboards group stage spans by. Outcome and error type stay in the JSON.
-DEFAULT_SPAN_DIMENSIONS: Final = frozenset(
-    {"service.name"}
-    | (semconv.METRIC_ATTRIBUTE_KEYS - {semconv.ATTR_OUTCOME, semconv.ATTR_ERROR_TYPE})
-)
-DEFAULT_SPOOL_BYTES: Final = 64 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class InfluxSettings:
-    url: str = "http://127.0.0.1:8086"
-    api: Literal["v1", "v2"] = "v1"
-    database: str = "tts"
-    retention_policy: str = ""
-    username: str = ""
-    password: str = field(default="", repr=False)
-    org: str = ""
-    bucket: str = ""
-    token: str = field(default="", repr=False)
-    span_dimensions: frozenset[str] = DEFAULT_SPAN_DIMENSIONS
-    gzip: bool = True
-    verify_tls: bool = True
-    timeout_s: float = 5.0
-    export_deadline_s: float = 10.0
-    spool_dir: Path | None = None
-    spool_bytes: int = DEFAULT_SPOOL_BYTES
-
-    @property
-    def target(self) -> str:
-        """Where the data goes, for people (no credentials)."""
-        if self.api == "v2":
-            return f"{self.url} org={self.org} bucket={self.bucket}"
-        return f"{self.url} db={self.database}"
-
-
-def _env_flag(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name)
-    if raw is None:
-        return default
-    if raw.strip().lower() in {"1", "true", "yes", "on"}:
-        return True
-    if raw.strip().lower() in {"0", "false", "no", "off"}:
-        return False
-    raise ConfigurationError(name, f"{raw!r} is not a boolean", "use true or false")
-
-
-def _env_number(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if value <= 0:
-        raise ConfigurationError(name, f"{raw!r} is not a positive number", "use e.g. 10")
-    return value
-
-
-def influx_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> InfluxSettings:
-    """Settings from ``overrides``, else ``TTS_OTEL_INFLUXDB_*`` variables, else defaults.
-
-    Variables: URL, API (v1 or v2; v2 when a TOKEN is set), DB, RP, USERNAME,
-    PASSWORD, ORG, BUCKET, TOKEN, SPAN_DIMENSIONS (comma-separated), GZIP,
-    VERIFY_TLS, TIMEOUT (s), EXPORT_DEADLINE (s), SPOOL_DIR, SPOOL_BYTES.
-    """
-    env = os.environ if environ is None else environ
-
-    def get(key: str, default: str = "") -> str:
-        return str(overrides.get(key.lower(), env.get(f"TTS_OTEL_INFLUXDB_{key}", default)))
-
-    url = get("URL", InfluxSettings.url).rstrip("/")
-    if (
-        urllib.parse.urlsplit(url).scheme not in ("http", "https")
-        or not urllib.parse.urlsplit(url).netloc
-    ):
-        raise ConfigurationError("TTS_OTEL_INFLUXDB_URL", f"{url!r} is not an http(s) URL",
-                                 "use e.g. http://127.0.0.1:8086")  # fmt: skip
-    token = get("TOKEN")
-    api = get("API", "v2" if token else "v1").lower()
-    if api not in ("v1", "v2"):
-        raise ConfigurationError("TTS_OTEL_INFLUXDB_API", f"{api!r} is not an API version",
-                                 "use v1 (InfluxDB 1.x /write) or v2 (/api/v2/write)")  # fmt: skip
-    if api == "v2":
-        for key in ("ORG", "BUCKET", "TOKEN"):
-            if not get(key):
-                raise ConfigurationError(f"TTS_OTEL_INFLUXDB_{key}", "is required with the v2 API",
-                                         f"set TTS_OTEL_INFLUXDB_{key} or use API v1")  # fmt: skip
-    dimensions = overrides.get("span_dimensions")
-    if dimensions is None:
-        raw = env.get("TTS_OTEL_INFLUXDB_SPAN_DIMENSIONS")
-        dimensions = (
-            frozenset(d.strip() for d in raw.split(",") if d.strip())
-            if raw
-            else DEFAULT_SPAN_DIMENSIONS
-        )
-    spool_dir = overrides.get("spool_dir", env.get("TTS_OTEL_INFLUXDB_SPOOL_DIR"))
-    return InfluxSettings(
-        url=url,
-        api="v2" if api == "v2" else "v1",
-        database=get("DB", InfluxSettings.database),
-        retention_policy=get("RP"),
-        username=get("USERNAME"),
-        password=get("PASSWORD"),
-        org=get("ORG"),
-        bucket=get("BUCKET"),
-        token=token,
-        span_dimensions=frozenset(dimensions),
-        gzip=bool(overrides.get("gzip", _env_flag(env, "TTS_OTEL_INFLUXDB_GZIP", True))),
-        verify_tls=bool(
-            overrides.get("verify_tls", _env_flag(env, "TTS_OTEL_INFLUXDB_VERIFY_TLS", True))
-        ),
-        timeout_s=float(
-            overrides.get("timeout_s", _env_number(env, "TTS_OTEL_INFLUXDB_TIMEOUT", 5.0))
-        ),
-        export_deadline_s=float(
-            overrides.get(
-                "export_deadline_s", _env_number(env, "TTS_OTEL_INFLUXDB_EXPORT_DEADLINE", 10.0)
-            )
-        ),
-        spool_dir=Path(spool_dir) if spool_dir else None,
-        spool_bytes=int(
-            overrides.get(
-                "spool_bytes",
-                _env_number(env, "TTS_OTEL_INFLUXDB_SPOOL_BYTES", DEFAULT_SPOOL_BYTES),
-            )
-        ),
-    )
-
-
-# --- transport ----------------------------------------------------------------
-class RetryableError(Exception):
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class UnreachableError(RetryableError):
-    """No HTTP answer at all: nothing listens, or nothing answers in time."""
-
-
-class PermanentError(Exception):
-    pass
-
-
-class Transport(Protocol):
-    def write(self, body: bytes) -> None:
-        """Write line protocol; raise RetryableError or PermanentError."""
-        ...
-
-    def close(self) -> None: ...
-
-
-def authorization(settings: InfluxSettings) -> str | None:
-    """The Authorization header: ``Token`` for v2, ``Basic`` for v1 with a user, else none."""
-    if settings.api == "v2":
-        return f"Token {settings.token}"
-    if settings.username:
-        secret = f"{settings.username}:{settings.password}".encode()
-        return "Basic " + base64.b64encode(secret).decode()
-    return None
-
-
-def _retry_after(headers: Mapping[str, str] | None) -> float | None:
-    value = (headers or {}).get("Retry-After")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _classify(status: int, message: str, headers: Mapping[str, str] | None) -> Exception:
-    if status == 429 or status >= 500:
-        return RetryableError(f"HTTP {status}: {message}", _retry_after(headers))
-    hint = {
-        401: "authorization failed: check the username and password (v1) or the token (v2)",
-        403: "permission denied: the user or token may not write here",
-        404: "not found: check the database (v1) or org and bucket (v2)",
-    }.get(status, "the server rejected the data")
-    return PermanentError(f"HTTP {status}, {hint}: {message.strip()[:300]}")
-
-
-class V1Transport:
-    """``POST /write?db=&rp=&precision=ns`` with Basic auth: InfluxDB 1.x, and 2.x's v1 API."""
-
-    def __init__(self, settings: InfluxSettings) -> None:
-        query = {"db": settings.database, "precision": "ns"}
-        if settings.retention_policy:
-            query["rp"] = settings.retention_policy
-        self._url = f"{settings.url}/write?{urllib.parse.urlencode(query)}"
-        self._headers = {"Content-Type": "text/plain; charset=utf-8"}
-        header = authorization(settings)
-        if header is not None:
-            self._headers["Authorization"] = header
-        self._gzip = settings.gzip
-        if self._gzip:
-            self._headers["Content-Encoding"] = "gzip"
-        self._timeout = settings.timeout_s
-        self._tls = None if settings.verify_tls else ssl._create_unverified_context()
-
-    def write(self, body: bytes) -> None:
-        data = gzip.compress(body, compresslevel=1) if self._gzip else body
-        request = urllib.request.Request(self._url, data=data, headers=self._headers, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=self._timeout, context=self._tls):
-                return
-        except urllib.error.HTTPError as error:
-            message = error.read().decode("utf-8", "replace")
-            raise _classify(error.code, message, dict(error.headers)) from None
-        except (urllib.error.URLError, OSError) as error:
-            raise UnreachableError(
-                f"cannot reach InfluxDB: {getattr(error, 'reason', error)}"
-            ) from None
-
-    def close(self) -> None:
-        """Nothing held between writes."""
-
-
-class V2Transport:
-    """``POST /api/v2/write`` through influxdb-client's synchronous write API (no thread)."""
-
-    def __init__(self, settings: InfluxSettings) -> None:
-        from influxdb_client.client.influxdb_client import InfluxDBClient
-        from influxdb_client.client.write_api import SYNCHRONOUS
-
-        # retries=False: this exporter retries itself, within its own deadline.
-        self._client = InfluxDBClient(
-            url=settings.url, token=settings.token, org=settings.org, enable_gzip=settings.gzip,
-            verify_ssl=settings.verify_tls, timeout=int(settings.timeout_s * 1000), retries=False,
-        )  # fmt: skip
-        self._api = self._client.write_api(write_options=SYNCHRONOUS)
-        self._bucket, self._org = settings.bucket, settings.org
-
-    def write(self, body: bytes) -> None:
-        from influxdb_client.domain.write_precision import WritePrecision
-        from influxdb_client.rest import ApiException
-
-        try:
-            precision: Any = WritePrecision.NS  # the enum's stub says str
-            self._api.write(self._bucket, self._org, body, write_precision=precision)
-        except ApiException as error:
-            message = (
-                error.body.decode("utf-8", "replace")
-                if isinstance(error.body, bytes)
-                else str(error.body)
-            )
-            raise _classify(int(error.status or 0), message, dict(error.headers or {})) from None
-        except Exception as error:
-            raise UnreachableError(f"cannot reach InfluxDB: {type(error).__name__}") from None
-
-    def close(self) -> None:
-        self._client.close()  # type: ignore[no-untyped-call]
+__all__ = [
+    "DEFAULT_SPAN_DIMENSIONS", "DEFAULT_SPOOL_BYTES", "InfluxDBMetricExporter",
+    "InfluxDBSpanExporter", "InfluxSettings", "InfluxWriter", "RetryableError",
+    "UnreachableError", "influx_settings", "influxdb_exporter",
+]  # fmt: skip
 
 
 # --- the writer both exporters share ------------------------------------------
+# What InfluxDB 1.x (TSM, inmem index) answers once the collector's span schema
+# (trace_id and span_id as tags: one new series per span) meets its defaults.
+_SERIES_LIMITS: Final = ("max-values-per-tag limit exceeded", "max-series-per-database limit")
+SPAN_STORAGE_FIX: Final = (
+    "spans are stored as the collector stores them, with trace_id and span_id as tags, so "
+    "every span is a new series; on InfluxDB 1.x set, in [data], max-values-per-tag = 0, "
+    'max-series-per-database = 0 and index-version = "tsi1", and write spans to a short '
+    "retention policy (TTS_OTEL_INFLUXDB_RP); InfluxDB 3 has no such limit"
+)
+# A series key (measurement and tags) above this is refused by InfluxDB.
+MAX_KEY_BYTES: Final = 65535
+_KEY_END = re.compile(r"(?:[^ \\]|\\.)*")
+
+
+def _key_too_long(line: str) -> bool:
+    if len(line) * 4 <= MAX_KEY_BYTES:  # a character is at most 4 UTF-8 bytes
+        return False
+    key = _KEY_END.match(line)
+    return key is not None and len(key.group().encode("utf-8", "replace")) > MAX_KEY_BYTES
+
+
 class InfluxWriter:
-    """Sends batches in order; spools what cannot be sent; counts everything."""
+    """Sends batches in order; spools what cannot be sent; counts everything. Never raises."""
 
     BACKOFF_BASE_S: Final = 0.25
     BACKOFF_MAX_S: Final = 5.0
@@ -332,12 +113,28 @@ class InfluxWriter:
         )
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._logged: set[str] = set()
+        self._outage_logged: set[str] = set()  # cleared when the server answers again
+        self._refusals_logged: set[str] = set()  # once per cause for the writer's life
         self.sent_points = 0
         self.rejected_points = 0
         self._closed = False
         self._pauses = 0  # consecutive exports that found the server unreachable
         self._pause_until = 0.0
+        # A child forked while an export held the lock would wait for it forever.
+        writer = weakref.ref(self)
+
+        def reset_in_child() -> None:
+            alive = writer()
+            if alive is not None:
+                alive._after_fork()
+
+        os.register_at_fork(after_in_child=reset_in_child)
+
+    def _after_fork(self) -> None:
+        self._lock, self._stop = threading.Lock(), threading.Event()
+        if isinstance(self.spool, MemorySpool):
+            # The parent still holds and delivers these batches; sent twice they would count twice.
+            self.spool = MemorySpool(self.settings.spool_bytes)
 
     @property
     def dropped_points(self) -> int:
@@ -347,8 +144,14 @@ class InfluxWriter:
         return (("sent", self.sent_points), ("dropped", self.dropped_points),
                 ("spooled", self.spool.points))  # fmt: skip
 
+    def refuse(self, points: int, cause: str) -> None:
+        """Count ``points`` that cannot be stored (logged once per cause)."""
+        self.rejected_points += points
+        self._log_refusal(cause, cause)
+
     def write(self, lines: Sequence[str]) -> bool:
         """Send ``lines`` after anything spooled; ``False`` when they were spooled or dropped."""
+        lines = self._storable(lines)
         if not lines:
             return True
         body = ("\n".join(lines) + "\n").encode("utf-8")
@@ -365,13 +168,17 @@ class InfluxWriter:
             self._pauses = 0
             return outcome == "sent"
 
+    def _storable(self, lines: Sequence[str]) -> Sequence[str]:
+        """``lines`` without points InfluxDB would refuse: one refused point fails no other."""
+        if not any(_key_too_long(line) for line in lines):
+            return lines
+        kept = [line for line in lines if not _key_too_long(line)]
+        self.refuse(len(lines) - len(kept), f"series key over {MAX_KEY_BYTES} bytes, point dropped")
+        return kept
+
     def _replay(self, deadline: float) -> bool:
         """Send spooled batches, oldest first; ``False`` if the server still cannot take them."""
-        while (waiting := self.spool.oldest()) is not None:
-            if self._send(*waiting, deadline) == "retry":
-                return False
-            self.spool.remove_oldest()
-        return True
+        return self.spool.replay(lambda body, points: self._send(body, points, deadline) != "retry")
 
     def _pause(self) -> None:
         """Leave the server alone for a while after an export found it unreachable."""
@@ -384,9 +191,15 @@ class InfluxWriter:
         while True:
             try:
                 self._transport.write(body)
+            except PartialWriteError as error:
+                dropped = dropped_by_partial_write(str(error), points)
+                self.sent_points += points - dropped
+                self.rejected_points += dropped
+                self._log_partial_write(str(error))
+                return "sent"
             except PermanentError as error:
                 self.rejected_points += points
-                self._log_once(str(error))
+                self._log_refusal(str(error).split(":")[0], str(error))
                 return "dropped"
             except RetryableError as error:
                 delay = min(self.BACKOFF_MAX_S, self.BACKOFF_BASE_S * 2**attempt)
@@ -399,20 +212,42 @@ class InfluxWriter:
                     or self._stop.is_set()
                     or time.monotonic() + delay > deadline
                 ):
-                    self._log_once(f"{error}; batches are spooled and replayed when it answers")
+                    self._log_outage(f"{error}; batches are spooled and replayed when it answers")
                     return "retry"
                 self._stop.wait(delay)
                 continue
+            except Exception as error:  # a transport's own bug must not reach the SDK's thread
+                self.rejected_points += points
+                self._log_refusal(type(error).__name__, f"{type(error).__name__}: {error}")
+                return "dropped"
             self.sent_points += points
-            if self._logged:
+            if self._outage_logged:
                 _log.info("tts-otel: InfluxDB at %s accepts writes again", self.settings.url)
-                self._logged.clear()
+                self._outage_logged.clear()
             return "sent"
 
-    def _log_once(self, message: str) -> None:
+    def _log_partial_write(self, message: str) -> None:
+        if any(limit in message for limit in _SERIES_LIMITS):
+            if "series limit" not in self._refusals_logged:
+                self._refusals_logged.add("series limit")
+                _log.error(
+                    "tts-otel: InfluxDB at %s stores no new series: %s. Fix: %s. Other points "
+                    "are still stored; refused ones are counted as dropped",
+                    self.settings.target, message.strip()[:300], SPAN_STORAGE_FIX,
+                )  # fmt: skip
+            return
+        self._log_refusal("partial write", f"partial write, the other points are stored: "
+                          f"{message.strip()[:300]}")  # fmt: skip
+
+    def _log_refusal(self, cause: str, message: str) -> None:
+        if cause not in self._refusals_logged:
+            self._refusals_logged.add(cause)
+            _log.warning("tts-otel: InfluxDB write to %s failed: %s", self.settings.target, message)
+
+    def _log_outage(self, message: str) -> None:
         cause = message.split(":")[0]
-        if cause not in self._logged:
-            self._logged.add(cause)
+        if cause not in self._outage_logged:
+            self._outage_logged.add(cause)
             _log.warning("tts-otel: InfluxDB write to %s failed: %s", self.settings.target, message)
 
     def close(self) -> None:
@@ -470,7 +305,8 @@ class InfluxDBMetricExporter(MetricExporter):
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
     ) -> MetricExportResult:
-        ok = self._writer.write(list(metric_lines(metrics_data)))
+        lines = list(metric_lines(metrics_data, self._writer.refuse))
+        ok = self._writer.write(lines)
         return MetricExportResult.SUCCESS if ok else MetricExportResult.FAILURE
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:

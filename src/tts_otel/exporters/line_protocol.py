@@ -14,7 +14,12 @@ What this module changes, so that no value can poison a batch:
   escape the separator after it);
 - NaN and infinite float fields are dropped, as are empty tag values, empty
   keys and the reserved field keys ``time``, ``_field`` and ``_measurement``;
-- string fields are cut to 64 KiB of UTF-8.
+- string fields are cut to 64 KiB of UTF-8; tag keys, tag values and field
+  keys to 4 KiB (InfluxDB refuses a series key over 64 KiB, and with it the
+  point);
+- integer fields outside int64 are dropped (InfluxDB refuses the point);
+- a metric point left without a field is reported to the caller's ``refused``
+  callback, so that it is counted.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from json.encoder import encode_basestring as _json_string  # the C encoder where available
 from typing import Any, Final
@@ -41,6 +46,7 @@ SPANS: Final = "spans"
 LOGS: Final = "logs"
 EXEMPLAR_SUFFIX: Final = "_exemplar"
 MAX_STRING_BYTES: Final = 64 * 1024
+MAX_TAG_BYTES: Final = 4 * 1024
 REPLACEMENT: Final = "\ufffd"
 
 _UNSAFE = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
@@ -60,6 +66,9 @@ _KINDS: Final = {
 }
 
 FieldValue = str | int | float | bool
+Refused = Callable[[int, str], None]
+"""Told (points, why) about points that cannot be written."""
+_INT64: Final = range(-(2**63), 2**63)
 
 
 def _safe(text: str) -> str:
@@ -111,24 +120,34 @@ def _attribute_tag(name: str, value: Any) -> str:
 
 
 def _tag_part(text: str) -> str:
-    """A tag key, tag value or field key, made safe and escaped."""
+    """A tag key, tag value or field key, made safe, cut to MAX_TAG_BYTES and escaped."""
+    if len(text) * 4 > MAX_TAG_BYTES:  # possibly too long: cut, and not cached
+        return _escape(_cut(text, MAX_TAG_BYTES))
     if text.isalnum():  # ids and plain words: nothing to escape
         return text
     escaped = _ESCAPED.get(text)
     if escaped is None:
-        escaped = _safe(text)
-        if escaped.endswith("\\"):
-            escaped = escaped[:-1] + REPLACEMENT
-        escaped = escaped.replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
-        _remember(_ESCAPED, text, escaped)
+        escaped = _remember(_ESCAPED, text, _escape(text))
     return escaped
+
+
+def _cut(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` bytes of UTF-8, on a character boundary."""
+    return text.encode("utf-8", "surrogatepass")[:limit].decode("utf-8", "ignore")
+
+
+def _escape(text: str) -> str:
+    escaped = _safe(text)
+    if escaped.endswith("\\"):
+        escaped = escaped[:-1] + REPLACEMENT
+    return escaped.replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
 
 
 def _field_value(value: FieldValue) -> str | None:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
-        return f"{value}i"
+        return f"{value}i" if value in _INT64 else None
     if isinstance(value, float):
         return repr(value) if math.isfinite(value) else None
     return _string_field(value)
@@ -139,7 +158,7 @@ def _string_field(value: str) -> str:
         value = _safe(value)
     # A str of n characters is at most 4n UTF-8 bytes: only long ones need encoding.
     if len(value) * 4 > MAX_STRING_BYTES:
-        value = value.encode("utf-8")[:MAX_STRING_BYTES].decode("utf-8", "ignore")
+        value = _cut(value, MAX_STRING_BYTES)
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
@@ -345,8 +364,12 @@ def span_lines(spans: Iterable[ReadableSpan], dimensions: frozenset[str]) -> Ite
 
 
 # --- metrics ----------------------------------------------------------------
-def metric_lines(data: MetricsData) -> Iterator[str]:
-    """Points in the collector's ``telegraf-prometheus-v1`` metrics schema."""
+def metric_lines(data: MetricsData, refused: Refused | None = None) -> Iterator[str]:
+    """Points in the collector's ``telegraf-prometheus-v1`` metrics schema.
+
+    ``refused`` hears of each point left without a storable field (NaN,
+    infinite, or an integer outside int64).
+    """
     for resource_metrics in data.resource_metrics:
         resource_tags = {k: tag_value(v) for k, v in resource_metrics.resource.attributes.items()}
         for scope_metrics in resource_metrics.scope_metrics:
@@ -358,10 +381,12 @@ def metric_lines(data: MetricsData) -> Iterator[str]:
                 base["otel.library.version"] = scope.version
             base.update({k: tag_value(v) for k, v in (scope.attributes or {}).items()})
             for metric in scope_metrics.metrics:
-                yield from _metric(metric.name, metric.data, base)
+                yield from _metric(metric.name, metric.data, base, refused)
 
 
-def _metric(name: str, data: Any, base: Mapping[str, str]) -> Iterator[str]:
+def _metric(
+    name: str, data: Any, base: Mapping[str, str], refused: Refused | None
+) -> Iterator[str]:
     counter = (
         isinstance(data, Sum)
         and data.is_monotonic
@@ -386,11 +411,15 @@ def _metric(name: str, data: Any, base: Mapping[str, str]) -> Iterator[str]:
                 fields[key] = float(cumulative)
         elif isinstance(data, Sum | Gauge):
             fields["counter" if counter else "gauge"] = point.value
+            if _field_value(point.value) is None:  # the point without its value would be a lie
+                fields.clear()
         else:
             continue
-        rendered = line(name, tags, fields, point.time_unix_nano)
+        rendered = line(name, tags, fields, point.time_unix_nano) if fields else None
         if rendered is not None:
             yield rendered
+        elif refused is not None:
+            refused(1, f"{name}: no value InfluxDB can store (NaN, infinite, outside int64)")
         for exemplar in getattr(point, "exemplars", None) or ():
             if not exemplar.trace_id or not exemplar.span_id:
                 continue

@@ -2,19 +2,43 @@
 
 In memory by default; in a directory when one is configured, so that what
 waits survives a restart of the exporting process. Overflow drops the oldest
-batches and counts their points.
+batches and counts their points. A spool is used by one writer, under that
+writer's lock.
+
+Several writers may share one directory: the span and metric exporters of a
+process, and every worker of a service configured alike. So each writer names
+its files uniquely (time, sequence, pid, a random token), and a batch is
+claimed for replay with an exclusive ``flock`` held until it is sent and
+removed: each arrives once, whoever wrote it and whoever replays it, and a
+claim dies with its process. A disk that refuses writes (full, read-only)
+costs the batch, counted, and one log line; no fragment is left behind.
 """
 
 from __future__ import annotations
 
+import fcntl
+import itertools
 import logging
 import os
-import threading
+import re
+import time
+import uuid
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+from tts_otel.errors import ConfigurationError
+
 _log = logging.getLogger(__name__)
+
+Send = Callable[[bytes, int], bool]
+"""Offered one batch (body, points); ``True`` when it is delivered or finally refused."""
+
+# <time_ns>-<sequence>-<pid>-<token>-<points>.lp; files of earlier versions,
+# <sequence>-<points>.lp, match too and sort first.
+_BATCH = re.compile(r"^\d+(?:-[0-9a-z]+)*-(\d+)\.lp$")
+_FRAGMENT = ".tmp"
 
 
 class Spool(Protocol):
@@ -22,9 +46,9 @@ class Spool(Protocol):
 
     def add(self, body: bytes, points: int) -> None: ...
 
-    def oldest(self) -> tuple[bytes, int] | None: ...
-
-    def remove_oldest(self) -> None: ...
+    def replay(self, send: Send) -> bool:
+        """Offer batches oldest first, removing those sent; ``False`` at the first refused."""
+        ...
 
     @property
     def points(self) -> int: ...
@@ -36,92 +60,186 @@ class MemorySpool:
         self._items: deque[tuple[bytes, int]] = deque()
         self._bytes = 0
         self._points = 0
-        self._lock = threading.Lock()
         self.dropped_points = 0
 
     def add(self, body: bytes, points: int) -> None:
-        with self._lock:
-            self._items.append((body, points))
-            self._bytes += len(body)
-            self._points += points
-            while self._bytes > self._max_bytes and self._items:
-                old_body, old_points = self._items.popleft()
-                self._bytes -= len(old_body)
-                self._points -= old_points
-                self.dropped_points += old_points
+        self._items.append((body, points))
+        self._bytes += len(body)
+        self._points += points
+        while self._bytes > self._max_bytes and self._items:
+            self.dropped_points += self._pop()
 
-    def oldest(self) -> tuple[bytes, int] | None:
-        with self._lock:
-            return self._items[0] if self._items else None
+    def _pop(self) -> int:
+        body, points = self._items.popleft()
+        self._bytes -= len(body)
+        self._points -= points
+        return points
 
-    def remove_oldest(self) -> None:
-        with self._lock:
-            if self._items:
-                body, points = self._items.popleft()
-                self._bytes -= len(body)
-                self._points -= points
+    def replay(self, send: Send) -> bool:
+        while self._items:
+            if not send(*self._items[0]):
+                return False
+            self._pop()
+        return True
 
     @property
     def points(self) -> int:
         return self._points
+
+
+def _points(name: str) -> int:
+    found = _BATCH.match(name)
+    return int(found[1]) if found else 0
 
 
 class DiskSpool:
-    """One file per batch, ``<sequence>-<points>.lp``; written to a temporary name, then renamed."""
+    """One file per batch in a directory other writers may share (see the module's notes)."""
 
     def __init__(self, directory: Path, max_bytes: int) -> None:
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ConfigurationError(
+                "TTS_OTEL_INFLUXDB_SPOOL_DIR",
+                f"cannot create {str(directory)!r} ({error.strerror})",
+                "name a directory this process may create",
+            ) from None
         self._directory = directory
         self._max_bytes = max_bytes
-        self._lock = threading.Lock()
-        directory.mkdir(parents=True, exist_ok=True)
-        for leftover in directory.glob("*.tmp"):
-            leftover.unlink()
-        self._files: deque[Path] = deque(sorted(directory.glob("*.lp")))
-        self._bytes = sum(path.stat().st_size for path in self._files)
-        self._points = sum(self._count(path) for path in self._files)
-        self._next = int(self._files[-1].name.split("-")[0]) + 1 if self._files else 0
+        self._token = uuid.uuid4().hex[:12]
+        self._sequence = itertools.count()
+        self._stuck: set[str] = set()  # sent, but the file could not be removed
+        self._failing = False  # the directory refuses writes: logged once until it takes one
         self.dropped_points = 0
-        if self._files:
-            _log.info(
-                "tts-otel: %d spooled InfluxDB batches found in %s", len(self._files), directory
-            )
+        self._remove_dead_fragments()
+        waiting = self._batches()
+        if waiting:
+            _log.info("tts-otel: %d spooled InfluxDB batches found in %s", len(waiting), directory)
 
-    @staticmethod
-    def _count(path: Path) -> int:
-        return int(path.stem.split("-")[1])
+    def _batches(self) -> list[str]:
+        """Names of the waiting batches, oldest first."""
+        try:
+            names = os.listdir(self._directory)
+        except OSError:
+            return []
+        return sorted(n for n in names if _BATCH.match(n) and n not in self._stuck)
+
+    def _remove_dead_fragments(self) -> None:
+        """Remove half-written files of writers that died: a live writer holds a lock on its own."""
+        try:
+            names = os.listdir(self._directory)
+        except OSError:
+            return
+        for name in names:
+            if name.endswith(_FRAGMENT):
+                claimed = self._claim(name)
+                if claimed is not None:
+                    self._unlink(name)
+                    os.close(claimed[0])
 
     def add(self, body: bytes, points: int) -> None:
-        with self._lock:
-            path = self._directory / f"{self._next:012d}-{points}.lp"
-            self._next += 1
-            temporary = path.with_suffix(".tmp")
-            temporary.write_bytes(body)
-            os.replace(temporary, path)
-            self._files.append(path)
-            self._bytes += len(body)
-            self._points += points
-            while self._bytes > self._max_bytes and self._files:
-                oldest = self._files.popleft()
-                self._bytes -= oldest.stat().st_size
-                self._points -= self._count(oldest)
-                self.dropped_points += self._count(oldest)
-                oldest.unlink()
+        name = (
+            f"{time.time_ns():020d}-{next(self._sequence):08d}-{os.getpid()}-{self._token}"
+            f"-{points}.lp"
+        )
+        fragment = self._directory / (name + _FRAGMENT)
+        try:
+            descriptor = os.open(fragment, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except OSError as error:
+            self._refused(points, error)
+            return
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)  # so that no starting writer removes it
+            with open(descriptor, "wb", closefd=False) as output:
+                output.write(body)
+            os.replace(fragment, self._directory / name)
+        except OSError as error:
+            self._unlink(fragment.name)
+            self._refused(points, error)
+            return
+        finally:
+            os.close(descriptor)
+        if self._failing:
+            self._failing = False
+            _log.info("tts-otel: the spool directory %s takes batches again", self._directory)
+        self._bound()
 
-    def oldest(self) -> tuple[bytes, int] | None:
-        with self._lock:
-            if not self._files:
-                return None
-            path = self._files[0]
-            return path.read_bytes(), self._count(path)
+    def _refused(self, points: int, error: OSError) -> None:
+        self.dropped_points += points
+        if not self._failing:
+            self._failing = True
+            _log.error("tts-otel: the spool directory %s refuses batches (%s): batches InfluxDB "
+                       "cannot take now are dropped and counted until it takes them",
+                       self._directory, error.strerror or error)  # fmt: skip
 
-    def remove_oldest(self) -> None:
-        with self._lock:
-            if self._files:
-                path = self._files.popleft()
-                self._bytes -= path.stat().st_size
-                self._points -= self._count(path)
-                path.unlink()
+    def _bound(self) -> None:
+        """Drop the oldest batches of the whole directory until it fits the bound."""
+        sizes = []
+        for name in self._batches():
+            try:
+                sizes.append((name, (self._directory / name).stat().st_size))
+            except OSError:
+                continue  # replayed by another writer meanwhile
+        total = sum(size for _, size in sizes)
+        for name, size in sizes:
+            if total <= self._max_bytes:
+                return
+            claimed = self._claim(name)
+            if claimed is not None:
+                self._remove(name)
+                os.close(claimed[0])
+                self.dropped_points += _points(name)
+                total -= size
+
+    def _claim(self, name: str) -> tuple[int, bytes] | None:
+        """An open, exclusively locked descriptor and the file's bytes; ``None`` if another
+        writer holds it or it is gone (the caller closes the descriptor)."""
+        try:
+            descriptor = os.open(self._directory / name, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # Unlinked by the writer that held the lock before us: already delivered.
+            if os.fstat(descriptor).st_nlink == 0:
+                raise FileNotFoundError(name)
+            with open(descriptor, "rb", closefd=False) as source:
+                return descriptor, source.read()
+        except OSError:
+            os.close(descriptor)
+            return None
+
+    def replay(self, send: Send) -> bool:
+        for name in self._batches():
+            claimed = self._claim(name)
+            if claimed is None:
+                continue
+            descriptor, body = claimed
+            try:
+                if not send(body, _points(name)):
+                    return False
+                self._remove(name)
+            finally:
+                os.close(descriptor)
+        return True
+
+    def _remove(self, name: str) -> None:
+        if not self._unlink(name):
+            # Replayed again it would be stored twice: this writer skips it from now on.
+            if not self._stuck:
+                _log.error("tts-otel: cannot remove %s from the spool directory %s; remove it by "
+                           "hand, it was delivered", name, self._directory)  # fmt: skip
+            self._stuck.add(name)
+
+    def _unlink(self, name: str) -> bool:
+        try:
+            os.unlink(self._directory / name)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return False
+        return True
 
     @property
     def points(self) -> int:
-        return self._points
+        return sum(_points(name) for name in self._batches())

@@ -1,0 +1,185 @@
+"""One HTTP write to InfluxDB, and what its answer means: sent, retry later, or refused.
+
+Only connection-type failures (nothing listens, nothing answers in time, TLS)
+count as "unreachable" and keep a batch for later; anything else that goes
+wrong is permanent for that batch. A "partial write" answer means the server
+stored the rest of the batch: it is reported with the number it dropped.
+Credentials never appear in errors.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import re
+import ssl
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from tts_otel.exporters.influx_config import InfluxSettings
+
+
+class RetryableError(Exception):
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class UnreachableError(RetryableError):
+    """No HTTP answer at all: nothing listens, or nothing answers in time."""
+
+
+class PermanentError(Exception):
+    pass
+
+
+class PartialWriteError(PermanentError):
+    """The server stored the batch but for ``dropped`` of its points (message: the server's)."""
+
+    def __init__(self, message: str, dropped: int) -> None:
+        super().__init__(message)
+        self.dropped = dropped
+
+
+class Transport(Protocol):
+    def write(self, body: bytes) -> None:
+        """Write line protocol; raise RetryableError or PermanentError."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def authorization(settings: InfluxSettings) -> str | None:
+    """The Authorization header: ``Token`` for v2, ``Basic`` for v1 with a user, else none."""
+    if settings.api == "v2":
+        return f"Token {settings.token}"
+    if settings.username:
+        secret = f"{settings.username}:{settings.password}".encode()
+        return "Basic " + base64.b64encode(secret).decode()
+    return None
+
+
+def tls_context(settings: InfluxSettings) -> ssl.SSLContext | None:
+    """``None`` (the default, verifying context) unless verification is switched off."""
+    return None if settings.verify_tls else ssl._create_unverified_context()
+
+
+def _retry_after(headers: Mapping[str, str] | None) -> float | None:
+    value = (headers or {}).get("Retry-After")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+# 1.x: "partial write: <reason> dropped=N", where a line that does not parse
+# is listed as "unable to parse '<line>': ..." and not in N; 2.x: "partial
+# write error (N written): ...".
+_DROPPED = re.compile(r"dropped=(\d+)")
+_WRITTEN = re.compile(r"partial write error \((\d+) written\)")
+
+
+def dropped_by_partial_write(message: str, points: int) -> int:
+    """How many of ``points`` a partial-write answer says were not stored (at least one)."""
+    written = _WRITTEN.search(message)
+    if written is not None:
+        dropped = points - int(written[1])
+    else:
+        found = _DROPPED.search(message)
+        dropped = (int(found[1]) if found else 0) + message.count("unable to parse '")
+    return min(points, max(dropped, 1))
+
+
+def classify(status: int, message: str, headers: Mapping[str, str] | None) -> Exception:
+    if status == 429 or status >= 500:
+        return RetryableError(f"HTTP {status}: {message}", _retry_after(headers))
+    if status == 400 and "partial write" in message:
+        return PartialWriteError(message, 0)  # the writer counts, knowing the batch's size
+    hint = {
+        401: "authorization failed: check the username and password (v1) or the token (v2)",
+        403: "permission denied: the user or token may not write here",
+        404: "not found: check the database (v1) or org and bucket (v2)",
+    }.get(status, "the server rejected the data")
+    return PermanentError(f"HTTP {status}, {hint}: {message.strip()[:300]}")
+
+
+class V1Transport:
+    """``POST /write?db=&rp=&precision=ns`` with Basic auth: InfluxDB 1.x, and 2.x's v1 API."""
+
+    def __init__(self, settings: InfluxSettings) -> None:
+        query = {"db": settings.database, "precision": "ns"}
+        if settings.retention_policy:
+            query["rp"] = settings.retention_policy
+        self._url = f"{settings.url}/write?{urllib.parse.urlencode(query)}"
+        self._headers = {"Content-Type": "text/plain; charset=utf-8"}
+        header = authorization(settings)
+        if header is not None:
+            self._headers["Authorization"] = header
+        self._gzip = settings.gzip
+        if self._gzip:
+            self._headers["Content-Encoding"] = "gzip"
+        self._timeout = settings.timeout_s
+        self._tls = tls_context(settings)
+
+    def write(self, body: bytes) -> None:
+        data = gzip.compress(body, compresslevel=1) if self._gzip else body
+        request = urllib.request.Request(self._url, data=data, headers=self._headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=self._timeout, context=self._tls):
+                return
+        except urllib.error.HTTPError as error:
+            message = error.read().decode("utf-8", "replace")
+            raise classify(error.code, message, dict(error.headers)) from None
+        except (urllib.error.URLError, OSError) as error:
+            raise UnreachableError(
+                f"cannot reach InfluxDB: {getattr(error, 'reason', error)}"
+            ) from None
+
+    def close(self) -> None:
+        """Nothing held between writes."""
+
+
+class V2Transport:
+    """``POST /api/v2/write`` through influxdb-client's synchronous write API (no thread)."""
+
+    def __init__(self, settings: InfluxSettings) -> None:
+        from influxdb_client.client.influxdb_client import InfluxDBClient
+        from influxdb_client.client.write_api import SYNCHRONOUS
+
+        # retries=False: this exporter retries itself, within its own deadline.
+        self._client = InfluxDBClient(
+            url=settings.url, token=settings.token, org=settings.org, enable_gzip=settings.gzip,
+            verify_ssl=settings.verify_tls, timeout=int(settings.timeout_s * 1000), retries=False,
+        )  # fmt: skip
+        self._api = self._client.write_api(write_options=SYNCHRONOUS)
+        self._bucket, self._org = settings.bucket, settings.org
+
+    def write(self, body: bytes) -> None:
+        from influxdb_client.domain.write_precision import WritePrecision
+        from influxdb_client.rest import ApiException
+        from urllib3.exceptions import HTTPError as ConnectionTrouble
+
+        try:
+            precision: Any = WritePrecision.NS  # the enum's stub says str
+            self._api.write(self._bucket, self._org, body, write_precision=precision)
+        except ApiException as error:
+            message = (
+                error.body.decode("utf-8", "replace")
+                if isinstance(error.body, bytes)
+                else str(error.body)
+            )
+            raise classify(int(error.status or 0), message, dict(error.headers or {})) from None
+        except (ConnectionTrouble, OSError) as error:
+            # urllib3's errors (refused, timed out, TLS) and the OS's: the server may come back.
+            raise UnreachableError(f"cannot reach InfluxDB: {type(error).__name__}") from None
+        except Exception as error:
+            # Anything else is a fault on this side; retrying or spooling would repeat it.
+            raise PermanentError(
+                f"influxdb-client failed: {type(error).__name__}: {str(error)[:200]}"
+            ) from None
+
+    def close(self) -> None:
+        self._client.close()  # type: ignore[no-untyped-call]
