@@ -27,12 +27,14 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from tests.services import InfluxServer, free_port, influxdb
 from tts_otel import cli
+from tts_otel.config import Settings
 from tts_otel.errors import ConfigurationError
 from tts_otel.exporters.influxdb import (
     InfluxDBMetricExporter,
     InfluxDBSpanExporter,
     InfluxWriter,
     influx_settings,
+    influxdb_exporter,
 )
 from tts_otel.exporters.line_protocol import MAX_TAG_BYTES
 
@@ -123,6 +125,10 @@ def test_credentials_in_the_url_are_used_and_never_printed(
     assert server.query("SELECT * FROM m", DB)
 
     monkeypatch.setenv(URL, secret_url)
+    parts = influxdb_exporter(Settings())
+    assert parts.where == f"influxdb: {server.url} db={DB}"  # what `destinations` shows
+    assert parts.close is not None
+    parts.close()
     monkeypatch.setenv("TTS_OTEL_INFLUXDB_DB", DB)
     assert cli.main(["doctor"]) == 0
     wrong = f"http://{InfluxServer.USER}:wr0ng-pw@127.0.0.1:{server.port}"
