@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+import tts_otel
 from tts_otel import cli
 from tts_otel.telemetry import set_telemetry
 
@@ -66,3 +67,23 @@ def test_trace_prints_the_last_request_as_a_tree(
 
     assert cli.main(["trace", str(tmp_path), "--last", "2"]) == 0
     assert capsys.readouterr().out.count("tts.synthesize") == 2
+
+
+def test_trace_last_zero_is_rejected_not_everything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    telemetry = tts_otel.configure(
+        exporters="file", output_dir=tmp_path, set_global=False, nvml=False,
+        flush_on_signals=False,
+    )  # fmt: skip
+    for _ in range(2):
+        with tts_otel.synthesis(model="m") as req, req.stage("vocoder"):
+            pass
+    telemetry.shutdown()
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["trace", str(tmp_path), "--last", "0"])
+    assert exited.value.code == 2
+    captured = capsys.readouterr()
+    assert "tts.synthesize" not in captured.out
+    assert "--last" in captured.err
+    assert "at least 1" in captured.err

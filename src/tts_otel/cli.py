@@ -31,6 +31,16 @@ def _latency(raw: str) -> tuple[str, float]:
         raise argparse.ArgumentTypeError(f"expected STAGE=SECONDS, got {raw!r}") from None
 
 
+def _at_least_one(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a count of at least 1, got {raw!r}")
+    return value
+
+
 def _progress(done: int, total: int) -> None:
     width = 30
     filled = width * done // total
@@ -160,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tree = commands.add_parser("trace", help="the last requests as span trees with durations")
     tree.add_argument("traces", nargs="?", default="tts-otel-out", help="file or directory")
-    tree.add_argument("--last", type=int, default=1, help="how many requests (default 1)")
+    tree.add_argument("--last", type=_at_least_one, default=1, help="how many requests (default 1)")
     tree.set_defaults(handler=show_trace)
 
     check = commands.add_parser("doctor", help="check the InfluxDB in TTS_OTEL_INFLUXDB_*")

@@ -6,14 +6,20 @@ Everything is validated here, once, at start: a bad value raises
 
 from __future__ import annotations
 
+import logging
+import math
 import os
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Literal
+from typing import Final, Literal, TypeVar
 
 from tts_otel.errors import ConfigurationError
 
+_log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 Timing = Literal["wall", "cuda_events"]
 TextRecording = Literal["off", "plain", "sha256"]
 
@@ -44,8 +50,8 @@ class Settings:
     prometheus_port: int = DEFAULT_PROMETHEUS_PORT
 
 
-def _flag(name: str, raw: str) -> bool:
-    value = raw.strip().lower()
+def _flag(name: str, raw: object) -> bool:
+    value = str(raw).strip().lower()
     if value in _TRUE:
         return True
     if value in _FALSE:
@@ -73,7 +79,14 @@ def _port(name: str, raw: object) -> int:
     return value
 
 
-def _timing(name: str, raw: str) -> Timing:
+def _host(name: str, raw: object) -> str:
+    host = str(raw).strip()
+    if not host:
+        raise ConfigurationError(name, "the address is empty", "use e.g. 127.0.0.1 or 0.0.0.0")
+    return host
+
+
+def _timing(name: str, raw: object) -> Timing:
     if raw == "wall":
         return "wall"
     if raw == "cuda_events":
@@ -104,6 +117,55 @@ def exporter_names(raw: str) -> tuple[str, ...]:
     return tuple(name for name in names if name != "none")
 
 
+# Argument name -> (variable, default as the variable would spell it).
+_VARIABLES: Final = {
+    "timing": ("TTS_OTEL_TIMING", "wall"),
+    "record_text": ("TTS_OTEL_RECORD_TEXT", "false"),
+    "gpu_memory": ("TTS_OTEL_GPU_MEMORY", "true"),
+    "nvml": ("TTS_OTEL_NVML", "true"),
+    "max_attribute_values": ("TTS_OTEL_MAX_ATTRIBUTE_VALUES", str(DEFAULT_MAX_ATTRIBUTE_VALUES)),
+    "metric_buffer_size": ("TTS_OTEL_METRIC_BUFFER", str(DEFAULT_METRIC_BUFFER)),
+    "prometheus host": ("TTS_OTEL_PROMETHEUS_HOST", DEFAULT_PROMETHEUS_HOST),
+    "prometheus port": ("TTS_OTEL_PROMETHEUS_PORT", str(DEFAULT_PROMETHEUS_PORT)),
+}
+
+_warned: set[tuple[str, str]] = set()
+_warned_lock = threading.Lock()
+
+
+def _warn_once(error: ConfigurationError, raw: str, default: str) -> None:
+    """One WARNING per bad variable and value: the service may build handles repeatedly."""
+    with _warned_lock:
+        if (error.setting, raw) in _warned:
+            return
+        _warned.add((error.setting, raw))
+    _log.warning("tts-otel: %s. Using the default %r until it is fixed.", error, default)
+
+
+def _resolve(
+    parse: Callable[[str, object], T],
+    argument: object,
+    argument_name: str,
+    variable: str,
+    default: str,
+    env: Mapping[str, str],
+    lenient: bool,
+) -> T:
+    """Argument, else variable, else default. ``lenient``: a bad variable falls back to
+    the default with one warning, because without configure() the first place settings
+    are read is a request, and a request must never fail for telemetry."""
+    if argument is not None:
+        return parse(argument_name, argument)
+    raw = env.get(variable, default)
+    try:
+        return parse(variable, raw)
+    except ConfigurationError as error:
+        if not lenient:
+            raise
+        _warn_once(error, raw, default)
+        return parse(variable, default)
+
+
 def load_settings(
     *,
     service_name: str | None = None,
@@ -118,8 +180,13 @@ def load_settings(
     prometheus_host: str | None = None,
     prometheus_port: int | None = None,
     environ: Mapping[str, str] | None = None,
+    lenient: bool = False,
 ) -> Settings:
-    """Resolve every setting from its argument, its variable or its default."""
+    """Resolve every setting from its argument, its variable or its default.
+
+    A bad value raises ConfigurationError; with ``lenient=True`` a bad variable
+    is logged once and its default used instead (arguments are always strict).
+    """
     env = os.environ if environ is None else environ
 
     if exporters is None:
@@ -127,52 +194,70 @@ def load_settings(
         raw = env.get("TTS_OTEL_EXPORTERS", env.get("OTEL_TRACES_EXPORTER", ""))
         exporters = exporter_names(raw)
 
-    if timing is not None:
-        resolved_timing = _timing("timing", timing)
-    else:
-        resolved_timing = _timing("TTS_OTEL_TIMING", env.get("TTS_OTEL_TIMING", "wall"))
-
-    if record_text is not None:
-        text_mode = _record_text("record_text", record_text)
-    else:
-        text_mode = _record_text("TTS_OTEL_RECORD_TEXT", env.get("TTS_OTEL_RECORD_TEXT", "false"))
-
-    if gpu_memory is None:
-        gpu_memory = _flag("TTS_OTEL_GPU_MEMORY", env.get("TTS_OTEL_GPU_MEMORY", "true"))
-    if nvml is None:
-        nvml = _flag("TTS_OTEL_NVML", env.get("TTS_OTEL_NVML", "true"))
-
-    if max_attribute_values is not None:
-        cap = _positive_int("max_attribute_values", max_attribute_values)
-    else:
-        raw_cap = env.get("TTS_OTEL_MAX_ATTRIBUTE_VALUES", str(DEFAULT_MAX_ATTRIBUTE_VALUES))
-        cap = _positive_int("TTS_OTEL_MAX_ATTRIBUTE_VALUES", raw_cap)
-
-    if metric_buffer_size is not None:
-        buffer = _positive_int("metric_buffer_size", metric_buffer_size)
-    else:
-        raw_buffer = env.get("TTS_OTEL_METRIC_BUFFER", str(DEFAULT_METRIC_BUFFER))
-        buffer = _positive_int("TTS_OTEL_METRIC_BUFFER", raw_buffer)
-
-    if prometheus_port is not None:
-        port = _port("prometheus port", prometheus_port)
-    else:
-        raw_port = env.get("TTS_OTEL_PROMETHEUS_PORT", str(DEFAULT_PROMETHEUS_PORT))
-        port = _port("TTS_OTEL_PROMETHEUS_PORT", raw_port)
-    host = prometheus_host or env.get("TTS_OTEL_PROMETHEUS_HOST", DEFAULT_PROMETHEUS_HOST)
+    def setting(parse: Callable[[str, object], T], argument: object, name: str) -> T:
+        variable, default = _VARIABLES[name]
+        return _resolve(parse, argument, name, variable, default, env, lenient)
 
     name = service_name or env.get("OTEL_SERVICE_NAME") or DEFAULT_SERVICE_NAME
     directory = Path(output_dir or env.get("TTS_OTEL_OUTPUT_DIR", DEFAULT_OUTPUT_DIR))
     return Settings(
         service_name=name,
         exporters=exporters,
-        timing=resolved_timing,
-        record_text=text_mode,
-        gpu_memory=gpu_memory,
-        nvml=nvml,
+        timing=setting(_timing, timing, "timing"),
+        record_text=setting(_record_text, record_text, "record_text"),
+        gpu_memory=setting(_flag, gpu_memory, "gpu_memory"),
+        nvml=setting(_flag, nvml, "nvml"),
         output_dir=directory,
-        max_attribute_values=cap,
-        metric_buffer_size=buffer,
-        prometheus_host=host,
-        prometheus_port=port,
+        max_attribute_values=setting(_positive_int, max_attribute_values, "max_attribute_values"),
+        metric_buffer_size=setting(_positive_int, metric_buffer_size, "metric_buffer_size"),
+        prometheus_host=setting(_host, prometheus_host, "prometheus host"),
+        prometheus_port=setting(_port, prometheus_port, "prometheus port"),
     )
+
+
+# The SDK reads these itself. A bad value there raises a bare ValueError from deep
+# inside a constructor (or is ignored with a log line), so check them first and
+# name the variable. Units as the Python SDK reads them.
+_SDK_INTEGERS: Final = {
+    "OTEL_BSP_MAX_QUEUE_SIZE": "spans, e.g. 2048",
+    "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "spans, e.g. 512 (at most the queue size)",
+    "OTEL_BSP_SCHEDULE_DELAY": "milliseconds, e.g. 5000",
+    "OTEL_BSP_EXPORT_TIMEOUT": "milliseconds, e.g. 30000",
+}
+_SDK_NUMBERS: Final = {
+    "OTEL_METRIC_EXPORT_INTERVAL": "milliseconds, e.g. 60000",
+    "OTEL_METRIC_EXPORT_TIMEOUT": "milliseconds, e.g. 30000",
+    "OTEL_EXPORTER_OTLP_TIMEOUT": "seconds, e.g. 10",
+    "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": "seconds, e.g. 10",
+    "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT": "seconds, e.g. 10",
+}
+_SDK_QUEUE_DEFAULT: Final = 2048
+_SDK_BATCH_DEFAULT: Final = 512
+
+
+def _positive(variable: str, raw: str, convert: Callable[[str], float], unit: str) -> float:
+    try:
+        value = convert(raw.strip())
+    except ValueError:
+        value = math.nan
+    if not (value > 0 and math.isfinite(value)):
+        raise ConfigurationError(variable, f"{raw!r} is not a positive number", f"use {unit}")
+    return value
+
+
+def check_sdk_environment(environ: Mapping[str, str] | None = None) -> None:
+    """Raise ConfigurationError for an ``OTEL_*`` variable the SDK would choke on."""
+    env = os.environ if environ is None else environ
+    for variable, unit in _SDK_INTEGERS.items():
+        if variable in env:
+            _positive(variable, env[variable], int, unit)
+    for variable, unit in _SDK_NUMBERS.items():
+        if variable in env:
+            _positive(variable, env[variable], float, unit)
+    queue = int(env.get("OTEL_BSP_MAX_QUEUE_SIZE", _SDK_QUEUE_DEFAULT))
+    batch = int(env.get("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", _SDK_BATCH_DEFAULT))
+    if batch > queue:  # the SDK's default batch (512) counts: a queue of 100 alone is refused
+        raise ConfigurationError(
+            "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", f"{batch} is larger than the queue ({queue})",
+            "make it at most OTEL_BSP_MAX_QUEUE_SIZE",
+        )  # fmt: skip

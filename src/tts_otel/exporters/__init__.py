@@ -9,8 +9,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, PeriodicExportingMetricReader
-from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+from opentelemetry.sdk.metrics.export import (
+    ConsoleMetricExporter,
+    MetricExporter,
+    PeriodicExportingMetricReader,
+)
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 
 from tts_otel.config import Settings
 from tts_otel.errors import ConfigurationError
@@ -68,28 +72,48 @@ def _file(settings: Settings) -> ExporterParts:
     )
 
 
-def _otlp(_settings: Settings) -> ExporterParts:
-    # The OTLP exporters read OTEL_EXPORTER_OTLP_* themselves; the protocol
-    # variable picks the transport as the OTel specification describes.
-    protocol = os.environ.get(
-        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
-    )
-    if protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-    elif protocol == "http/protobuf":
-        from opentelemetry.exporter.otlp.proto.http.metric_exporter import (  # type: ignore[assignment]
-            OTLPMetricExporter,
-        )
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # type: ignore[assignment]
-            OTLPSpanExporter,
-        )
-    else:
+def _otlp_protocol(signal: str) -> str:
+    """The signal's protocol variable, else the general one, as the OTel specification says."""
+    variable = f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL"
+    if variable not in os.environ:
+        variable = "OTEL_EXPORTER_OTLP_PROTOCOL"
+    protocol = os.environ.get(variable, "grpc")
+    if protocol not in ("grpc", "http/protobuf"):
         raise ConfigurationError(
-            "OTEL_EXPORTER_OTLP_PROTOCOL", f"{protocol!r} is not supported",
-            "use grpc or http/protobuf",
-        )  # fmt: skip
-    return ExporterParts(OTLPSpanExporter(), PeriodicExportingMetricReader(OTLPMetricExporter()))
+            variable, f"{protocol!r} is not supported", "use grpc or http/protobuf"
+        )
+    return protocol
+
+
+def _otlp_span_exporter() -> SpanExporter:
+    if _otlp_protocol("TRACES") == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+        return OTLPSpanExporter()
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+        OTLPSpanExporter as HttpSpanExporter,
+    )
+
+    return HttpSpanExporter()
+
+
+def _otlp_metric_exporter() -> MetricExporter:
+    if _otlp_protocol("METRICS") == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+
+        return OTLPMetricExporter()
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
+        OTLPMetricExporter as HttpMetricExporter,
+    )
+
+    return HttpMetricExporter()
+
+
+def _otlp(_settings: Settings) -> ExporterParts:
+    # The OTLP exporters read the other OTEL_EXPORTER_OTLP_* variables themselves.
+    return ExporterParts(
+        _otlp_span_exporter(), PeriodicExportingMetricReader(_otlp_metric_exporter())
+    )
 
 
 register_exporter("console", _console)

@@ -9,6 +9,8 @@ them up, because every worker exposes the same histogram buckets.
 
 from __future__ import annotations
 
+import socket
+
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.exposition import start_http_server
@@ -26,6 +28,12 @@ def prometheus_endpoint(settings: Settings) -> ExporterParts:
     host, port = settings.prometheus_host, settings.prometheus_port
     try:
         server, _thread = start_http_server(port, addr=host, registry=registry)
+    except socket.gaierror as error:  # the address does not resolve: the host is wrong
+        reader.shutdown()
+        raise ConfigurationError(
+            "TTS_OTEL_PROMETHEUS_HOST", f"cannot listen on {host!r}: {error.strerror}",
+            "use an address of this machine, e.g. 127.0.0.1 or 0.0.0.0",
+        ) from error  # fmt: skip
     except OSError as error:
         reader.shutdown()
         raise ConfigurationError(
