@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import socket
 import threading
+import urllib.request
 from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -18,10 +21,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import tts_otel
 from tts_otel import report, semconv
-from tts_otel.config import load_settings
+from tts_otel.config import Settings, load_settings
 from tts_otel.errors import ConfigurationError
-from tts_otel.telemetry import set_telemetry
-from tts_otel.testing import TelemetryCapture
+from tts_otel.exporters import build_exporter
+from tts_otel.telemetry import get_telemetry, set_telemetry
+from tts_otel.testing import TelemetryCapture, capture
 
 
 @pytest.fixture(autouse=True)
@@ -129,6 +133,31 @@ def test_spans_the_sdk_queue_drops_are_counted_when_sdk_metrics_are_on(
     telemetry.shutdown()
 
 
+def test_spans_the_sdk_queue_drops_are_counted_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The SDK's own count needs OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED (9 to 28 us a
+    # span); tts-otel's must not: a hung exporter and more spans than the queue holds.
+    monkeypatch.delenv("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED", raising=False)
+    monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "8")
+    monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "1")
+    stuck, reader = _StuckExporter(), InMemoryMetricReader()
+    telemetry = tts_otel.configure(
+        exporters=[stuck, reader], set_global=False, nvml=False, flush_on_signals=False
+    )
+    for index in range(20):  # 40 spans: one taken by the stuck export, 8 queued, 31 dropped
+        with tts_otel.synthesis(model="m") as req, req.stage("vocoder"):
+            pass
+        if index == 0:
+            assert stuck.entered.wait(5)
+    counts = TelemetryCapture(telemetry, InMemorySpanExporter(), reader)
+    dropped = counts.counter(
+        semconv.METRIC_TELEMETRY_DROPPED, {semconv.ATTR_TELEMETRY_SIGNAL: "spans"}
+    )
+    assert dropped == 31
+    assert counts.counter("otel.sdk.processor.span.processed") == 0  # the SDK's stays off
+    stuck.release.set()
+    telemetry.shutdown()
+
+
 def test_readers_cannot_join_an_existing_meter_provider() -> None:
     with pytest.raises(ConfigurationError, match="meter_provider"):
         tts_otel.configure(
@@ -202,3 +231,141 @@ def test_otlp_protocol_must_be_known(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "carrier-pigeon")
     with pytest.raises(ConfigurationError, match="OTEL_EXPORTER_OTLP_PROTOCOL"):
         tts_otel.configure(exporters="otlp", set_global=False, nvml=False)
+
+
+_DEFAULTS = Settings()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "field"),
+    [
+        ("TTS_OTEL_MAX_ATTRIBUTE_VALUES", "abc", "max_attribute_values"),
+        ("TTS_OTEL_TIMING", "gpu", "timing"),
+        ("TTS_OTEL_RECORD_TEXT", "sometimes", "record_text"),
+        ("TTS_OTEL_GPU_MEMORY", "maybe", "gpu_memory"),
+        ("TTS_OTEL_METRIC_BUFFER", "-3", "metric_buffer_size"),
+        ("TTS_OTEL_PROMETHEUS_PORT", "99999", "prometheus_port"),
+        ("TTS_OTEL_PROMETHEUS_HOST", " ", "prometheus_host"),
+    ],
+)
+def test_without_configure_a_bad_variable_is_logged_once_and_never_raised(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    variable: str, value: str, field: str,
+) -> None:  # fmt: skip
+    monkeypatch.setenv(variable, value)
+    with caplog.at_level(logging.WARNING, logger="tts_otel"):
+        for _ in range(3):  # a fresh handle each time: still one warning
+            set_telemetry(None)
+            with tts_otel.synthesis(model="m") as req, req.stage("vocoder"):
+                pass
+    warnings = [r.getMessage() for r in caplog.records if variable in r.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert "Fix:" in warnings[0]
+    assert "default" in warnings[0]
+    assert getattr(get_telemetry().settings, field) == getattr(_DEFAULTS, field)
+    # configure() is the place to fail fast, and still does.
+    with pytest.raises(ConfigurationError) as raised:
+        tts_otel.configure(set_global=False, nvml=False, flush_on_signals=False)
+    assert raised.value.setting == variable
+
+
+def _scrape(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return str(response.read().decode())
+
+
+def test_prometheus_port_zero_binds_a_free_port_and_reports_it() -> None:
+    telemetry = tts_otel.configure(
+        prometheus=0, set_global=False, nvml=False, flush_on_signals=False
+    )
+    try:
+        (url,) = telemetry.destinations
+        assert url.startswith("http://127.0.0.1:")
+        assert not url.startswith("http://127.0.0.1:0/")
+        assert semconv.METRIC_TELEMETRY_DROPPED.replace(".", "_") in _scrape(url)
+    finally:
+        telemetry.shutdown()
+
+
+def test_sdk_disabled_binds_no_prometheus_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = int(probe.getsockname()[1])
+    probe.close()
+    telemetry = tts_otel.configure(
+        prometheus=port, set_global=False, nvml=False, flush_on_signals=False
+    )
+    try:
+        assert telemetry.destinations == ()
+        with socket.socket() as again:
+            again.bind(("127.0.0.1", port))  # still free
+    finally:
+        telemetry.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "exporter", "named"),
+    [
+        ("OTEL_METRIC_EXPORT_INTERVAL", "-5", "file", "OTEL_METRIC_EXPORT_INTERVAL"),
+        ("OTEL_BSP_MAX_QUEUE_SIZE", "0", "file", "OTEL_BSP_MAX_QUEUE_SIZE"),
+        # Below the SDK's default batch (512): the SDK refuses the pair.
+        ("OTEL_BSP_MAX_QUEUE_SIZE", "100", "file", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE"),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "abc", "otlp", "OTEL_EXPORTER_OTLP_TIMEOUT"),
+    ],
+)
+def test_bad_sdk_variables_fail_at_configure_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+    variable: str, value: str, exporter: str, named: str,
+) -> None:  # fmt: skip
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigurationError) as raised:
+        tts_otel.configure(
+            exporters=exporter, output_dir=tmp_path, set_global=False, nvml=False,
+            flush_on_signals=False,
+        )  # fmt: skip
+    assert raised.value.setting == named
+    assert "Fix:" in str(raised.value)
+
+
+@pytest.mark.parametrize("host", ["", "no-such-host.invalid"])
+def test_a_bad_prometheus_host_is_named_as_the_host(
+    monkeypatch: pytest.MonkeyPatch, host: str
+) -> None:
+    monkeypatch.setenv("TTS_OTEL_PROMETHEUS_HOST", host)
+    with pytest.raises(ConfigurationError) as raised:
+        tts_otel.configure(prometheus=True, set_global=False, nvml=False, flush_on_signals=False)
+    assert raised.value.setting == "TTS_OTEL_PROMETHEUS_HOST"
+
+
+def test_capture_takes_exporter_names_as_a_string() -> None:
+    with capture(exporters="console") as telemetry:
+        with tts_otel.synthesis(model="m") as req, req.stage("vocoder"):
+            pass
+        assert len(telemetry.spans_named("tts.synthesize")) == 1
+
+
+@pytest.mark.parametrize(
+    ("environ", "traces", "metrics"),
+    [
+        ({"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "grpc",
+          "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "http/protobuf"}, "grpc", "http"),
+        ({"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf",
+          "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, "http", "grpc"),
+    ],
+)  # fmt: skip
+def test_otlp_metrics_take_their_own_protocol_variable(
+    monkeypatch: pytest.MonkeyPatch, environ: dict[str, str], traces: str, metrics: str
+) -> None:
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    parts = build_exporter("otlp", load_settings(exporters=()))
+    assert parts.span_exporter is not None
+    assert parts.metric_reader is not None
+    metric_exporter = parts.metric_reader._exporter  # type: ignore[attr-defined]
+    try:
+        assert f".proto.{traces}." in type(parts.span_exporter).__module__
+        assert f".proto.{metrics}." in type(metric_exporter).__module__
+    finally:
+        parts.metric_reader.shutdown()
+        parts.span_exporter.shutdown()

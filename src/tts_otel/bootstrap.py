@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -18,11 +19,12 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.trace import TracerProvider
 from opentelemetry.util.types import AttributeValue
 
-from tts_otel.config import Settings, exporter_names, load_settings
+from tts_otel._batching import CountingBatchSpanProcessor
+from tts_otel.config import Settings, check_sdk_environment, exporter_names, load_settings
 from tts_otel.errors import ConfigurationError
 from tts_otel.exporters import ExporterParts, build_exporter
 from tts_otel.gpu import CudaRuntime
@@ -94,6 +96,7 @@ def configure(
     metric_buffer_size: int | None = None,
     prometheus: bool | int | str | None = None,
     set_global: bool = True,
+    flush_on_signals: bool = True,
     cuda: CudaRuntime | object | None = _UNSET,
     nvml_reader: NvmlReader | None = None,
 ) -> Telemetry:
@@ -105,11 +108,16 @@ def configure(
     and ``meter_provider`` to use providers the application built itself;
     metric readers cannot be added to an existing meter provider, so give it
     yours when you create it. ``prometheus=True``, a port or ``"host:port"``
-    adds the Prometheus endpoint. Invalid settings raise ConfigurationError.
+    adds the Prometheus endpoint (port 0: a free port, listed in
+    ``destinations``). Invalid settings raise ConfigurationError.
+
+    ``flush_on_signals`` (from the main thread): on SIGTERM and SIGINT, flush,
+    then run the handler that was there before, or the default action.
     """
     if isinstance(exporters, str):
         exporters = list(exporter_names(exporters))
     names = None if exporters is None else tuple(e for e in exporters if isinstance(e, str))
+    check_sdk_environment()
     prometheus_host, prometheus_port = _prometheus_address(prometheus)
     settings = load_settings(
         service_name=service_name,
@@ -124,8 +132,16 @@ def configure(
         prometheus_host=prometheus_host,
         prometheus_port=prometheus_port,
     )
-    if prometheus not in (None, False) and "prometheus" not in settings.exporters:
+    # `prometheus=0` is a port (any free one), not False.
+    wants_prometheus = prometheus is not None and prometheus is not False
+    if wants_prometheus and "prometheus" not in settings.exporters:
         settings = dataclasses.replace(settings, exporters=(*settings.exporters, "prometheus"))
+    if _sdk_disabled() and settings.exporters:
+        # The SDK's providers are no-ops then; opening files and ports for them is not.
+        _log.info(
+            "tts-otel: OTEL_SDK_DISABLED is set; not starting %s", ", ".join(settings.exporters)
+        )
+        settings = dataclasses.replace(settings, exporters=())
     processors, readers, built = _split(exporters or [], settings.exporters, settings)
 
     owns = tracer_provider is None and meter_provider is None
@@ -148,15 +164,9 @@ def configure(
         meter_provider = SdkMeterProvider(resource=resource, metric_readers=readers)
     if tracer_provider is None:
         tracer_provider = SdkTracerProvider(resource=resource)
+    batched: list[CountingBatchSpanProcessor] = []
     if isinstance(tracer_provider, SdkTracerProvider):
-        for item in processors:
-            # With the meter provider, the SDK counts spans its queue drops
-            # (otel.sdk.processor.span.processed{error.type="queue_full"}).
-            tracer_provider.add_span_processor(
-                BatchSpanProcessor(item, meter_provider=meter_provider)
-                if isinstance(item, SpanExporter)
-                else item
-            )
+        batched = _add_processors(tracer_provider, processors, meter_provider)
 
     telemetry = Telemetry(
         settings,
@@ -168,11 +178,34 @@ def configure(
         destinations=[parts.where for parts in built if parts.where],
         closers=[parts.close for parts in built if parts.close is not None],
         health=[parts.health for parts in built if parts.health is not None],
+        dropped_spans=[processor.dropped for processor in batched],
+        flush_on_signals=flush_on_signals,
     )
     if set_global and owns:
         _set_global_providers(tracer_provider, meter_provider)
     set_telemetry(telemetry)
     return telemetry
+
+
+def _add_processors(
+    tracer_provider: SdkTracerProvider,
+    processors: Sequence[SpanExporter | SpanProcessor],
+    meter_provider: MeterProvider,
+) -> list[CountingBatchSpanProcessor]:
+    """Batch each exporter; returns the batching processors, whose drops tts-otel counts."""
+    batched: list[CountingBatchSpanProcessor] = []
+    for item in processors:
+        if isinstance(item, SpanExporter):
+            # With the meter provider, OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED also
+            # gives the SDK's own otel.sdk.processor.span.processed counts.
+            item = CountingBatchSpanProcessor(item, meter_provider=meter_provider)
+            batched.append(item)
+        tracer_provider.add_span_processor(item)
+    return batched
+
+
+def _sdk_disabled() -> bool:
+    return os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
 
 
 def _prometheus_address(prometheus: bool | int | str | None) -> tuple[str | None, int | None]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from types import TracebackType
 
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
@@ -12,10 +13,12 @@ from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
 from opentelemetry.trace import TracerProvider
 
 from tts_otel import semconv
+from tts_otel._signals import SignalFlush
 from tts_otel._validation import ValueChecker
 from tts_otel.cardinality import AttributeGuard
 from tts_otel.config import Settings, load_settings
 from tts_otel.gpu import CudaRuntime, load_cuda_runtime
+from tts_otel.ids import protect_ids
 from tts_otel.instruments import Instruments
 from tts_otel.metric_buffer import DirectRecorder, MetricBuffer
 from tts_otel.nvml import NvmlReader, NvmlSampler, start_nvml_sampler
@@ -31,7 +34,8 @@ class Telemetry:
 
     Returned by :func:`tts_otel.configure`; ``force_flush()`` and
     ``shutdown()`` act on the providers, but ``shutdown()`` only shuts down
-    providers that tts-otel created itself.
+    providers that tts-otel created itself. As a context manager
+    (``with tts_otel.configure(...):``) it shuts down when the block ends.
     """
 
     def __init__(
@@ -46,6 +50,8 @@ class Telemetry:
         destinations: Sequence[str] = (),
         closers: Sequence[Callable[[], None]] = (),
         health: Sequence[tuple[str, Callable[[], Iterable[tuple[str, int]]]]] = (),
+        dropped_spans: Sequence[Callable[[], int]] = (),
+        flush_on_signals: bool = False,
     ) -> None:
         self.settings = settings
         self.destinations = tuple(destinations)  # where the exporters send data, for people
@@ -54,6 +60,7 @@ class Telemetry:
         self.meter_provider = meter_provider
         self._owns_providers = owns_providers
         self._shutdown = False
+        protect_ids(tracer_provider)
         self.tracer = tracer_provider.get_tracer(semconv.INSTRUMENTATION_SCOPE, __version__)
         meter = meter_provider.get_meter(semconv.INSTRUMENTATION_SCOPE, __version__)
         self.values = ValueChecker()
@@ -66,6 +73,7 @@ class Telemetry:
             else DirectRecorder()
         )
         self._health = tuple(health)
+        self._dropped_spans = tuple(dropped_spans)
         self.instruments = Instruments.create(meter, self.buffer.drain, self._dropped)
         if self._health:
             meter.create_observable_counter(
@@ -82,10 +90,15 @@ class Telemetry:
         self.nvml: NvmlSampler | None = (
             start_nvml_sampler(meter, nvml_reader) if settings.nvml else None
         )
+        self._signals = SignalFlush(self.force_flush) if flush_on_signals else None
+        if self._signals is not None:
+            self._signals.install()
 
     def _dropped(self) -> Iterable[tuple[str, int]]:
         yield ("metrics", self.buffer.dropped)
         yield ("invalid_value", self.values.dropped)
+        if self._dropped_spans:
+            yield ("spans", sum(count() for count in self._dropped_spans))
         if self._health:
             exported = (n for _, h in self._health for outcome, n in h() if outcome == "dropped")
             yield ("export", sum(exported))
@@ -118,6 +131,8 @@ class Telemetry:
         if self._shutdown:
             return
         self._shutdown = True
+        if self._signals is not None:
+            self._signals.uninstall()
         self.buffer.close()
         self.force_flush()
         if self._owns_providers:
@@ -132,13 +147,28 @@ class Telemetry:
             if _active is self:
                 _active = None
 
+    def __enter__(self) -> Telemetry:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.shutdown()
+
 
 _active: Telemetry | None = None
 _active_lock = threading.Lock()
 
 
 def get_telemetry() -> Telemetry:
-    """The active handle; without :func:`configure`, one on the global providers."""
+    """The active handle; without :func:`configure`, one on the global providers.
+
+    Settings are then read here, on the first request, so a bad variable is
+    logged once and its default used: a request never fails for telemetry.
+    """
     global _active
     active = _active
     if active is not None:
@@ -146,7 +176,7 @@ def get_telemetry() -> Telemetry:
     with _active_lock:
         if _active is None:
             _active = Telemetry(
-                load_settings(exporters=()),
+                load_settings(exporters=(), lenient=True),
                 trace.get_tracer_provider(),
                 metrics.get_meter_provider(),
                 owns_providers=False,

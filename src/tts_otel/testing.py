@@ -28,6 +28,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.util.types import AttributeValue
 
 from tts_otel.bootstrap import configure
+from tts_otel.config import exporter_names
 from tts_otel.telemetry import Telemetry, get_telemetry, set_telemetry
 
 
@@ -138,14 +139,18 @@ def capture(**settings: Any) -> Iterator[TelemetryCapture]:
     """Make an in-memory tts-otel the active one for the block; restore the previous after.
 
     Keyword arguments go to :func:`tts_otel.configure`. By default the GPU
-    seams are off (``cuda=None``, ``nvml=False``); pass fakes to test them.
+    seams are off (``cuda=None``, ``nvml=False``; pass fakes to test them), and
+    so is the flush on signals, so that Ctrl-C stays the test runner's.
     """
     previous = get_telemetry()
     spans = InMemorySpanExporter()
     reader = InMemoryMetricReader()
     settings.setdefault("cuda", None)
     settings.setdefault("nvml", False)
+    settings.setdefault("flush_on_signals", False)
     extra = settings.pop("exporters", [])
+    if isinstance(extra, str):  # names, as configure() takes them: "console,file"
+        extra = list(exporter_names(extra))
     telemetry = configure(
         exporters=[SimpleSpanProcessor(spans), reader, *extra], set_global=False, **settings
     )
