@@ -1,31 +1,54 @@
-"""The GLM-TTS instrumentor against stand-ins with GLM-TTS's import paths and signatures."""
+"""The GLM-TTS instrumentor, driven through GLM-TTS's own entry points on the stand-ins.
+
+The stand-ins (tests/glmtts_standin) reproduce what the real entry points do:
+`jsonl_generate` and the web UI's `run_inference` do the prompt work before
+`generate_long`, which seeds `random`, numpy and torch before every segment;
+the script runs as `__main__`; `token2wav_stream` renders blocks inside one
+call and returns the playable chunks at the end. Every number is checked
+against what the entry points return or against clocks read around the call.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import importlib
 import inspect
+import json
 import logging
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+import time
+import wave
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import entry_points
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
 torch = pytest.importorskip("torch")
 
-import tts_otel  # noqa: E402
+from opentelemetry.instrumentation.utils import suppress_instrumentation  # noqa: E402
+
 from tts_otel import semconv  # noqa: E402
+from tts_otel.integrations import _prologue  # noqa: E402
 from tts_otel.integrations.glmtts import CONTRACT, GLMTTSInstrumentor  # noqa: E402
-from tts_otel.testing import TelemetryCapture, attributes, capture  # noqa: E402
+from tts_otel.report import SpanRecord, from_otlp_json, from_sdk  # noqa: E402
+from tts_otel.testing import capture  # noqa: E402
 
 STANDIN = Path(__file__).parent / "glmtts_standin"
-STANDIN_MODULES = ("cosyvoice", "llm", "flow", "utils", "glmtts_inference")
-TEXT = "今天天气很好，我们去公园散步吧！然后去吃饭，好吗？" * 4
+STANDIN_MODULES = ("cosyvoice", "llm", "flow", "utils", "glmtts_inference", "tools")
+EXAMPLES = [
+    json.loads(line)
+    for line in (STANDIN / "examples" / "example_zh.jsonl").read_text().splitlines()
+]
+PROMPT = "他当时还跟线下其他的站姐吵架。"
+PROMPT_WAV = "examples/prompt/jiayan_zh.wav"
 
 
 def _purge() -> None:
@@ -35,211 +58,290 @@ def _purge() -> None:
 
 
 @pytest.fixture
-def standin() -> Iterator[dict[str, ModuleType]]:
+def on_path() -> Iterator[None]:
     sys.path.insert(0, str(STANDIN))
     try:
-        yield {entry.module: importlib.import_module(entry.module) for entry in CONTRACT}
+        yield
     finally:
         sys.path.remove(str(STANDIN))
         _purge()
 
 
 @pytest.fixture
-def instrumented(standin: dict[str, ModuleType]) -> Iterator[dict[str, ModuleType]]:
+def instrumented(on_path: None) -> Iterator[GLMTTSInstrumentor]:
+    """Instrumented before GLM-TTS is imported, as under opentelemetry-instrument."""
     instrumentor = GLMTTSInstrumentor()
     instrumentor.instrument(model_version="1.0")
     try:
-        yield standin
+        yield instrumentor
     finally:
         instrumentor.uninstrument()
 
 
-class Pipeline:
-    """Builds stand-in objects the way glmtts_inference.load_models wires the real ones."""
-
-    def __init__(self, modules: dict[str, ModuleType], sample_rate: int = 24000) -> None:
-        frontend_module = modules["cosyvoice.cli.frontend"]
-        self.text_frontend = frontend_module.TextFrontEnd()
-        self.frontend = frontend_module.TTSFrontEnd(
-            lambda text: [ord(c) % 1000 for c in text], None,
-            lambda wav: torch.zeros(1, 150, 80), "campplus.onnx",
-        )  # fmt: skip
-        self.llm = modules["llm.glmtts"].GLMTTS()
-        flow = modules["flow.flow"].Flow()
-        self.token2wav = modules["utils.tts_model_util"].Token2Wav(
-            flow, sample_rate=sample_rate, device="cpu"
-        )
-        self.inference = modules["glmtts_inference"]
-
-    def prompt(self) -> tuple[dict[str, Any], Any, Any, Any]:
-        embedding = self.frontend._extract_spk_embedding("prompt.wav")
-        speech_token = self.frontend._extract_speech_token(["prompt.wav"])
-        speech_feat = self.frontend._extract_speech_feat("prompt.wav", sample_rate=24000)
-        cache = {
-            "cache_text": ["参考文本"],
-            "cache_text_token": [self.frontend._extract_text_token("参考文本")],
-            "cache_speech_token": [speech_token.squeeze().tolist()],
-            "use_cache": True,
-        }
-        return cache, embedding, speech_token, speech_feat
-
-    def generate(self, text: str = TEXT, *, positional: bool = False) -> Any:
-        cache, embedding, speech_token, speech_feat = self.prompt()
-        if positional:
-            wav, _, _, _ = self.inference.generate_long(
-                self.frontend, self.text_frontend, self.llm, self.token2wav, ["utt", text],
-                cache, "cpu", embedding, 0, "ras", speech_token, speech_feat,
-            )  # fmt: skip
-        else:
-            wav, _, _, _ = self.inference.generate_long(
-                frontend=self.frontend, text_frontend=self.text_frontend, llm=self.llm,
-                flow=self.token2wav, text_info=["utt", text], cache=cache, device="cpu",
-                embedding=embedding, flow_prompt_token=speech_token, speech_feat=speech_feat,
-            )  # fmt: skip
-        return wav
+def _script() -> Any:
+    """glmtts_inference imported, with the globals its __main__ block sets."""
+    module: Any = importlib.import_module("glmtts_inference")
+    module.frontend, module.text_frontend, _, module.llm, module.flow = module.load_models()
+    return module
 
 
-def test_standins_keep_the_contract(standin: dict[str, ModuleType]) -> None:
+# --- what a whole request looks like ------------------------------------------
+def _traces(spans: list[SpanRecord]) -> dict[str, list[SpanRecord]]:
+    by_trace: dict[str, list[SpanRecord]] = defaultdict(list)
+    for span in spans:
+        by_trace[span.trace_id].append(span)
+    return by_trace
+
+
+def _root(trace: list[SpanRecord]) -> SpanRecord:
+    (root,) = [s for s in trace if s.name == semconv.SPAN_SYNTHESIZE]
+    return root
+
+
+def _named(trace: list[SpanRecord], name: str) -> list[SpanRecord]:
+    return [s for s in trace if s.name == semconv.stage_span_name(name)]
+
+
+def _check_whole_requests(spans: list[SpanRecord], requests: int) -> list[list[SpanRecord]]:
+    """One trace per request, every span parented inside it, ids unique, the root spanning all."""
+    assert len({s.span_id for s in spans}) == len(spans)
+    traces = _traces(spans)
+    assert len(traces) == requests
+    for trace in traces.values():
+        root = _root(trace)
+        ids = {s.span_id for s in trace}
+        assert all(s.parent_id in ids for s in trace if s is not root)
+        assert all(root.start_ns <= s.start_ns and s.end_ns <= root.end_ns for s in trace)
+        speaker = _named(trace, "speaker_embedding")
+        assert len(speaker) == 1
+        parts = sorted(s.name for s in trace if s.parent_id == speaker[0].span_id)
+        assert parts == [
+            "tts.speaker_embedding.speech_feat",
+            "tts.speaker_embedding.speech_token",
+            "tts.speaker_embedding.spk_embedding",
+        ]
+        # The request starts with its first piece of work: prompt normalisation.
+        assert root.start_ns == min(s.start_ns for s in trace)
+    return sorted(traces.values(), key=lambda t: _root(t).start_ns)
+
+
+def _check_segments(trace: list[SpanRecord], normalized_text: str) -> int:
+    segments = len(sys.modules["glmtts_inference"].text_frontend.split_by_len(normalized_text))
+    for name in ("acoustic", "acoustic.llm", "acoustic.flow", "vocoder"):
+        indexes = sorted(s.attributes[semconv.ATTR_SEGMENT_INDEX] for s in _named(trace, name))
+        assert indexes == list(range(segments)), name
+    root = _root(trace)
+    tokens = sum(
+        int(s.attributes[semconv.ATTR_SPEECH_TOKENS]) for s in _named(trace, "acoustic.llm")
+    )
+    assert root.attributes[semconv.ATTR_SPEECH_TOKENS] == tokens
+    return tokens
+
+
+def _wav_seconds(path: Path) -> float:
+    with wave.open(str(path)) as wav:
+        return float(wav.getnframes() / wav.getframerate())
+
+
+# --- tests --------------------------------------------------------------------
+def test_standins_keep_the_contract(on_path: None) -> None:
     for entry in CONTRACT:
-        target: Any = standin[entry.module]
+        target: Any = importlib.import_module(entry.module)
         for part in entry.qualname.split("."):
             target = getattr(target, part)
         names = [p for p in inspect.signature(target).parameters if p != "self"]
         assert tuple(names[: len(entry.parameters)]) == entry.parameters, entry.qualname
 
 
-def _stage_spans(cap: TelemetryCapture, name: str) -> list[Any]:
-    return cap.spans_named(semconv.stage_span_name(name))
-
-
-@pytest.mark.parametrize("positional", [False, True], ids=["keywords", "positional"])
-def test_generate_long_becomes_a_request_with_stages_per_segment(
-    instrumented: dict[str, ModuleType], positional: bool
+def test_jsonl_generate_gives_one_whole_request_per_item(
+    instrumented: GLMTTSInstrumentor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pipeline = Pipeline(instrumented)
-    segments = len(pipeline.text_frontend.split_by_len(TEXT))
-    assert segments >= 2
+    monkeypatch.chdir(STANDIN)
+    script = _script()
     with capture() as cap:
-        wav = pipeline.generate(positional=positional)
-
-    roots = cap.spans_named(semconv.SPAN_SYNTHESIZE)
-    assert len(roots) == 1
-    root = attributes(roots[0])
-    assert root[semconv.ATTR_MODEL_NAME] == "glm-tts"
-    assert root[semconv.ATTR_MODEL_VERSION] == "1.0"
-    assert root[semconv.ATTR_SAMPLE_RATE] == 24000
-    assert root[semconv.ATTR_KV_CACHE] is True
-    assert root[semconv.ATTR_TEXT_CHARACTERS] == len(TEXT)
-    assert root[semconv.ATTR_PROMPT_TEXT_PRESENT] is True
-    assert root[semconv.ATTR_AUDIO_DURATION] == pytest.approx(wav.shape[-1] / 24000)
-
-    per_segment = {
-        name: sorted(
-            attributes(s).get(semconv.ATTR_SEGMENT_INDEX, -1) for s in _stage_spans(cap, name)
-        )
-        for name in ("acoustic", "acoustic.llm", "acoustic.flow", "vocoder")
-    }
-    assert per_segment == {name: list(range(segments)) for name in per_segment}
-    normalization = sorted(
-        attributes(s).get(semconv.ATTR_SEGMENT_INDEX, -1)
-        for s in _stage_spans(cap, "text_normalization")
-    )
-    assert normalization == [-1, *range(segments)]  # the split, then one per segment
-
-    # llm and flow hang under their segment's acoustic span, which ends with the flow.
-    for acoustic in _stage_spans(cap, "acoustic"):
-        children = cap.children(acoustic)
-        assert sorted(c.name for c in children) == ["tts.acoustic.flow", "tts.acoustic.llm"]
-        flow = next(c for c in children if c.name == "tts.acoustic.flow")
-        assert acoustic.end_time == pytest.approx(flow.end_time, abs=2_000_000)
-        assert acoustic.parent.span_id == roots[0].context.span_id
-    llm = attributes(_stage_spans(cap, "acoustic.llm")[0])
-    assert llm[semconv.ATTR_TOKENS_PER_SECOND] > 0
-    tokens = sum(
-        attributes(s)[semconv.ATTR_SPEECH_TOKENS] for s in _stage_spans(cap, "acoustic.llm")
-    )
-    assert root[semconv.ATTR_SPEECH_TOKENS] == tokens
-    # One token is two mel frames is two hops: the audio follows from the tokens.
-    assert wav.shape[-1] == tokens * 2 * 480
-
-    stage_counts = {
-        name: cap.histogram(semconv.METRIC_STAGE_DURATION, {semconv.ATTR_STAGE: name}).count
-        for name in ("acoustic", "vocoder")
-    }
-    assert stage_counts == {"acoustic": segments, "vocoder": segments}
-    assert cap.counter(semconv.METRIC_REQUESTS, {semconv.ATTR_OUTCOME: "ok"}) == 1
-
-
-def test_inside_an_active_request_it_joins_and_groups_the_speaker_stage(
-    instrumented: dict[str, ModuleType],
-) -> None:
-    pipeline = Pipeline(instrumented)
-    with capture() as cap:
-        with tts_otel.synthesis(model="glm-tts", sample_rate=24000, text=TEXT):
-            pipeline.generate()
-    assert len(cap.spans_named(semconv.SPAN_SYNTHESIZE)) == 1
-    speaker = _stage_spans(cap, "speaker_embedding")
-    assert len(speaker) == 1
-    children = sorted(c.name for c in cap.children(speaker[0]))
-    assert children == [
-        "tts.speaker_embedding.speech_feat",
-        "tts.speaker_embedding.speech_token",
-        "tts.speaker_embedding.spk_embedding",
+        script.jsonl_generate("example_zh", str(tmp_path))
+    traces = _check_whole_requests(list(from_sdk(cap.spans())), len(EXAMPLES))
+    written = [
+        json.loads(line) for line in (tmp_path / "text_compare.jsonl").read_text().splitlines()
     ]
-    first_text = min(s.start_time for s in _stage_spans(cap, "text_normalization"))
-    assert speaker[0].end_time <= first_text
+    for trace, item, result in zip(traces, EXAMPLES, written, strict=True):
+        root = _root(trace).attributes
+        assert root[semconv.ATTR_TEXT_CHARACTERS] == len(item["syn_text"])  # the input, not TN
+        assert root[semconv.ATTR_PROMPT_TEXT_PRESENT] is bool(item["prompt_text"])
+        assert root[semconv.ATTR_MODEL_VERSION] == "1.0"
+        assert root[semconv.ATTR_SAMPLE_RATE] == 24000
+        seconds = _wav_seconds(tmp_path / f"{item['uttid']}.wav")
+        assert root[semconv.ATTR_AUDIO_DURATION] == pytest.approx(seconds)
+        duration = _root(trace).end_ns / 1e9 - _root(trace).start_ns / 1e9
+        assert root[semconv.ATTR_REAL_TIME_FACTOR] == pytest.approx(duration / seconds, rel=1e-4)
+        # The caller gets the audio when generate_long returns, at the request's end.
+        assert root[semconv.ATTR_TIME_TO_FIRST_AUDIO] == pytest.approx(duration, abs=0.005)
+        tokens = _check_segments(trace, result["syn_text"])
+        assert seconds == pytest.approx(tokens * 2 * 480 / 24000)  # a token is two mel hops
+        # Prompt and text normalisation and the split, before the segments.
+        assert len([s for s in _named(trace, "text_normalization") if
+                    semconv.ATTR_SEGMENT_INDEX not in s.attributes]) == 3  # fmt: skip
+    assert cap.counter(semconv.METRIC_REQUESTS, {semconv.ATTR_OUTCOME: "ok"}) == len(EXAMPLES)
+    # Stage metrics carry the request's configuration, speaker embedding included.
+    speaker = cap.histogram(
+        semconv.METRIC_STAGE_DURATION,
+        {semconv.ATTR_STAGE: "speaker_embedding", semconv.ATTR_MODEL_NAME: "glm-tts",
+         semconv.ATTR_SAMPLE_RATE: 24000},
+    )  # fmt: skip
+    assert speaker.count == len(EXAMPLES)
 
 
-def test_a_failing_stage_raises_the_same_exception_and_marks_errors(
-    instrumented: dict[str, ModuleType],
+def test_a_failing_item_is_one_failed_request_and_the_next_items_go_on(
+    instrumented: GLMTTSInstrumentor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     class TokenOverflow(RuntimeError):
         pass
 
-    pipeline = Pipeline(instrumented)
-    failure = TokenOverflow("too many tokens")
-    pipeline.llm.fail_with = failure
+    monkeypatch.chdir(STANDIN)
+    script = _script()
+    script.llm.fail_with = TokenOverflow("too many tokens")
     with capture() as cap:
-        with pytest.raises(TokenOverflow) as raised:
-            pipeline.generate()
-    assert raised.value is failure
-    for name in ("tts.acoustic.llm", "tts.acoustic", "tts.synthesize"):
-        spans = cap.spans_named(name)
-        assert len(spans) == 1, name
-        assert spans[0].status.status_code.name == "ERROR", name
-    assert cap.counter(semconv.METRIC_REQUESTS, {semconv.ATTR_OUTCOME: "error"}) == 1
+        script.jsonl_generate("example_zh", str(tmp_path))
+    traces = _check_whole_requests(list(from_sdk(cap.spans())), len(EXAMPLES))
+    for trace in traces:
+        assert _root(trace).attributes[semconv.ATTR_ERROR_TYPE].endswith("TokenOverflow")
+        assert _named(trace, "acoustic.llm")[0].attributes[semconv.ATTR_ERROR_TYPE]
+    assert cap.counter(semconv.METRIC_REQUESTS, {semconv.ATTR_OUTCOME: "error"}) == len(EXAMPLES)
 
 
-def test_streaming_gives_chunks_and_time_to_first_audio(
-    instrumented: dict[str, ModuleType],
+def _click(text: str) -> tuple[Any, float, float]:
+    gradio_app: Any = sys.modules["tools.gradio_app"]
+    before = time.time_ns()
+    result = gradio_app.run_inference(PROMPT, PROMPT_WAV, text, 42, 24000)
+    return result, before, time.time_ns()
+
+
+def _serve_threads(texts: list[str]) -> list[tuple[Any, float, float]]:
+    # Gradio runs each click in a worker thread with a copy of the server's context.
+    with ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(contextvars.copy_context().run, _click, t) for t in texts]
+        return [f.result() for f in futures]
+
+
+def _serve_asyncio(texts: list[str]) -> list[tuple[Any, float, float]]:
+    async def main() -> list[tuple[Any, float, float]]:
+        return list(await asyncio.gather(*(asyncio.to_thread(_click, t) for t in texts)))
+
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("serve", [_serve_threads, _serve_asyncio], ids=["threads", "asyncio"])
+def test_concurrent_web_ui_requests_keep_their_own_work(
+    instrumented: GLMTTSInstrumentor,
+    serve: Callable[[list[str]], list[tuple[Any, float, float]]],
 ) -> None:
-    pipeline = Pipeline(instrumented, sample_rate=32000)
-    tokens = list(range(300))
-    _, speech_token, speech_feat = pipeline.prompt()[1:]
+    importlib.import_module("tools.gradio_app")
+    texts = [EXAMPLES[i % len(EXAMPLES)]["syn_text"] + "好" * i for i in range(8)]
     with capture() as cap:
-        wav, _, _, pieces = pipeline.token2wav.token2wav_stream(
-            tokens,
-            embedding=torch.zeros(1, 192),
-            prompt_token_list=speech_token,
-            prompt_feat_td=speech_feat,
+        results = serve(texts)
+    traces = _check_whole_requests(list(from_sdk(cap.spans())), len(texts))
+    by_characters = {_root(t).attributes[semconv.ATTR_TEXT_CHARACTERS]: t for t in traces}
+    assert sorted(by_characters) == sorted(len(t) for t in texts)
+    for text, ((rate, audio), before, after) in zip(texts, results, strict=True):
+        trace = by_characters[len(text)]
+        root = _root(trace)
+        assert before <= root.start_ns
+        assert root.end_ns <= after
+        assert root.attributes[semconv.ATTR_AUDIO_DURATION] == pytest.approx(len(audio) / rate)
+        assert len(_named(trace, "text_normalization")) >= 3  # prompt, text, split
+
+
+def test_streaming_counts_the_audio_handed_to_the_caller(instrumented: GLMTTSInstrumentor) -> None:
+    script = _script()
+    frontend, text_frontend, llm, token2wav = (
+        script.frontend, script.text_frontend, script.llm, script.flow,
+    )  # fmt: skip
+    text = EXAMPLES[2]["syn_text"]
+    with capture() as cap:
+        before = time.time_ns()
+        prompt = text_frontend.text_normalize(PROMPT)
+        normalized = text_frontend.text_normalize(text)
+        prompt_tokens = frontend._extract_text_token(prompt + " ")
+        speech_token = frontend._extract_speech_token([PROMPT_WAV])
+        speech_feat = frontend._extract_speech_feat(PROMPT_WAV, sample_rate=24000)
+        embedding = frontend._extract_spk_embedding(PROMPT_WAV)
+        tokens = script.local_llm_forward(
+            llm, prompt_tokens, frontend._extract_text_token(normalized), speech_token
         )
-    root = attributes(cap.spans_named(semconv.SPAN_SYNTHESIZE)[0])
-    assert root[semconv.ATTR_STREAMING] is True
-    assert root[semconv.ATTR_SAMPLE_RATE] == 32000
-    assert root[semconv.ATTR_AUDIO_CHUNKS] == len(pieces) == 4  # blocks of 25, 50, 200, 25
-    assert root[semconv.ATTR_AUDIO_DURATION] == pytest.approx(wav.shape[-1] / 32000)
-    assert root[semconv.ATTR_TIME_TO_FIRST_AUDIO] > 0
-    assert cap.histogram(semconv.METRIC_CHUNK_INTERVAL).count == 3
-    assert len(_stage_spans(cap, "vocoder")) == 4
+        called = time.time_ns()
+        wav, _, _, chunks = token2wav.token2wav_stream(
+            tokens, embedding=embedding, prompt_token_list=speech_token, prompt_feat_td=speech_feat
+        )
+        returned = time.time_ns()
+    (trace,) = _check_whole_requests(list(from_sdk(cap.spans())), 1)
+    root = _root(trace)
+    attrs = root.attributes
+    assert attrs[semconv.ATTR_STREAMING] is True
+    assert attrs[semconv.ATTR_TEXT_CHARACTERS] == len(text)
+    assert attrs[semconv.ATTR_PROMPT_TEXT_PRESENT] is True
+    assert attrs[semconv.ATTR_SPEECH_TOKENS] == len(tokens)  # the LLM belongs to the request
+    assert len(_named(trace, "acoustic.llm")) == 1
+    assert before <= root.start_ns
+    # Chunks are what the call returned, handed over when it returned.
+    assert attrs[semconv.ATTR_AUDIO_CHUNKS] == len(chunks) > 1
+    assert attrs[semconv.ATTR_AUDIO_DURATION] == pytest.approx(wav.shape[-1] / 24000)
+    assert sum(len(c) for c in chunks) == wav.shape[-1]
+    first_audio_ns = root.start_ns + attrs[semconv.ATTR_TIME_TO_FIRST_AUDIO] * 1e9
+    assert called <= first_audio_ns <= returned + 1e6
+    chunk_sizes = cap.histogram(semconv.METRIC_CHUNK_INTERVAL)
+    assert chunk_sizes.count == len(chunks) - 1
+    # Block-by-block rendering is kept, under names that say it is internal.
+    blocks = sorted(s.attributes[semconv.ATTR_STREAM_BLOCK_INDEX] for s in _named(trace, "vocoder"))
+    assert blocks == list(range(len(chunks)))
+    assert (
+        0 < attrs[semconv.ATTR_STREAM_FIRST_BLOCK_READY] < attrs[semconv.ATTR_TIME_TO_FIRST_AUDIO]
+    )
 
 
-def test_instrument_is_idempotent_and_uninstrument_restores_originals(
-    standin: dict[str, ModuleType],
+def test_seeding_before_every_segment_repeats_no_id(
+    instrumented: GLMTTSInstrumentor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.chdir(STANDIN)
+    script = _script()
+    with capture() as cap:
+        script.jsonl_generate("example_zh", str(tmp_path))
+        script.jsonl_generate("example_zh", str(tmp_path))
+    spans = cap.spans()
+    assert len({s.context.span_id for s in spans}) == len(spans)
+    assert len({s.context.trace_id for s in spans}) == 2 * len(EXAMPLES)
+
+
+def test_prompt_work_with_no_request_after_it_leaves_nothing_behind(
+    instrumented: GLMTTSInstrumentor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_prologue, "ADOPTION_GAP_S", 0.05)
+    importlib.import_module("tools.gradio_app")
+    script = _script()
+    with capture() as cap:
+        cached = script.frontend._extract_spk_embedding(PROMPT_WAV)  # a prompt cached at start-up
+        assert cached is not None
+        time.sleep(0.1)
+        assert cap.spans() == []
+        _click(EXAMPLES[0]["syn_text"])
+    (trace,) = _check_whole_requests(list(from_sdk(cap.spans())), 1)
+    assert len(_named(trace, "speaker_embedding.spk_embedding")) == 1
+
+
+def test_suppressed_instrumentation_records_nothing(instrumented: GLMTTSInstrumentor) -> None:
+    importlib.import_module("tools.gradio_app")
+    with capture() as cap:
+        with suppress_instrumentation():
+            _click(EXAMPLES[0]["syn_text"])
+    assert cap.spans() == []
+
+
+def test_instrument_twice_and_uninstrument_twice_restore_the_originals(on_path: None) -> None:
+    modules = {e.module: importlib.import_module(e.module) for e in CONTRACT}
+
     def originals() -> dict[str, Any]:
         found = {}
         for entry in CONTRACT:
-            owner: Any = standin[entry.module]
+            owner: Any = modules[entry.module]
             *path, attribute = entry.qualname.split(".")
             for part in path:
                 owner = getattr(owner, part)
@@ -251,27 +353,30 @@ def test_instrument_is_idempotent_and_uninstrument_restores_originals(
     instrumentor.instrument()
     instrumentor.instrument()  # warns, does not wrap twice
     wrapped = originals()
-    assert all(wrapped[name] is not before[name] for name in before)
     assert all(wrapped[name].__wrapped__ is before[name] for name in before)
-    with capture() as cap:
-        Pipeline(standin).generate()
-    assert len(cap.spans_named("tts.acoustic.llm")) == len(_stage_spans(cap, "acoustic"))
     instrumentor.uninstrument()
     instrumentor.uninstrument()
     assert originals() == before
+    importlib.import_module("tools.gradio_app")
     with capture() as cap:
-        Pipeline(standin).generate()
+        _click(EXAMPLES[0]["syn_text"])
     assert cap.spans() == []
 
 
-def test_without_glmtts_it_logs_once_and_does_nothing(caplog: pytest.LogCaptureFixture) -> None:
+def test_without_glmtts_it_warns_how_to_fix_and_claims_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     _purge()
     instrumentor = GLMTTSInstrumentor()
-    with caplog.at_level(logging.INFO, logger="tts_otel.integrations.glmtts"):
+    with caplog.at_level(logging.WARNING, logger="tts_otel.integrations.glmtts"):
         instrumentor.instrument()
     try:
-        assert len(caplog.records) == 1
-        assert "nothing instrumented" in caplog.records[0].getMessage()
+        (record,) = caplog.records
+        message = record.getMessage()
+        assert "nothing is instrumented" in message
+        assert "PYTHONPATH" in message
+        assert "glmtts_inference" in message
+        assert not instrumentor.is_instrumented_by_opentelemetry
     finally:
         instrumentor.uninstrument()
 
@@ -279,52 +384,78 @@ def test_without_glmtts_it_logs_once_and_does_nothing(caplog: pytest.LogCaptureF
 def test_registered_for_opentelemetry_instrument() -> None:
     (entry,) = entry_points(group="opentelemetry_instrumentor", name="glmtts")
     assert entry.load() is GLMTTSInstrumentor
+    (configurator,) = entry_points(group="opentelemetry_configurator", name="tts_otel")
+    assert callable(configurator.load()().configure)
 
 
-def test_opentelemetry_instrument_picks_it_up(tmp_path: Path) -> None:
-    script = tmp_path / "app.py"
-    script.write_text(
-        "import sys\n"
-        f"sys.path.insert(0, {str(Path(__file__).parent.parent)!r})\n"
-        "import tts_otel\n"
-        "from tests.test_glmtts import Pipeline, STANDIN_MODULES\n"
-        "import importlib\n"
-        "from tts_otel.integrations.glmtts import CONTRACT\n"
-        "telemetry = tts_otel.configure(exporters='file')\n"
-        "Pipeline({e.module: importlib.import_module(e.module) for e in CONTRACT}).generate()\n"
-        "telemetry.shutdown()\n"
-    )
+def _zero_code(cwd: Path, out: Path, *command: str) -> subprocess.CompletedProcess[str]:
+    """`opentelemetry-instrument python ...` with only tts-otel installed, as the README says."""
     env = {
         **os.environ,
         "PYTHONPATH": str(STANDIN),
-        "TTS_OTEL_OUTPUT_DIR": str(tmp_path / "out"),
-        "OTEL_TRACES_EXPORTER": "none",
-        "OTEL_METRICS_EXPORTER": "none",
-        "OTEL_LOGS_EXPORTER": "none",
+        "TTS_OTEL_EXPORTERS": "file",
+        "TTS_OTEL_OUTPUT_DIR": str(out),
+        "TTS_OTEL_MODEL_VERSION": "1.1",
+        "TTS_OTEL_KV_CACHE": "false",
     }
     instrument = Path(sys.executable).parent / "opentelemetry-instrument"
     done = subprocess.run(
-        [str(instrument), sys.executable, str(script)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+        [str(instrument), sys.executable, *command],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    traces = (tmp_path / "out" / "traces.jsonl").read_text()
-    assert '"tts.synthesize"' in traces
-    assert '"tts.acoustic.llm"' in traces
+    return done
+
+
+def _check_exported(out: Path, requests: int) -> list[list[SpanRecord]]:
+    traces = _check_whole_requests(list(from_otlp_json(out / "traces.jsonl")), requests)
+    for trace in traces:
+        attrs = _root(trace).attributes
+        assert attrs[semconv.ATTR_MODEL_VERSION] == "1.1"
+        assert attrs[semconv.ATTR_KV_CACHE] is False
+        assert attrs[semconv.ATTR_AUDIO_DURATION] > 0
+        assert attrs[semconv.ATTR_SPEECH_TOKENS] > 0
+    return traces
+
+
+def test_zero_code_script_run_as_main_gives_whole_requests(tmp_path: Path) -> None:
+    (tmp_path / "examples").mkdir()
+    (tmp_path / "examples" / "example_zh.jsonl").write_text(
+        (STANDIN / "examples" / "example_zh.jsonl").read_text()
+    )
+    out = tmp_path / "out"
+    _zero_code(tmp_path, out, str(STANDIN / "glmtts_inference.py"), "--data", "example_zh")
+    traces = _check_exported(out, len(EXAMPLES))
+    for trace, item in zip(traces, EXAMPLES, strict=True):
+        seconds = _wav_seconds(tmp_path / "outputs" / "pretrain_test" / "example_zh"
+                               / f"{item['uttid']}.wav")  # fmt: skip
+        assert _root(trace).attributes[semconv.ATTR_AUDIO_DURATION] == pytest.approx(seconds)
+    shown = subprocess.run(
+        [str(Path(sys.executable).parent / "tts-otel"), "trace", str(out), "--last", "2"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert shown.stdout.count("tts.synthesize") == 2
+    assert shown.stdout.count("  tts.speaker_embedding ") == 2
+    assert "(segment 1)" in shown.stdout
+
+
+def test_zero_code_web_ui_module_gives_whole_requests(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    _zero_code(STANDIN, out, "-m", "tools.gradio_app", "--requests", "4")
+    _check_exported(out, 4)
 
 
 def test_readme_example_prints_the_span_tree() -> None:
     root = Path(__file__).parent.parent
     done = subprocess.run(
         [sys.executable, str(root / "examples" / "glmtts_spans.py")],
-        env={**os.environ, "PYTHONPATH": str(STANDIN)}, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(STANDIN)}, capture_output=True, text=True,
+        timeout=120, cwd=STANDIN,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[1].startswith("tts.synthesize")
+    assert any(line.startswith("  tts.speaker_embedding ") for line in lines)
     for stage in ("tts.text_normalization", "tts.acoustic", "tts.vocoder"):
         segments = {
             line.split("(segment ")[1]
@@ -332,4 +463,22 @@ def test_readme_example_prints_the_span_tree() -> None:
             if line.strip().startswith(stage + " ") and "segment" in line
         }
         assert segments == {"0)", "1)"}, stage
-    assert any(line.startswith("  tts.speaker_embedding ") for line in lines)
+
+
+def test_threads_do_not_share_prompt_work(instrumented: GLMTTSInstrumentor) -> None:
+    importlib.import_module("tools.gradio_app")
+    barrier = threading.Barrier(2)
+    script = _script()
+
+    def prompt_only() -> None:  # one thread prepares a prompt and never synthesises
+        script.frontend._extract_spk_embedding(PROMPT_WAV)
+        barrier.wait()
+
+    with capture() as cap:
+        other = threading.Thread(target=prompt_only)
+        other.start()
+        barrier.wait()
+        _click(EXAMPLES[0]["syn_text"])
+        other.join()
+    (trace,) = _check_whole_requests(list(from_sdk(cap.spans())), 1)
+    assert len(_named(trace, "speaker_embedding.spk_embedding")) == 1

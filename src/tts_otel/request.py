@@ -99,6 +99,7 @@ class Synthesis:
         self._first_audio: float | None = None
         self._last_chunk: float | None = None
         self._backdate = start
+        self._anchor = (time_ns(), perf_counter())
         self._start = 0.0
         self._finished = False
         self._entered = False
@@ -185,11 +186,13 @@ class Synthesis:
         self._start = now if self._backdate is None else min(self._backdate, now)
         if not self._entered:
             return self
+        self._anchor = (time_ns(), now)
         try:
             telemetry = self.telemetry
-            start_ns = time_ns() - round((now - self._start) * 1e9)
             span = telemetry.tracer.start_span(
-                semconv.SPAN_SYNTHESIZE, attributes=self._attributes, start_time=start_ns
+                semconv.SPAN_SYNTHESIZE,
+                attributes=self._attributes,
+                start_time=self.wall_ns(self._start),
             )
             self._previous_context = context.get_current()
             self._previous_request = current_request.get()
@@ -288,7 +291,9 @@ class Synthesis:
             )
             measurements.append((instruments.real_time_factor.record, rtf, config, ctx))
         self.telemetry.buffer.push(measurements)
-        span.end()
+        # The span ends when the duration was taken, not after this bookkeeping:
+        # its length and the recorded duration are one number.
+        span.end(self.wall_ns(self._start + duration))
 
     def _resolve_gpu(self, span: Span, measurements: list[Measurement]) -> None:
         """Request end: read the peak, resolve CUDA events, end the deferred stage spans."""
@@ -305,6 +310,12 @@ class Synthesis:
                 stage_span.set_attribute(semconv.ATTR_STAGE_GPU_DURATION, seconds)
                 measurements.append((record_gpu, seconds, attributes, None))
             stage_span.end(end_ns)
+
+    def wall_ns(self, at: float) -> int:
+        """A ``perf_counter()`` reading as epoch nanoseconds, on this request's one clock
+        pairing, so backdated stages never start before the request does."""
+        anchor_ns, anchor = self._anchor
+        return anchor_ns - round((anchor - at) * 1e9)
 
     # --- called by stages ---------------------------------------------------
     def stage(self, name: str, parent: Stage | None = None) -> Stage:

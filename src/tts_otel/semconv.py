@@ -56,6 +56,10 @@ ATTR_SPEECH_TOKENS: Final = "tts.acoustic.speech_tokens"
 ATTR_TOKENS_PER_SECOND: Final = "tts.acoustic.tokens_per_second"
 ATTR_REAL_TIME_FACTOR: Final = "tts.real_time_factor"
 ATTR_TIME_TO_FIRST_AUDIO: Final = "tts.time_to_first_audio"
+# Streaming that renders block by block inside one call (GLM-TTS's token2wav_stream):
+# internal timings, not audio delivered to the caller.
+ATTR_STREAM_BLOCK_INDEX: Final = "tts.stream.block.index"
+ATTR_STREAM_FIRST_BLOCK_READY: Final = "tts.stream.first_block_ready"
 ATTR_GPU_MEMORY_PEAK: Final = "tts.gpu.memory.peak"
 ATTR_STAGE_GPU_DURATION: Final = "tts.stage.gpu_duration"
 ATTR_OUTCOME: Final = "tts.outcome"

@@ -202,7 +202,9 @@ class Stage:
         if segment is not None:
             attributes = {**attributes, semconv.ATTR_SEGMENT_INDEX: segment}
         now = perf_counter()
-        start_ns = None if at is None else time_ns() - round((now - at) * 1e9)
+        start_ns = None
+        if at is not None:
+            start_ns = request.wall_ns(at) if request else time_ns() - round((now - at) * 1e9)
         span = tracer.start_span(
             semconv.stage_span_name(self._name), context=parent, attributes=attributes,
             start_time=start_ns,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import numpy
 import torch
 
 from utils.hift_util import load_hift
@@ -36,25 +37,47 @@ class Token2Wav:
         embedding: torch.Tensor | None = None,
         prompt_token_list: torch.Tensor | None = None,
         prompt_feat_td: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, list[float], list[float], list[torch.Tensor]]:
+    ) -> tuple[torch.Tensor, list[float], list[float], list[numpy.ndarray]]:
+        """Streaming simulated in one call, as GLM-TTS does: per block, flow and vocoder
+        run on the whole prefix so far (each output overlaps the one before); the part
+        that later blocks cannot change is playable, its tail cross-faded into the next.
+        Everything is returned at the end, with the list of playable chunks."""
+        if not isinstance(syn_token, list):
+            raise TypeError("syn_token must be a list.")
         if prompt_token_list is None or len(prompt_token_list) == 0:
             raise ValueError("prompt_token_list cannot be empty.")
-        pieces: list[torch.Tensor] = []
-        emitted = 0
-        seen: list[int] = []
+        blocks = list(self.iterate_list_in_chunks(syn_token, block_sizes))
+        chunks: list[numpy.ndarray] = []
+        played = 0  # samples of the growing output already handed out
+        fade_out: numpy.ndarray | None = None
+        prefix: list[int] = []
         cache = None
-        for block in self.iterate_list_in_chunks(syn_token, block_sizes):
-            seen += block
+        for index, block in enumerate(blocks):
+            prefix += block
             mel, cache = self.flow.inference_with_cache(
-                token=torch.tensor([seen]), prompt_token=prompt_token_list,
+                token=torch.tensor([prefix]), prompt_token=prompt_token_list,
                 prompt_feat=prompt_feat_td, embedding=embedding, last_step_cache=cache,
-                is_causal=True,
+                is_causal=True, block_pattern=[len(prompt_token_list), *block_sizes],
             )  # fmt: skip
-            wav = self.vocoder(mel).reshape(-1)
-            pieces.append(wav[emitted:])
-            emitted = wav.shape[0]
-        full = torch.cat(pieces)[None] if pieces else torch.zeros(1, 0)
-        return full, [len(p) / self.sample_rate for p in pieces], [], pieces
+            wav = self.vocoder(mel).reshape(-1).numpy().copy()
+            look_future = look_future_sizes[min(index, len(look_future_sizes) - 1)]
+            held = int(self.sample_rate * look_future / self.input_frame_rate)
+            overlap = held + int(self.sample_rate * fade_sec)
+            new = wav[played:]
+            if fade_out is not None:
+                fade = min(len(fade_out), len(new))
+                ramp = numpy.linspace(0.0, 1.0, fade)
+                new[:fade] = fade_out[:fade] * (1 - ramp) + new[:fade] * ramp
+            if index == len(blocks) - 1:
+                chunks.append(new)
+                break
+            playable = max(0, len(new) - overlap)
+            chunks.append(new[:playable])
+            played += playable
+            fade_out = new[playable : len(new) - held] if held else new[playable:]
+        seconds = [len(chunk) / self.sample_rate for chunk in chunks]
+        full = torch.from_numpy(numpy.concatenate(chunks))[None] if chunks else torch.zeros(1, 0)
+        return full, seconds, [], chunks
 
     def token2wav_with_cache(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -45,12 +46,19 @@ class TTSFrontEnd:
         return torch.tensor([self.tokenize_fn(text)], dtype=torch.long)
 
     def _extract_speech_token(self, path_or_tuple: Any) -> torch.Tensor:
-        return torch.randint(0, 1000, (1, 75))
+        return torch.randint(0, 1000, (1, 75), generator=_audio(path_or_tuple))
 
     def _extract_spk_embedding(self, speech: str | torch.Tensor) -> torch.Tensor:
-        features = torch.randn(1, 300, 80) if isinstance(speech, str) else speech
+        features = (
+            torch.randn(1, 300, 80, generator=_audio(speech)) if isinstance(speech, str) else speech
+        )
         with torch.no_grad():
             return torch.nn.functional.normalize(self.speaker(features).mean(1), dim=-1)
 
     def _extract_speech_feat(self, speech: Any, sample_rate: int = 24000) -> torch.Tensor:
-        return self.feat_extractor(torch.randn(1, sample_rate * 3))
+        return self.feat_extractor(torch.randn(1, sample_rate * 3, generator=_audio(speech)))
+
+
+def _audio(path: Any) -> torch.Generator:
+    """Prompt audio stands in as noise seeded by its path: no files, the global RNG untouched."""
+    return torch.Generator().manual_seed(zlib.crc32(repr(path).encode()))

@@ -1,0 +1,42 @@
+"""What ``opentelemetry-instrument`` looks for to set up the SDK, so tts-otel alone is enough.
+
+``opentelemetry-instrument`` only instruments; it builds providers and
+exporters through an ``opentelemetry_configurator`` entry point, which
+normally comes from ``opentelemetry-distro``. Without one, nothing is
+exported and nothing says so. tts-otel registers this configurator: it runs
+:func:`tts_otel.configure` from the ``TTS_OTEL_*`` and ``OTEL_*``
+variables. ``opentelemetry-instrument`` loads only the first configurator it
+finds; if another one (the distro's) ran first and set the global
+providers, tts-otel uses those, and this one does nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from opentelemetry import trace
+
+from tts_otel.bootstrap import configure
+
+_log = logging.getLogger(__name__)
+
+# OpenTelemetry's default for OTEL_TRACES_EXPORTER, which the distro also applies.
+DEFAULT_EXPORTERS = "otlp"
+
+
+class Configurator:
+    """Entry point ``opentelemetry_configurator`` named ``tts_otel``."""
+
+    def configure(self, **_kwargs: Any) -> None:
+        if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+            _log.info("tts-otel: tracer provider already set up; tts-otel uses it")
+            return
+        named = os.environ.get("TTS_OTEL_EXPORTERS") or os.environ.get("OTEL_TRACES_EXPORTER")
+        if named is None:
+            _log.info(
+                "tts-otel: no TTS_OTEL_EXPORTERS or OTEL_TRACES_EXPORTER; exporting %s",
+                DEFAULT_EXPORTERS,
+            )
+        configure(exporters=None if named is not None else DEFAULT_EXPORTERS)
