@@ -159,6 +159,37 @@ def test_streaming_chunks_give_first_audio_and_gaps(
     assert first.sum == pytest.approx(0.3)
 
 
+def test_underrun_is_the_wait_of_a_listener_who_starts_at_the_first_chunk(
+    cap: TelemetryCapture, clock: FakeClock
+) -> None:
+    # At 24 kHz: 1 s at t=0.5 plays until 1.5; 0.5 s at 1.2 extends it to 2.0;
+    # 1 s at 2.5 arrives 0.5 s late (a stall) and plays until 3.5; 0.2 s at 3.0
+    # is in time; 0.5 s at 4.0 is 0.3 s late after 3.7. Underrun 0.8 s, 2 stalls.
+    arrivals = [(0.5, 24000), (1.2, 12000), (2.5, 24000), (3.0, 4800), (4.0, 12000)]
+    with tts_otel.synthesis(model="m", sample_rate=24000, streaming=True) as req:
+        start = clock.now
+        for at, samples in arrivals:
+            clock.now = start + at
+            req.chunk(samples)
+    root = attributes(_one(cap, "tts.synthesize"))
+    assert root[semconv.ATTR_AUDIO_UNDERRUN] == pytest.approx(0.8)
+    assert root[semconv.ATTR_AUDIO_STALLS] == 2
+    underrun = cap.histogram(semconv.METRIC_AUDIO_UNDERRUN, {semconv.ATTR_STREAMING: True})
+    assert underrun.count == 1
+    assert underrun.sum == pytest.approx(0.8)
+    assert cap.histogram(semconv.METRIC_AUDIO_STALLS).sum == 2
+
+
+def test_chunks_in_time_have_no_underrun(cap: TelemetryCapture, clock: FakeClock) -> None:
+    with tts_otel.synthesis(model="m", sample_rate=24000, streaming=True) as req:
+        for _ in range(4):
+            clock.advance(0.2)
+            req.chunk(12000)  # 0.5 s of audio every 0.2 s
+    root = attributes(_one(cap, "tts.synthesize"))
+    assert root[semconv.ATTR_AUDIO_UNDERRUN] == 0.0
+    assert root[semconv.ATTR_AUDIO_STALLS] == 0
+
+
 def test_streaming_request_span_covers_the_audio(cap: TelemetryCapture) -> None:
     # A span that closes before the chunks are produced times a no-op
     # (a known failure of streaming instrumentation); this one covers them.

@@ -17,6 +17,8 @@ class Instruments:
     stage_gpu_duration: Histogram
     time_to_first_audio: Histogram
     chunk_interval: Histogram
+    audio_underrun: Histogram
+    audio_stalls: Histogram
     real_time_factor: Histogram
     audio_duration: Histogram
     text_characters: Histogram
@@ -83,6 +85,16 @@ class Instruments:
             chunk_interval=histogram(
                 semconv.METRIC_CHUNK_INTERVAL, semconv.UNIT_SECONDS,
                 "Gap between consecutive streamed audio chunks.", seconds,
+            ),
+            audio_underrun=histogram(
+                semconv.METRIC_AUDIO_UNDERRUN, semconv.UNIT_SECONDS,
+                "Streaming: seconds a listener starting at the first chunk waits for later ones.",
+                seconds,
+            ),
+            audio_stalls=histogram(
+                semconv.METRIC_AUDIO_STALLS, semconv.UNIT_STALLS,
+                "Streaming: times playback runs out of audio before the next chunk arrives.",
+                semconv.STALLS_BUCKETS,
             ),
             real_time_factor=histogram(
                 semconv.METRIC_REAL_TIME_FACTOR, semconv.UNIT_RATIO,

@@ -98,6 +98,9 @@ class Synthesis:
         self._chunks = 0
         self._first_audio: float | None = None
         self._last_chunk: float | None = None
+        self._playback_end: float | None = None  # when a listener runs out of audio
+        self._underrun = 0.0
+        self._stalls = 0
         self._backdate = start
         self._anchor = (time_ns(), perf_counter())
         self._start = 0.0
@@ -275,6 +278,16 @@ class Synthesis:
             measurements.append(
                 (instruments.speech_tokens.record, self._speech_tokens, config, ctx)
             )
+        self._audio_measurements(span, duration, measurements)
+        self.telemetry.buffer.push(measurements)
+        # The span ends when the duration was taken, not after this bookkeeping:
+        # its length and the recorded duration are one number.
+        span.end(self.wall_ns(self._start + duration))
+
+    def _audio_measurements(
+        self, span: Span, duration: float, measurements: list[Measurement]
+    ) -> None:
+        instruments, config, ctx = self.telemetry.instruments, self._metric_config, self.context
         if self._first_audio is not None:
             span.set_attribute(semconv.ATTR_TIME_TO_FIRST_AUDIO, self._first_audio)
             measurements.append(
@@ -282,6 +295,10 @@ class Synthesis:
             )
         if self._chunks:
             span.set_attribute(semconv.ATTR_AUDIO_CHUNKS, self._chunks)
+            span.set_attribute(semconv.ATTR_AUDIO_UNDERRUN, self._underrun)
+            span.set_attribute(semconv.ATTR_AUDIO_STALLS, self._stalls)
+            measurements.append((instruments.audio_underrun.record, self._underrun, config, ctx))
+            measurements.append((instruments.audio_stalls.record, self._stalls, config, ctx))
         if self._audio_seconds > 0:
             rtf = duration / self._audio_seconds
             span.set_attribute(semconv.ATTR_AUDIO_DURATION, self._audio_seconds)
@@ -290,10 +307,6 @@ class Synthesis:
                 (instruments.audio_duration.record, self._audio_seconds, config, ctx)
             )
             measurements.append((instruments.real_time_factor.record, rtf, config, ctx))
-        self.telemetry.buffer.push(measurements)
-        # The span ends when the duration was taken, not after this bookkeeping:
-        # its length and the recorded duration are one number.
-        span.end(self.wall_ns(self._start + duration))
 
     def _resolve_gpu(self, span: Span, measurements: list[Measurement]) -> None:
         """Request end: read the peak, resolve CUDA events, end the deferred stage spans."""
@@ -399,7 +412,9 @@ class Synthesis:
             self._first_audio = perf_counter() - self._start
 
     def chunk(self, samples: int, sample_rate: int | None = None) -> None:
-        """A streamed chunk handed to the client: time to first audio and chunk gaps."""
+        """A streamed chunk handed to the client: time to first audio, chunk gaps, and
+        underrun: a listener plays from the first chunk on, and waits whenever a chunk
+        arrives after the audio before it has run out."""
         added = self._seconds(samples, sample_rate, None)
         if added is None:
             return
@@ -414,6 +429,14 @@ class Synthesis:
                 )
             )
         self._last_chunk = now
+        if self._playback_end is None:
+            self._playback_end = now + added
+        elif now > self._playback_end:
+            self._underrun += now - self._playback_end
+            self._stalls += 1
+            self._playback_end = now + added
+        else:
+            self._playback_end += added
         self._chunks += 1
         self._audio_seconds += added
         if self._first_audio is None:

@@ -52,6 +52,10 @@ ATTR_LANGUAGE: Final = "tts.language"
 ATTR_PROMPT_TEXT_PRESENT: Final = "tts.prompt_text.present"
 ATTR_AUDIO_DURATION: Final = "tts.audio.duration"
 ATTR_AUDIO_CHUNKS: Final = "tts.audio.chunks"
+# Streaming playback: seconds a listener who starts at the first chunk waits for
+# later ones, and how many times playback stalls (vLLM-Omni's audio underrun).
+ATTR_AUDIO_UNDERRUN: Final = "tts.audio.underrun"
+ATTR_AUDIO_STALLS: Final = "tts.audio.stalls"
 ATTR_SPEECH_TOKENS: Final = "tts.acoustic.speech_tokens"
 ATTR_TOKENS_PER_SECOND: Final = "tts.acoustic.tokens_per_second"
 ATTR_REAL_TIME_FACTOR: Final = "tts.real_time_factor"
@@ -118,6 +122,8 @@ METRIC_STAGE_DURATION: Final = "tts.stage.duration"
 METRIC_STAGE_GPU_DURATION: Final = "tts.stage.gpu_duration"
 METRIC_TIME_TO_FIRST_AUDIO: Final = "tts.request.time_to_first_audio"
 METRIC_CHUNK_INTERVAL: Final = "tts.audio.chunk.interval"
+METRIC_AUDIO_UNDERRUN: Final = "tts.audio.underrun"
+METRIC_AUDIO_STALLS: Final = "tts.audio.stalls"
 METRIC_REAL_TIME_FACTOR: Final = "tts.real_time_factor"
 METRIC_AUDIO_DURATION: Final = "tts.audio.duration"
 METRIC_TEXT_CHARACTERS: Final = "tts.text.characters"
@@ -141,6 +147,7 @@ UNIT_CHARACTERS: Final = "{character}"
 UNIT_TOKENS: Final = "{token}"
 UNIT_REQUESTS: Final = "{request}"
 UNIT_POINTS: Final = "{item}"
+UNIT_STALLS: Final = "{stall}"
 
 # Seconds, 5 ms to 600 s. Never capped at 60 s: a slow long-text request must
 # land in a real bucket, not in +Inf. Python's Prometheus exporter writes an
@@ -157,5 +164,6 @@ AUDIO_DURATION_BUCKETS_S: Final = (
     0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0,
 )  # fmt: skip
 TEXT_CHARACTERS_BUCKETS: Final = (10, 25, 50, 100, 200, 300, 500, 1000, 2000, 5000)
+STALLS_BUCKETS: Final = (0, 1, 2, 3, 5, 10, 20, 50)
 SPEECH_TOKENS_BUCKETS: Final = (25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000)
 GPU_MEMORY_BUCKETS_BY: Final = tuple(float(2**exponent) for exponent in range(26, 38))
