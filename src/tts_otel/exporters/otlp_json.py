@@ -18,9 +18,18 @@ from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
+from opentelemetry.sdk.metrics.export import (
+    MetricExporter,
+    MetricExportResult,
+    MetricsData,
+    PeriodicExportingMetricReader,
+)
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from tts_otel.config import Settings
+from tts_otel.errors import ConfigurationError
+from tts_otel.exporters.parts import ExporterParts
 
 _log = logging.getLogger(__name__)
 
@@ -101,3 +110,20 @@ class OtlpJsonMetricExporter(MetricExporter):
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
         self._lines.close()
+
+
+def file_exporter(settings: Settings) -> ExporterParts:
+    """The ``file`` exporter: OTLP JSON lines in ``output_dir``."""
+    directory = settings.output_dir
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigurationError(
+            "TTS_OTEL_OUTPUT_DIR", f"cannot create {directory}: {error.strerror}",
+            "point it at a writable directory",
+        ) from error  # fmt: skip
+    return ExporterParts(
+        OtlpJsonSpanExporter(directory / "traces.jsonl"),
+        PeriodicExportingMetricReader(OtlpJsonMetricExporter(directory / "metrics.jsonl")),
+        where=f"file: {directory / 'traces.jsonl'} and {directory / 'metrics.jsonl'}",
+    )
