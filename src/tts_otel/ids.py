@@ -14,11 +14,12 @@ from __future__ import annotations
 import logging
 import os
 import random
-import weakref
 
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
+
+from tts_otel._fork import reset_after_fork
 
 _log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ class SeedProofIdGenerator(IdGenerator):
 
     def __init__(self) -> None:
         self._random = random.Random(os.urandom(32))
-        _generators.add(self)
+        reset_after_fork(self, SeedProofIdGenerator.reseed)
 
     def reseed(self) -> None:
         self._random.seed(os.urandom(32))
@@ -47,17 +48,6 @@ class SeedProofIdGenerator(IdGenerator):
 
     def is_trace_id_random(self) -> bool:
         return True
-
-
-_generators: weakref.WeakSet[SeedProofIdGenerator] = weakref.WeakSet()
-
-
-def _reseed_after_fork() -> None:
-    for generator in list(_generators):
-        generator.reseed()
-
-
-os.register_at_fork(after_in_child=_reseed_after_fork)
 
 
 def protect_ids(provider: object) -> None:

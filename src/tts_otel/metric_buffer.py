@@ -19,15 +19,15 @@ reference requests 25-26 ms with the reader alone, 19-20 ms with the thread.
 from __future__ import annotations
 
 import logging
-import os
 import threading
-import weakref
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Final, TypeAlias
 
 from opentelemetry.context import Context
 from opentelemetry.util.types import AttributeValue
+
+from tts_otel._fork import reset_after_fork
 
 _log = logging.getLogger(__name__)
 
@@ -54,14 +54,7 @@ class MetricBuffer:
         self.dropped = 0
         # A forked child has no drainer, and a lock the parent's drainer held
         # at the fork would never be released there.
-        buffer = weakref.ref(self)
-
-        def reset_in_child() -> None:
-            alive = buffer()
-            if alive is not None:
-                alive._after_fork()
-
-        os.register_at_fork(after_in_child=reset_in_child)
+        reset_after_fork(self, MetricBuffer._after_fork)
 
     def _after_fork(self) -> None:
         self._lock, self._recording = threading.Lock(), threading.Lock()

@@ -25,12 +25,10 @@ Settings come from arguments or ``TTS_OTEL_INFLUXDB_*`` variables; see
 from __future__ import annotations
 
 import logging
-import os
 import random
 import re
 import threading
 import time
-import weakref
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
@@ -43,6 +41,7 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from tts_otel._fork import reset_after_fork
 from tts_otel.config import Settings
 from tts_otel.exporters.influx_config import (
     DEFAULT_SPAN_DIMENSIONS,
@@ -121,14 +120,7 @@ class InfluxWriter:
         self._pauses = 0  # consecutive exports that found the server unreachable
         self._pause_until = 0.0
         # A child forked while an export held the lock would wait for it forever.
-        writer = weakref.ref(self)
-
-        def reset_in_child() -> None:
-            alive = writer()
-            if alive is not None:
-                alive._after_fork()
-
-        os.register_at_fork(after_in_child=reset_in_child)
+        reset_after_fork(self, InfluxWriter._after_fork)
 
     def _after_fork(self) -> None:
         self._lock, self._stop = threading.Lock(), threading.Event()
