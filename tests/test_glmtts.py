@@ -85,6 +85,13 @@ def _script() -> Any:
     return module
 
 
+@pytest.fixture
+def script(instrumented: GLMTTSInstrumentor, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The script's module, run from GLM-TTS's folder, as its README runs it."""
+    monkeypatch.chdir(STANDIN)
+    return _script()
+
+
 # --- what a whole request looks like ------------------------------------------
 def _traces(spans: list[SpanRecord]) -> dict[str, list[SpanRecord]]:
     by_trace: dict[str, list[SpanRecord]] = defaultdict(list)
@@ -153,11 +160,7 @@ def test_standins_keep_the_contract(on_path: None) -> None:
         assert tuple(names[: len(entry.parameters)]) == entry.parameters, entry.qualname
 
 
-def test_jsonl_generate_gives_one_whole_request_per_item(
-    instrumented: GLMTTSInstrumentor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.chdir(STANDIN)
-    script = _script()
+def test_jsonl_generate_gives_one_whole_request_per_item(script: Any, tmp_path: Path) -> None:
     with capture() as cap:
         script.jsonl_generate("example_zh", str(tmp_path))
     traces = _check_whole_requests(list(from_sdk(cap.spans())), len(EXAMPLES))
@@ -192,13 +195,11 @@ def test_jsonl_generate_gives_one_whole_request_per_item(
 
 
 def test_a_failing_item_is_one_failed_request_and_the_next_items_go_on(
-    instrumented: GLMTTSInstrumentor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    script: Any, tmp_path: Path
 ) -> None:
     class TokenOverflow(RuntimeError):
         pass
 
-    monkeypatch.chdir(STANDIN)
-    script = _script()
     script.llm.fail_with = TokenOverflow("too many tokens")
     with capture() as cap:
         script.jsonl_generate("example_zh", str(tmp_path))
@@ -298,11 +299,7 @@ def test_streaming_counts_the_audio_handed_to_the_caller(instrumented: GLMTTSIns
     )
 
 
-def test_seeding_before_every_segment_repeats_no_id(
-    instrumented: GLMTTSInstrumentor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.chdir(STANDIN)
-    script = _script()
+def test_seeding_before_every_segment_repeats_no_id(script: Any, tmp_path: Path) -> None:
     with capture() as cap:
         script.jsonl_generate("example_zh", str(tmp_path))
         script.jsonl_generate("example_zh", str(tmp_path))
