@@ -7,6 +7,9 @@ one fails the test with that instruction rather than skipping it.
 from __future__ import annotations
 
 import base64
+import calendar
+import csv
+import io
 import json
 import os
 import re
@@ -16,6 +19,7 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -147,16 +151,20 @@ class InfluxServer:
     USER = "admin"
     PASSWORD = "s3cret-admin"
 
-    def __init__(self, tmp: Path, config: Mapping[str, str] | None = None) -> None:
-        """``config``: server settings to change, e.g. ``{"max-values-per-tag": "50"}``."""
+    def __init__(
+        self, tmp: Path, config: Mapping[str, str] | None = None, influxd: str | None = None
+    ) -> None:
+        """``config``: server settings to change, e.g. ``{"max-values-per-tag": "50"}``.
+
+        ``influxd``: the binary to run; Debian's (1.6.7) on the PATH by default.
+        """
         self.tmp = tmp
         tmp.mkdir(parents=True, exist_ok=True)
+        self.influxd = influxd or binary("influxd")
         self.port, rpc_port = free_ports(2)
         self.url = f"http://127.0.0.1:{self.port}"
         self._process: subprocess.Popen[bytes] | None = None
-        template = subprocess.run(
-            [binary("influxd"), "config"], capture_output=True, text=True
-        ).stdout
+        template = subprocess.run([self.influxd, "config"], capture_output=True, text=True).stdout
         replacements = {
             r'^bind-address = ".*"$': f'bind-address = "127.0.0.1:{rpc_port}"',
             r'^  dir = "/var/lib/influxdb/meta"$': f'  dir = "{tmp}/meta"',
@@ -178,7 +186,7 @@ class InfluxServer:
     def start(self) -> None:
         log = (self.tmp / "influxd.log").open("ab")
         self._process = subprocess.Popen(
-            [binary("influxd"), "-config", str(self.config)], stdout=log, stderr=subprocess.STDOUT
+            [self.influxd, "-config", str(self.config)], stdout=log, stderr=subprocess.STDOUT
         )
         wait_for(self._pings, 30, "influxd to answer /ping")
         if not self._admin_created:
@@ -250,15 +258,134 @@ def influxdb(tmp: Path, config: Mapping[str, str] | None = None) -> Iterator[Inf
         server.kill()
 
 
+def go_built(script: str, what: str, make_target: str) -> str:
+    """The binary a build script caches under .cache/ (built on first use; prints its path last)."""
+    root = Path(__file__).parent.parent
+    done = subprocess.run(["bash", str(root / script)], cwd=root, capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.fail(f"building {what} failed (run `make {make_target}`):\n{done.stderr[-3000:]}")
+    return str(root / done.stdout.strip().splitlines()[-1])
+
+
+def influxd18_binary() -> str:
+    """influxd 1.8.10 from Go modules (scripts/build_influxd.sh, cached in .cache/)."""
+    return go_built("scripts/build_influxd.sh", "influxd 1.8.10", "influxd18")
+
+
+class Influx18Server(InfluxServer):
+    """influxd 1.8.10 on loopback with auth and Flux on: both the v1 and the v2 API.
+
+    Everything :class:`InfluxServer` has (``url``, ``USER``/``PASSWORD``,
+    ``create_database``, InfluxQL ``query``, ``kill``/``start``/``hang``), plus:
+
+    - ``token``: ``"admin:s3cret-admin"``, what 1.8 takes as a v2 token
+      (``Authorization: Token user:password``);
+    - ``ORG``: ``"-"`` (1.8 ignores the org; influxdb-client needs one);
+    - ``bucket(database, rp="autogen")``: ``"database/rp"``, the v2 bucket name;
+    - ``flux(query)``: run Flux on ``POST /api/v2/query``; rows as dicts.
+
+    The v2 API writes only into databases that exist: ``create_database`` first.
+    """
+
+    ORG = "-"
+
+    def __init__(self, tmp: Path, config: Mapping[str, str] | None = None) -> None:
+        super().__init__(tmp, {"flux-enabled": "true", **(config or {})}, influxd18_binary())
+
+    @property
+    def token(self) -> str:
+        return f"{self.USER}:{self.PASSWORD}"
+
+    @staticmethod
+    def bucket(database: str, retention_policy: str = "autogen") -> str:
+        return f"{database}/{retention_policy}"
+
+    def flux(self, query: str, timeout: float = 30) -> list[dict[str, Any]]:
+        """Rows of every table the Flux ``query`` returns, typed by its ``#datatype`` row.
+
+        Each row is a dict of column -> value (``result`` and ``table`` included):
+        ``long``/``unsignedLong`` -> int, ``double`` -> float, ``boolean`` -> bool,
+        ``dateTime:RFC3339*`` -> int nanoseconds since the epoch, anything else -> str,
+        an empty cell -> None. A Flux error raises ValueError with the server's message.
+        """
+        body = json.dumps(
+            {"query": query, "type": "flux", "dialect": {"annotations": ["datatype"]}}
+        ).encode()
+        request = urllib.request.Request(f"{self.url}/api/v2/query", data=body, method="POST")
+        # JSON rather than the bare application/vnd.flux body: only the JSON form
+        # carries the dialect, and without #datatype every value would be a string.
+        request.add_header("Content-Type", "application/json")
+        request.add_header("Accept", "application/csv")
+        request.add_header("Authorization", f"Token {self.token}")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                text = response.read().decode()
+        except urllib.error.HTTPError as error:
+            raise ValueError(f"Flux query failed ({error.code}): {error.read().decode()}") from None
+        return parse_flux_csv(text)
+
+
+def parse_flux_csv(text: str) -> list[dict[str, Any]]:
+    """Flux's annotated CSV (tables separated by blank lines) as typed rows."""
+    rows: list[dict[str, Any]] = []
+    types: list[str] = []
+    header: list[str] | None = None
+    for record in csv.reader(io.StringIO(text)):
+        if not any(record):
+            types, header = [], None  # a blank line ends a table; the next brings its own header
+        elif record[0] == "#datatype":
+            types = record
+        elif header is None:
+            header = record
+        elif header[1:] == ["error", "reference"]:
+            # An error found while the response streams comes as a table of its own.
+            raise ValueError(f"Flux error: {record[1]}")
+        else:
+            rows.append(
+                {
+                    name: _flux_value(types[index] if types else "string", cell)
+                    for index, (name, cell) in enumerate(zip(header, record, strict=True))
+                    if index > 0  # the annotation column
+                }
+            )
+    return rows
+
+
+def _flux_value(kind: str, cell: str) -> Any:
+    if cell == "":
+        return None
+    if kind in ("long", "unsignedLong"):
+        return int(cell)
+    if kind == "double":
+        return float(cell)
+    if kind == "boolean":
+        return cell == "true"
+    if kind.startswith("dateTime"):
+        return rfc3339_ns(cell)
+    return cell
+
+
+def rfc3339_ns(text: str) -> int:
+    """``2025-08-12T10:00:00.123456789Z`` -> nanoseconds since the epoch, exactly."""
+    whole, _, fraction = text.rstrip("Z").partition(".")
+    seconds = calendar.timegm(time.strptime(whole, "%Y-%m-%dT%H:%M:%S"))
+    return seconds * 1_000_000_000 + int((fraction + "000000000")[:9])
+
+
+@contextmanager
+def influxdb18(tmp: Path, config: Mapping[str, str] | None = None) -> Iterator[Influx18Server]:
+    """A running :class:`Influx18Server` (built from Go modules on first use), killed after."""
+    server = Influx18Server(tmp, config)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
 def collector_binary() -> str:
     """Build (or find, cached by manifest hash) otelcol-tts with collector/build.sh."""
-    root = Path(__file__).parent.parent
-    done = subprocess.run(
-        ["bash", str(root / "collector" / "build.sh")], cwd=root, capture_output=True, text=True
-    )
-    if done.returncode != 0:
-        pytest.fail(f"building the collector failed (run `make collector`):\n{done.stderr[-3000:]}")
-    return str(root / done.stdout.strip().splitlines()[-1])
+    return go_built("collector/build.sh", "the collector", "collector")
 
 
 class Collector:
