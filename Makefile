@@ -7,11 +7,12 @@ PY     := $(VENV)/bin/python
 CACHE  := .cache
 STAMP  := $(CACHE)/stamps
 
-.PHONY: demo test lint typecheck pytest bench clean services collector
+.PHONY: demo test lint typecheck pytest bench clean services collector influxd18
 
-# Real servers the tests run on loopback, from Debian (needs root, as CI has).
-SERVICE_BINARIES := prometheus promtool prometheus-alertmanager amtool influxd
-SERVICE_PACKAGES := prometheus prometheus-alertmanager influxdb
+# Real servers the tests run on loopback, from Debian (needs root, as CI has), and
+# the headless browser that loads the HTML report.
+SERVICE_BINARIES := prometheus promtool prometheus-alertmanager amtool influxd chromium
+SERVICE_PACKAGES := prometheus prometheus-alertmanager influxdb chromium
 
 $(STAMP):
 	mkdir -p $(STAMP)
@@ -45,7 +46,11 @@ services:
 collector:
 	bash collector/build.sh
 
-pytest: $(STAMP)/venv services collector
+# influxd 1.8.10 (v2 API and Flux; Debian has only 1.6.7) from Go modules, cached in .cache/.
+influxd18:
+	bash scripts/build_influxd.sh
+
+pytest: $(STAMP)/venv services collector influxd18
 	$(PY) -m pytest
 
 test: lint typecheck pytest
