@@ -9,9 +9,10 @@ and the InfluxDB client are not every service's, and importing them all made
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from opentelemetry.sdk.metrics.export import (
     ConsoleMetricExporter,
@@ -57,14 +58,27 @@ def _console(_settings: Settings) -> ExporterParts:
     )
 
 
-def _lazy(module: str, factory: str) -> ExporterFactory:
-    """A factory that imports ``module`` on first use."""
+def _lazy(module: str, factory: str, extra: str) -> ExporterFactory:
+    """A factory that imports ``module`` on first use; without its packages,
+    a ConfigurationError names the extra that brings them."""
 
     def build(settings: Settings) -> ExporterParts:
-        built: ExporterFactory = getattr(importlib.import_module(module), factory)
-        return built(settings)
+        with _needs(extra):
+            built: ExporterFactory = getattr(importlib.import_module(module), factory)
+            return built(settings)
 
     return build
+
+
+@contextlib.contextmanager
+def _needs(extra: str) -> Iterator[None]:
+    try:
+        yield
+    except ModuleNotFoundError as error:
+        raise ConfigurationError(
+            "exporters", f"{error.name} is not installed",
+            f"pip install 'tts-otel[{extra}]'",
+        ) from error  # fmt: skip
 
 
 def _otlp_protocol(signal: str) -> str:
@@ -106,13 +120,16 @@ def _otlp_metric_exporter() -> MetricExporter:
 
 def _otlp(_settings: Settings) -> ExporterParts:
     # The OTLP exporters read the other OTEL_EXPORTER_OTLP_* variables themselves.
-    return ExporterParts(
-        _otlp_span_exporter(), PeriodicExportingMetricReader(_otlp_metric_exporter())
-    )
+    with _needs("otlp"):
+        return ExporterParts(
+            _otlp_span_exporter(), PeriodicExportingMetricReader(_otlp_metric_exporter())
+        )
 
 
 register_exporter("console", _console)
-register_exporter("file", _lazy("tts_otel.exporters.otlp_json", "file_exporter"))
+register_exporter("file", _lazy("tts_otel.exporters.otlp_json", "file_exporter", "otlp"))
 register_exporter("otlp", _otlp)
-register_exporter("prometheus", _lazy("tts_otel.exporters.prometheus", "prometheus_endpoint"))
-register_exporter("influxdb", _lazy("tts_otel.exporters.influxdb", "influxdb_exporter"))
+register_exporter(
+    "prometheus", _lazy("tts_otel.exporters.prometheus", "prometheus_endpoint", "prometheus")
+)
+register_exporter("influxdb", _lazy("tts_otel.exporters.influxdb", "influxdb_exporter", "influxdb"))

@@ -1,0 +1,63 @@
+"""The core works with the OpenTelemetry API and SDK alone; an exporter whose extra is
+missing says which extra to install, at configure()."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+# What the extras (and the service) bring; the core must not need any of it.
+OPTIONAL = (
+    "prometheus_client", "influxdb_client", "google.protobuf", "pynvml", "torch", "numpy",
+    "opentelemetry.exporter",
+)  # fmt: skip
+
+SCRIPT = textwrap.dedent(
+    """
+    import importlib.abc, sys
+
+    OPTIONAL = {optional!r}
+
+    class Missing(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if any(name == o or name.startswith(o + ".") for o in OPTIONAL):
+                raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+            return None
+
+    sys.meta_path.insert(0, Missing())
+
+    import tts_otel
+    from tts_otel.testing import capture
+
+    with capture() as cap:
+        with tts_otel.synthesis(model="m", sample_rate=24000) as req:
+            with req.stage("vocoder"):
+                pass
+            req.audio(samples=24000)
+    assert [s.name for s in cap.spans()] == ["tts.vocoder", "tts.synthesize"]
+    assert cap.counter("tts.requests") == 1
+    # InfluxDB's v1 API is plain HTTP: only v2 (a TOKEN) needs influxdb-client.
+    import os
+    os.environ.update(TTS_OTEL_INFLUXDB_TOKEN="t", TTS_OTEL_INFLUXDB_ORG="o",
+                      TTS_OTEL_INFLUXDB_BUCKET="b")
+    for name, extra in [("influxdb", "influxdb"), ("prometheus", "prometheus"),
+                        ("otlp", "otlp"), ("file", "otlp")]:
+        try:
+            tts_otel.configure(exporters=name, set_global=False)
+        except tts_otel.ConfigurationError as error:
+            assert f"tts-otel[{{extra}}]" in str(error), error
+        else:
+            raise AssertionError(name + " configured without its extra")
+    print("core ok")
+    """
+)
+
+
+def test_the_core_runs_a_request_without_the_extras_and_names_the_missing_one() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT.format(optional=OPTIONAL)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("core ok")
