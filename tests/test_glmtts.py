@@ -34,6 +34,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from opentelemetry.instrumentation.utils import suppress_instrumentation  # noqa: E402
+from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF  # noqa: E402
 
 from tts_otel import semconv  # noqa: E402
 from tts_otel.integrations import _prologue  # noqa: E402
@@ -330,6 +332,20 @@ def test_suppressed_instrumentation_records_nothing(instrumented: GLMTTSInstrume
         with suppress_instrumentation():
             _click(EXAMPLES[0]["syn_text"])
     assert cap.spans() == []
+
+
+def test_spans_not_recording_still_give_metrics_and_the_same_results(
+    instrumented: GLMTTSInstrumentor,
+) -> None:
+    importlib.import_module("tools.gradio_app")
+    sampled_out = TracerProvider(sampler=ALWAYS_OFF)
+    with capture(tracer_provider=sampled_out) as cap:
+        (rate, audio), _, _ = _click(EXAMPLES[0]["syn_text"])
+    assert cap.spans() == []
+    duration = cap.histogram(semconv.METRIC_AUDIO_DURATION)
+    assert duration.count == 1
+    assert duration.sum == pytest.approx(len(audio) / rate)
+    assert cap.histogram(semconv.METRIC_STAGE_DURATION, {semconv.ATTR_STAGE: "vocoder"}).count
 
 
 def test_instrument_twice_and_uninstrument_twice_restore_the_originals(on_path: None) -> None:
