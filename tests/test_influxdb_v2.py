@@ -1,0 +1,156 @@
+"""The v2 API for real: influxd 1.8.10 (built from Go modules) with Flux on and auth.
+
+Debian's 1.6.7 (tests/test_influxdb.py, tests/test_collector.py) has no /api/v2,
+so until these tests the direct exporter's v2 path (influxdb-client) and the
+collector's v2 config (collector/config.yaml) had only met a checking endpoint.
+Here both write into a real server, and what lands is read back with InfluxQL
+and with Flux, which must agree: the read side may use either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from tests.services import Collector, Influx18Server, influxdb18, wait_for
+from tests.test_collector import _configure, _otlp_env, _schema, _spans, otelcol  # noqa: F401
+from tts_otel.telemetry import set_telemetry
+
+torch = pytest.importorskip("torch")
+
+from tts_otel.reference import TEXTS, ReferencePipeline  # noqa: E402
+
+ROOT = Path(__file__).parent.parent
+V2_CONFIG = ROOT / "collector" / "config.yaml"
+# Flux columns that describe the query or the table, not the stored point.
+_FLUX_META = frozenset({"result", "table", "_start", "_stop", "_measurement"})
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Influx18Server]:
+    with influxdb18(tmp_path / "influx") as running:
+        for database in ("direct", "collector"):
+            running.create_database(database)
+        yield running
+
+
+@pytest.fixture(autouse=True)
+def _restore_active() -> Iterator[None]:
+    yield
+    set_telemetry(None)
+
+
+def _v2_env(monkeypatch: pytest.MonkeyPatch, server: Influx18Server, database: str) -> None:
+    """The v2 settings a user of 1.8 gives: bucket ``db/rp``, org ``-``, token ``user:password``."""
+    monkeypatch.setenv("TTS_OTEL_INFLUXDB_URL", server.url)
+    monkeypatch.setenv("TTS_OTEL_INFLUXDB_API", "v2")
+    monkeypatch.setenv("TTS_OTEL_INFLUXDB_ORG", server.ORG)
+    monkeypatch.setenv("TTS_OTEL_INFLUXDB_BUCKET", server.bucket(database))
+    monkeypatch.setenv("TTS_OTEL_INFLUXDB_TOKEN", server.token)
+    monkeypatch.setenv("TTS_OTEL_INFLUXDB_EXPORT_DEADLINE", "5")
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "100")
+
+
+def _workload(requests: int) -> None:
+    pipeline = ReferencePipeline(flow_steps=1)
+    for index in range(requests):
+        pipeline.synthesize(TEXTS[index % 4])
+
+
+def _point(row: dict[str, Any], time_key: str, skip: frozenset[str]) -> tuple[Any, ...]:
+    """One stored point, whichever language read it: time, then (key, value) sorted, no nulls."""
+    values = sorted((k, v) for k, v in row.items() if k not in skip and v is not None)
+    return (row[time_key], *values)
+
+
+def _via_influxql(server: Influx18Server, database: str, measurement: str) -> list[tuple[Any, ...]]:
+    rows = server.query(f'SELECT * FROM "{measurement}"', database)
+    return sorted(_point(row, "time", frozenset({"time"})) for row in rows)
+
+
+def _via_flux(server: Influx18Server, database: str, measurement: str) -> list[tuple[Any, ...]]:
+    # One table per series; pivot turns its fields into columns, as InfluxQL's SELECT * shows them.
+    rows = server.flux(
+        f'from(bucket: "{server.bucket(database)}")'
+        " |> range(start: 0)"
+        f' |> filter(fn: (r) => r._measurement == "{measurement}")'
+        ' |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")'
+    )
+    return sorted(_point(row, "_time", _FLUX_META | {"_time"}) for row in rows)
+
+
+def _same_with_both_languages(server: Influx18Server, database: str, measurement: str) -> int:
+    influxql = _via_influxql(server, database, measurement)
+    flux = _via_flux(server, database, measurement)
+    assert influxql, f"nothing in {database}.{measurement}"
+    assert flux == influxql, measurement
+    return len(influxql)
+
+
+def test_the_direct_v2_exporter_lands_and_reads_back_the_same_with_influxql_and_flux(
+    server: Influx18Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _v2_env(monkeypatch, server, "direct")
+    collected = InMemorySpanExporter()
+    telemetry = _configure("influxdb", SimpleSpanProcessor(collected))
+    _workload(3)
+    telemetry.shutdown()
+
+    sdk = {
+        format(s.context.span_id, "016x"): s for s in collected.get_finished_spans() if s.context
+    }
+    stored = {str(row["span_id"]): row for row in server.query("SELECT * FROM spans", "direct")}
+    assert set(stored) == set(sdk)
+    for span_id, span in sdk.items():
+        assert stored[span_id]["duration_nano"] == span.end_time - span.start_time  # type: ignore[operator]
+        assert stored[span_id]["span.name"] == span.name
+        assert stored[span_id].get("tts.stage") == (span.attributes or {}).get("tts.stage")
+
+    assert _same_with_both_languages(server, "direct", "spans") == len(sdk)
+    for measurement in ("tts.stage.duration", "tts.request.duration", "tts.requests"):
+        _same_with_both_languages(server, "direct", measurement)
+
+
+def test_the_collectors_v2_config_and_the_direct_v2_exporter_write_one_schema(
+    otelcol: str,  # noqa: F811 - the fixture imported from test_collector
+    server: Influx18Server,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """collector/config.yaml end to end: one run down both v2 paths, collector -> db collector."""
+    collector = Collector(otelcol, V2_CONFIG, tmp_path, server, "collector")
+    collector.env.update(
+        TTS_OTEL_INFLUXDB_ORG=server.ORG,
+        TTS_OTEL_INFLUXDB_BUCKET=server.bucket("collector"),
+        TTS_OTEL_INFLUXDB_TOKEN=server.token,
+    )
+    collector.start()
+    try:
+        _otlp_env(monkeypatch, collector)
+        _v2_env(monkeypatch, server, "direct")
+        collected = InMemorySpanExporter()
+        telemetry = _configure("otlp", "influxdb", SimpleSpanProcessor(collected))
+        _workload(3)
+        telemetry.shutdown()
+        expected = len(collected.get_finished_spans())
+        via_collector = _spans(server, "collector", expected)
+        wait_for(
+            lambda: server.query('SELECT * FROM "tts.requests"', "collector"),
+            60,
+            "metrics via the collector",
+        )
+    finally:
+        collector.stop()
+
+    sent = {format(s.context.span_id, "016x") for s in collected.get_finished_spans() if s.context}
+    assert {row["span_id"] for row in via_collector} == sent
+    schema = _schema(server, "collector")
+    assert schema == _schema(server, "direct")
+    for database in ("collector", "direct"):
+        _same_with_both_languages(server, database, "spans")
+        _same_with_both_languages(server, database, "tts.stage.duration")
