@@ -442,3 +442,17 @@ class Collector:
                 self._process.kill()
                 self._process.wait()
             self._process = None
+
+
+@contextmanager
+def alertmanager(tmp: Path, config_file: Path) -> Iterator[str]:
+    """Alertmanager with ``config_file``, clustering off; yields its base URL."""
+    port = free_port()
+    command = [
+        binary("prometheus-alertmanager"), f"--config.file={config_file}",
+        f"--storage.path={tmp / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",
+    ]  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    with running(command, tmp / "alertmanager.log", f"{url}/-/ready"):
+        yield url

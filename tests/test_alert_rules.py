@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
+import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.services import binary
+from deploy.kubernetes.generate import runbook_bases
+from tests.services import alertmanager, binary, get_json, wait_for
 
 ALERTS = Path(__file__).parent.parent / "alerts"
 RULE_FILES = sorted(ALERTS.glob("tts-*.yml"))
@@ -62,9 +66,11 @@ def test_every_alert_has_severity_annotations_and_a_runbook_entry() -> None:
     for rule in _alert_rules():
         assert rule["labels"]["severity"] in {"critical", "warning", "none"}, rule["alert"]
         assert {"summary", "description", "runbook_url"} <= set(rule["annotations"]), rule["alert"]
-        page, _, anchor = rule["annotations"]["runbook_url"].partition("#")
-        assert page == "alerts/runbook.md"
+        base, _, anchor = rule["annotations"]["runbook_url"].partition("#")
+        assert base.startswith("https://"), rule["alert"]  # a relative link is dead in a pager
         assert anchor in anchors, rule["alert"]
+    # One base for all, set by deploy/kubernetes/generate.py --runbook-base.
+    assert len(runbook_bases((ALERTS / "tts-alerts.yml").read_text())) == 1
 
 
 def test_every_reference_stage_has_a_threshold() -> None:
@@ -114,3 +120,45 @@ def _routes_to(receiver: str, labels: list[str]) -> bool:
 def test_routes_go_to_the_right_receiver(labels: list[str], receiver: str) -> None:
     assert _routes_to(receiver, labels)
     assert not _routes_to("pager" if receiver != "pager" else "ticket", labels)
+
+
+def _post_alerts(url: str, alerts: list[dict[str, str]]) -> None:
+    now = datetime.now(UTC).isoformat()
+    body = json.dumps([{"labels": labels, "startsAt": now} for labels in alerts]).encode()
+    request = urllib.request.Request(
+        f"{url}/api/v2/alerts", data=body, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        assert response.status == 200
+
+
+def test_a_critical_alert_inhibits_its_warning_on_a_real_alertmanager(tmp_path: Path) -> None:
+    """The shipped inhibit rules, applied by Alertmanager itself: a critical alert holds back the
+    warning of the same alert and target only; a dead target holds back its latency alerts."""
+    hot = {"alertname": "TTSGPUTemperatureHigh", "job": "tts", "instance": "a:9464"}
+    alerts = [
+        {**hot, "hw_id": "0", "severity": "critical"},
+        {**hot, "hw_id": "0", "severity": "warning"},  # inhibited by the one above
+        {**hot, "hw_id": "1", "severity": "warning"},  # another GPU: not inhibited
+        {"alertname": "TTSTargetDown", "job": "tts-b", "severity": "critical"},
+        {"alertname": "TTSStageLatencyHigh", "job": "tts-b", "tts_stage": "vocoder",
+         "severity": "warning"},  # inhibited: its target is down
+        {"alertname": "TTSStageLatencyHigh", "job": "tts", "tts_stage": "vocoder",
+         "severity": "warning"},
+    ]  # fmt: skip
+    with alertmanager(tmp_path, ALERTS / "alertmanager.yml") as url:
+        _post_alerts(url, alerts)
+
+        def states() -> dict[tuple[str, ...], str] | None:
+            answer = get_json(f"{url}/api/v2/alerts")
+            if len(answer) < len(alerts):
+                return None
+            return {
+                tuple(sorted(f"{k}={v}" for k, v in a["labels"].items())): a["status"]["state"]
+                for a in answer
+            }
+
+        seen = wait_for(states, 20, "Alertmanager to list the alerts")
+    suppressed = {key for key, state in seen.items() if state == "suppressed"}
+    expected = {tuple(sorted(f"{k}={v}" for k, v in alerts[i].items())) for i in (1, 4)}
+    assert suppressed == expected
