@@ -29,11 +29,12 @@ demo: $(STAMP)/venv
 	$(VENV)/bin/tts-otel demo --requests 20
 
 lint: $(STAMP)/venv
-	$(VENV)/bin/ruff check src tests benchmarks examples dashboards
-	$(VENV)/bin/ruff format --check src tests benchmarks examples dashboards
+	$(VENV)/bin/ruff check src tests benchmarks examples dashboards deploy
+	$(VENV)/bin/ruff format --check src tests benchmarks examples dashboards deploy
 
 typecheck: $(STAMP)/venv
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy deploy   # the manifest generator (pyproject's files list predates it)
 
 services:
 	@for b in $(SERVICE_BINARIES); do command -v $$b >/dev/null || missing=1; done; \
