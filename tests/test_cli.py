@@ -58,8 +58,10 @@ def test_trace_prints_the_last_request_as_a_tree(
     assert cli.main(["trace", str(tmp_path)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("trace ")
-    assert lines[1].startswith("tts.synthesize ")
-    assert lines[2].startswith("  tts.speaker_embedding ")
+    assert "0 .. " in lines[1]  # the shared time axis of the waterfall
+    assert lines[2].startswith("tts.synthesize ")
+    assert lines[2].endswith("|" + "█" * 40 + "|")  # the request spans the whole axis
+    assert lines[3].startswith("  tts.speaker_embedding ")
     nested = [line for line in lines if line.startswith("    tts.acoustic.llm")]
     assert nested
     assert all("(segment " in line for line in nested)
@@ -87,3 +89,32 @@ def test_trace_last_zero_is_rejected_not_everything(
     assert "tts.synthesize" not in captured.out
     assert "--last" in captured.err
     assert "at least 1" in captured.err
+
+
+def test_report_by_every_and_compare_read_the_demo_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for kv in ("--kv-cache", "--no-kv-cache"):
+        argv = ["demo", "--requests", "2", "--flow-steps", "1", kv, "--output-dir", str(tmp_path)]
+        assert cli.main(argv) == 0
+    capsys.readouterr()
+    assert cli.main(["report", str(tmp_path), "--by", "kv_cache", "--where", "outcome=ok"]) == 0
+    out = capsys.readouterr().out
+    assert "== kv_cache=false ==" in out
+    assert "== kv_cache=true ==" in out
+    assert out.count("requests 2 (errors 0)") == 2
+    assert cli.main(["report", str(tmp_path), "--every", "1h"]) == 0
+    assert "requests" in capsys.readouterr().out.splitlines()[0]
+    assert cli.main(["compare", "kv_cache=true", "kv_cache=false", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "A: kv_cache=true (2 requests)" in out
+    assert any(line.startswith("request ") and " rtf " in line for line in out.splitlines())
+
+
+def test_read_commands_fail_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["report", str(tmp_path), "--where", "colour=red"]) == 2
+    assert "unknown dimension 'colour'" in capsys.readouterr().err
+    assert cli.main(["trace", str(tmp_path), "--since", "yesterday"]) == 2
+    assert "cannot read the time 'yesterday'" in capsys.readouterr().err
+    assert cli.main(["report", str(tmp_path), "--influxdb-url", "http://x"]) == 2
+    assert "need --influxdb" in capsys.readouterr().err

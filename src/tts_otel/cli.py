@@ -1,5 +1,5 @@
-"""The ``tts-otel`` command: ``demo`` runs the reference workload; ``report`` and ``trace``
-read the traces it (or any ``file`` exporter) wrote."""
+"""The ``tts-otel`` command: ``demo`` runs the reference workload; ``trace``, ``report`` and
+``compare`` read what it (or any service) wrote, from OTLP JSON files or InfluxDB."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
+from typing import Any
 
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -20,7 +20,8 @@ from tts_otel.config import exporter_names
 from tts_otel.doctor import run_checks
 from tts_otel.errors import ConfigurationError
 from tts_otel.exporters.influxdb import influx_settings
-from tts_otel.trace_tree import render_trees
+from tts_otel.read import commands as commands_
+from tts_otel.read.commands import guarded
 
 
 def _latency(raw: str) -> tuple[str, float]:
@@ -96,32 +97,6 @@ def demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _trace_file(raw: str) -> Path | None:
-    path = Path(raw)
-    if path.is_dir():
-        path = path / "traces.jsonl"
-    if not path.exists():
-        print(f"tts-otel: no trace file at {path}; run `tts-otel demo` first", file=sys.stderr)
-        return None
-    return path
-
-
-def show_report(args: argparse.Namespace) -> int:
-    path = _trace_file(args.traces)
-    if path is None:
-        return 2
-    print(report.render(report.summarize(report.from_otlp_json(path))))
-    return 0
-
-
-def show_trace(args: argparse.Namespace) -> int:
-    path = _trace_file(args.traces)
-    if path is None:
-        return 2
-    print(render_trees(report.from_otlp_json(path), last=args.last))
-    return 0
-
-
 def doctor(_args: argparse.Namespace) -> int:
     try:
         settings = influx_settings()
@@ -162,20 +137,50 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     run.set_defaults(handler=demo)
 
-    read = commands.add_parser(
-        "report", help="per-stage latency table from an OTLP JSON trace file"
-    )
-    read.add_argument("traces", nargs="?", default="tts-otel-out", help="file or directory")
-    read.set_defaults(handler=show_report)
-
-    tree = commands.add_parser("trace", help="the last requests as span trees with durations")
-    tree.add_argument("traces", nargs="?", default="tts-otel-out", help="file or directory")
-    tree.add_argument("--last", type=_at_least_one, default=1, help="how many requests (default 1)")
-    tree.set_defaults(handler=show_trace)
-
+    _read_commands(commands)
     check = commands.add_parser("doctor", help="check the InfluxDB in TTS_OTEL_INFLUXDB_*")
     check.set_defaults(handler=doctor)
     return parser
+
+
+def _read_commands(commands: Any) -> None:
+    """trace, report and compare: the read side (tts_otel.read.commands)."""
+    read = commands.add_parser("report", help="per-stage p50/p95/p99 and share of request time")
+    read.add_argument(
+        "traces", nargs="?", help="OTLP JSON file or directory (default tts-otel-out)"
+    )
+    read.add_argument("--by", metavar="DIM[,DIM]", help="one table per value, e.g. kv_cache")
+    read.add_argument("--every", metavar="DURATION", help="a trend: one line per bucket, e.g. 1h")
+    read.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report")
+    read.set_defaults(handler=guarded(commands_.show_report))
+
+    tree = commands.add_parser("trace", help="requests as waterfalls of their spans")
+    tree.add_argument(
+        "targets",
+        nargs="*",
+        metavar="[TRACE_ID] [FILE]",
+        help="one trace by id; OTLP JSON file or directory (default tts-otel-out)",
+    )
+    tree.add_argument("--last", type=_at_least_one, default=1, help="how many requests (default 1)")
+    tree.add_argument("--slowest", type=_at_least_one, metavar="N", help="the N slowest requests")
+    tree.add_argument("--stage", metavar="NAME", help="with --slowest: rank by this stage's time")
+    tree.set_defaults(handler=guarded(commands_.show_trace))
+
+    versus = commands.add_parser("compare", help="two selections: differences with 95%% intervals")
+    versus.add_argument("a", metavar="A", help="e.g. model_version=1.0, kv_cache=true or 2d..1d")
+    versus.add_argument("b", metavar="B", help="as A")
+    versus.add_argument(
+        "traces", nargs="?", help="OTLP JSON file or directory (default tts-otel-out)"
+    )
+    versus.add_argument("--resamples", type=_at_least_one, default=1000, help="bootstrap rounds")
+    versus.add_argument(
+        "--seed", type=int, default=0, help="of the bootstrap (same data, same output)"
+    )
+    versus.add_argument("--html", metavar="FILE", help="also write the comparison as HTML")
+    versus.set_defaults(handler=guarded(commands_.show_compare))
+    for parser in (read, tree, versus):
+        commands_.add_source_arguments(parser)
+        commands_.add_selection_arguments(parser)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,205 @@
+"""``tts-otel trace``, ``report`` and ``compare``: their arguments and what they do."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import itertools
+import os
+import random
+import re
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+from tts_otel.errors import ConfigurationError
+from tts_otel.exporters.influx_config import influx_settings
+from tts_otel.read import compare as comparing
+from tts_otel.read import summary, waterfall
+from tts_otel.read.assemble import Facts, Request, facts, requests
+from tts_otel.read.records import SpanRecord
+from tts_otel.read.selection import (
+    Selection,
+    SelectionError,
+    dimension,
+    parse_spec,
+    parse_time,
+    selection,
+)
+from tts_otel.read.sources import Progress, ReadError, Source, file_source, influx_source
+
+_TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
+_OVERRIDES = ("url", "api", "db", "rp", "org", "bucket")
+
+
+def add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("where the spans are")
+    group.add_argument(
+        "--influxdb", action="store_true",
+        help="read InfluxDB as configured by TTS_OTEL_INFLUXDB_* (v1: InfluxQL, v2: Flux)",
+    )  # fmt: skip
+    for name in _OVERRIDES:
+        group.add_argument(f"--influxdb-{name}", metavar=name.upper(),
+                           help=f"overrides TTS_OTEL_INFLUXDB_{name.upper()}")  # fmt: skip
+
+
+def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("which requests")
+    group.add_argument("--since", help="1h, 2d, 30m ago, or an ISO timestamp (UTC by default)")
+    group.add_argument("--until", help="as --since")
+    group.add_argument(
+        "--where", action="append", default=[], metavar="KEY=VALUE",
+        help="sample_rate, kv_cache, model_version, model, length_bin, streaming, outcome, "
+        "service (repeatable; all must hold)",
+    )  # fmt: skip
+
+
+def open_source(args: argparse.Namespace, path: str | None) -> Source:
+    overrides = {n: getattr(args, f"influxdb_{n}") for n in _OVERRIDES}
+    given = {name: value for name, value in overrides.items() if value is not None}
+    if not args.influxdb:
+        if given:
+            raise ReadError("--influxdb-* options need --influxdb")
+        return file_source(path or "tts-otel-out")
+    if path is not None:
+        raise ReadError(f"give a trace file ({path}) or --influxdb, not both")
+    return influx_source(influx_settings(**given))
+
+
+def _read(source: Source, chosen: Selection, progress: Progress) -> Iterator[Request]:
+    return requests(progress.count(source.spans(chosen)), chosen, source.ordered)
+
+
+def _nothing(source: Source, chosen: Selection) -> ReadError:
+    return ReadError(
+        f"no requests in {source.description} for {chosen.describe()}: widen --since/--until, "
+        "drop a --where, or check where the exporter writes"
+    )
+
+
+def _each_request(source: Source, chosen: Selection) -> Iterator[Request]:
+    """The selected requests, with progress; an error if there are none."""
+    progress = Progress(source.description)
+    found = False
+    try:
+        for request in _read(source, chosen, progress):
+            found = True
+            yield request
+    finally:
+        progress.done()
+    if not found:
+        raise _nothing(source, chosen)
+
+
+def show_trace(args: argparse.Namespace) -> int:
+    trace_id, path = _trace_targets(args.targets)
+    chosen = selection(args.since, args.until, args.where, trace_id)
+    source = open_source(args, path)
+    found = _each_request(source, chosen)
+    if trace_id is not None:
+        shown = list(found)
+    elif args.slowest:
+        shown = waterfall.slowest(found, args.slowest, args.stage)
+    else:
+        shown = waterfall.latest(found, args.last)
+    print(waterfall.render(shown))
+    return 0
+
+
+def _trace_targets(targets: list[str]) -> tuple[str | None, str | None]:
+    """``[TRACE_ID] [FILE]`` in either order: a trace id is 32 hex digits and not a path."""
+    trace_id = path = None
+    for target in targets:
+        if _TRACE_ID.match(target) and not Path(target).exists() and trace_id is None:
+            trace_id = target
+        elif path is None:
+            path = target
+        else:
+            raise SelectionError(f"expected [TRACE_ID] [FILE], got {' '.join(targets)}")
+    return trace_id, path
+
+
+def show_report(args: argparse.Namespace) -> int:
+    chosen = selection(args.since, args.until, args.where)
+    by = [dimension(d.strip()) for d in (args.by or "").split(",") if d.strip()]
+    every_ns = _every(args.every)
+    source = open_source(args, args.traces)
+    folded: list[Facts] = []
+
+    def keep(requests: Iterable[Request]) -> Iterator[Request]:
+        for request in requests:
+            folded.append(facts(request))
+            yield request
+
+    found = _each_request(source, chosen)
+    if args.html:
+        _html(args.html, _spans_of(keep(found)), title="tts-otel report")
+    else:
+        folded.extend(facts(request) for request in found)
+    groups = summary.fold(folded, by, every_ns)
+    if every_ns:
+        print(summary.render_trend(groups, by))
+    elif by:
+        print(summary.render_groups(groups, by))
+    else:
+        print(summary.render(groups[(0, ())].summary()))
+    return 0
+
+
+def _every(raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    span = -parse_time(raw, now_ns=0)
+    if span <= 0:
+        raise SelectionError(f"--every needs a duration such as 1h or 1d, got {raw!r}")
+    return span
+
+
+def _spans_of(found: Iterable[Request]) -> Iterator[SpanRecord]:
+    for request in found:
+        yield from request.spans
+
+
+class _WriteHtml(Protocol):
+    def __call__(self, path: Path, spans: Iterable[SpanRecord], **options: Any) -> None: ...
+
+
+def _html(path: str, spans: Iterable[SpanRecord], **options: Any) -> None:
+    # Imported when asked: the renderer and its plotting library load only for --html.
+    renderer = importlib.import_module("tts_otel.html_report")
+    write_html: _WriteHtml = renderer.write_html
+    write_html(Path(path), spans, **options)
+    print(f"wrote {path}", file=sys.stderr)
+
+
+def show_compare(args: argparse.Namespace) -> int:
+    shared = selection(args.since, args.until, args.where)
+    sides = [shared.narrowed(parse_spec(raw)) for raw in (args.a, args.b)]
+    source = open_source(args, args.traces)
+    collected = [[facts(r) for r in _each_request(source, side)] for side in sides]
+    rows = comparing.compare(*collected, resamples=args.resamples, rng=random.Random(args.seed))
+    print(comparing.render(rows, args.a, args.b, len(collected[0]), len(collected[1])))
+    if args.html:
+        spans = itertools.chain.from_iterable(
+            _spans_of(_each_request(source, side)) for side in sides
+        )
+        _html(args.html, spans, comparison=[row.as_dict() for row in rows],
+              title=f"tts-otel compare: {args.a} vs {args.b}")  # fmt: skip
+    return 0
+
+
+def guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """One line on stderr and exit code 2 for what the user can fix: no traceback."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except (ReadError, SelectionError, ConfigurationError) as error:
+            print(f"tts-otel: {error}", file=sys.stderr)
+            return 2
+        except BrokenPipeError:  # `| head`: the reader has what it wanted
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - so the exit flush is quiet
+            return 0
+
+    return run

@@ -1,0 +1,110 @@
+"""Requests as waterfalls: each span a bar on the request's time axis, with its duration,
+text segment, GPU time where recorded, and error. Used by ``tts-otel trace``."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections import defaultdict, deque
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Final
+
+from tts_otel import semconv
+from tts_otel.exporters.line_protocol import tag_value
+from tts_otel.read.assemble import Request
+from tts_otel.read.records import SpanRecord
+from tts_otel.read.selection import DIMENSIONS, short_name
+
+WIDTH: Final = 40
+_SHOWN_DIMENSIONS: Final = tuple(key for key in DIMENSIONS.values() if key != "service.name")
+
+
+def slowest(requests: Iterable[Request], count: int, stage: str | None = None) -> list[Request]:
+    """The ``count`` slowest, by request duration or by one stage's time; slowest first.
+
+    A heap of ``count``: the rest of the stream is never held.
+    """
+    tie = itertools.count()
+
+    def key(request: Request) -> float:
+        if stage is None:
+            return request.root.seconds
+        return request.stage_seconds().get(stage, -1.0)
+
+    heap: list[tuple[float, int, Request]] = []
+    for request in requests:
+        entry = (key(request), next(tie), request)
+        if len(heap) < count:
+            heapq.heappush(heap, entry)
+        elif entry[0] > heap[0][0]:
+            heapq.heapreplace(heap, entry)
+    return [request for _, _, request in sorted(heap, key=lambda e: (-e[0], e[1]))]
+
+
+def latest(requests: Iterable[Request], count: int) -> list[Request]:
+    """The ``count`` that started last, oldest first."""
+    kept = deque(requests, maxlen=count * 4 + 16)  # streams end in end order, not start
+    return sorted(kept, key=lambda r: r.root.start_ns)[-count:]
+
+
+def render(requests: Iterable[Request]) -> str:
+    return "\n\n".join(_waterfall(request) for request in requests)
+
+
+def _details(span: SpanRecord) -> str:
+    attributes = span.attributes
+    details = []
+    segment = attributes.get(semconv.ATTR_SEGMENT_INDEX)
+    if segment is not None:
+        details.append(f"segment {segment}")
+    gpu = attributes.get(semconv.ATTR_STAGE_GPU_DURATION)
+    if gpu is not None:
+        details.append(f"gpu {float(gpu) * 1000:.1f} ms")
+    error = attributes.get(semconv.ATTR_ERROR_TYPE)
+    if error is None and attributes.get("otel.status_code") == "Error":
+        error = "status Error"
+    if error is not None:
+        details.append(f"error {error}")
+    return f"  ({', '.join(details)})" if details else ""
+
+
+def _bar(span: SpanRecord, origin: int, total: int) -> str:
+    scale = WIDTH / total if total > 0 else 0.0
+    offset = min(WIDTH - 1, max(0, round((span.start_ns - origin) * scale)))
+    length = min(WIDTH - offset, max(1, round((span.end_ns - span.start_ns) * scale)))
+    return " " * offset + "█" * length + " " * (WIDTH - offset - length)
+
+
+def _header(root: SpanRecord) -> str:
+    start = datetime.fromtimestamp(root.start_ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    dims = [
+        f"{short_name(key)}={tag_value(root.attributes[key])}"
+        for key in _SHOWN_DIMENSIONS
+        if root.attributes.get(key) is not None
+    ]
+    return f"trace {root.trace_id}  {start[:-3]} UTC  {' '.join(dims)}".rstrip()
+
+
+def _waterfall(request: Request) -> str:
+    root = request.root
+    children: dict[str, list[SpanRecord]] = defaultdict(list)
+    known = {span.span_id for span in request.spans}
+    for span in request.children:
+        # A span whose parent is missing (not stored, or outside the tree) hangs off the root.
+        children[span.parent_id if span.parent_id in known else root.span_id].append(span)
+    total = root.end_ns - root.start_ns
+    axis = f"0 .. {total / 1e6:.1f} ms"
+    lines = [_header(root), f"{'':<44}{'':>13} |{axis:^{WIDTH}}|"]
+
+    def walk(span: SpanRecord, depth: int) -> None:
+        label = "  " * depth + span.name
+        lines.append(
+            f"{label:<44}{span.seconds * 1000:>10.1f} ms |{_bar(span, root.start_ns, total)}|"
+            f"{_details(span)}"
+        )
+        for child in sorted(children.get(span.span_id, []), key=lambda s: s.start_ns):
+            walk(child, depth + 1)
+
+    walk(root, 0)
+    return "\n".join(lines)

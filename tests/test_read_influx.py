@@ -1,0 +1,232 @@
+"""trace, report and compare on a real influxd 1.8.10 (InfluxQL and Flux) filled by the real
+exporters, checked against the same spans read from the OTLP JSON file written in the same run:
+one schema, three ways to read it, the same numbers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import tts_otel
+from tests.services import Influx18Server, free_port, influxdb, influxdb18
+from tts_otel import cli
+from tts_otel.exporters.influx_config import influx_settings
+from tts_otel.read.influxql import InfluxQLSource
+from tts_otel.read.selection import Selection
+from tts_otel.telemetry import Telemetry, set_telemetry
+
+DB = "tts"
+REQUESTS = 24
+
+
+@dataclass(frozen=True)
+class Stored:
+    server: Influx18Server
+    directory: Path
+    failed_trace: str
+
+
+def _workload(telemetry: Telemetry) -> str:
+    """Requests with and without KV cache (acoustic 3x slower without), two model versions,
+    two text segments each, and one failure; returns the failed request's trace id."""
+    for index in range(REQUESTS):
+        kv_cache = index % 2 == 0
+        with tts_otel.synthesis(
+            model="ref", model_version="1.1" if index % 3 else "1.0", kv_cache=kv_cache,
+            sample_rate=24_000 if index % 4 < 2 else 32_000, text="你好。Hello there.",
+            telemetry=telemetry,
+        ) as request:  # fmt: skip
+            with request.stage("text_normalization"):
+                time.sleep(0.001)
+            for segment in range(2):
+                with request.segment(segment):
+                    with request.stage("acoustic"):
+                        time.sleep(0.004 if kv_cache else 0.012)
+                    with request.stage("vocoder"):
+                        time.sleep(0.002)
+            request.audio(seconds=0.5)
+    trace_ids: list[str] = []
+    with pytest.raises(RuntimeError, match="out of memory"):
+        _failing(telemetry, trace_ids)
+    return trace_ids[0]
+
+
+def _failing(telemetry: Telemetry, trace_ids: list[str]) -> None:
+    with tts_otel.synthesis(
+        model="ref", model_version="1.1", kv_cache=True, telemetry=telemetry
+    ) as request:
+        trace_ids.append(format(request.span.get_span_context().trace_id, "032x"))
+        with request.stage("acoustic"):
+            raise RuntimeError("out of memory")
+
+
+def _v1_env(
+    monkeypatch: pytest.MonkeyPatch, url: str, password: str = Influx18Server.PASSWORD
+) -> None:
+    for name, value in (("URL", url), ("DB", DB), ("USERNAME", Influx18Server.USER),
+                        ("PASSWORD", password), ("API", "v1")):  # fmt: skip
+        monkeypatch.setenv(f"TTS_OTEL_INFLUXDB_{name}", value)
+
+
+def _v2_env(monkeypatch: pytest.MonkeyPatch, server: Influx18Server) -> None:
+    for name, value in (("URL", server.url), ("API", "v2"), ("TOKEN", server.token),
+                        ("ORG", server.ORG), ("BUCKET", server.bucket(DB))):  # fmt: skip
+        monkeypatch.setenv(f"TTS_OTEL_INFLUXDB_{name}", value)
+
+
+@pytest.fixture(scope="module")
+def stored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stored]:
+    tmp = tmp_path_factory.mktemp("read")
+    with influxdb18(tmp / "influx") as server, pytest.MonkeyPatch.context() as patch:
+        server.create_database(DB)
+        _v1_env(patch, server.url)
+        telemetry = tts_otel.configure(
+            service_name="tts-read", exporters=["influxdb", "file"], output_dir=tmp / "out",
+            set_global=False, nvml=False, cuda=None, flush_on_signals=False,
+        )  # fmt: skip
+        failed = _workload(telemetry)
+        telemetry.shutdown()
+        set_telemetry(None)
+        yield Stored(server, tmp / "out", failed)
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    code = cli.main(list(argv))
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    return captured.out
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["report", "--by", "kv_cache,sample_rate"],
+        ["report", "--where", "model_version=1.1", "--where", "outcome=ok", "--every", "1h"],
+        ["trace", "--slowest", "3"],
+        ["trace", "--slowest", "2", "--stage", "vocoder", "--where", "kv_cache=false"],
+        ["trace", "--last", "2"],
+        ["compare", "kv_cache=true", "kv_cache=false", "--resamples", "200"],
+        ["compare", "model_version=1.0", "model_version=1.1", "--resamples", "200"],
+    ],
+)
+def test_influxql_flux_and_the_file_give_the_same_output(
+    stored: Stored, command: list[str], monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    at = next((i for i, arg in enumerate(command) if arg.startswith("--")), len(command))
+    from_file = _run(capsys, *command[:at], str(stored.directory), *command[at:])
+    _v1_env(monkeypatch, stored.server.url)
+    from_influxql = _run(capsys, *command, "--influxdb", "--since", "1h")
+    monkeypatch.delenv("TTS_OTEL_INFLUXDB_USERNAME")
+    monkeypatch.delenv("TTS_OTEL_INFLUXDB_PASSWORD")
+    _v2_env(monkeypatch, stored.server)
+    from_flux = _run(capsys, *command, "--influxdb", "--since", "1h")
+    assert from_file == from_influxql == from_flux
+    assert "tts." in from_file or "p50" in from_file
+
+
+def test_report_shows_both_configurations_and_the_slow_acoustic(
+    stored: Stored, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _v1_env(monkeypatch, stored.server.url)
+    out = _run(capsys, "report", "--influxdb", "--by", "kv_cache")
+    assert "== kv_cache=false ==" in out
+    assert "== kv_cache=true ==" in out
+    blocks = out.split("== kv_cache=true ==")
+    acoustic_off = float(blocks[0].split("\nacoustic")[1].split()[0])
+    acoustic_on = float(blocks[1].split("\nacoustic")[1].split()[0])
+    assert acoustic_off > 2 * acoustic_on  # 24 ms against 8 ms per request
+    assert "requests 13 (errors 1)" in blocks[1]
+
+
+def test_compare_detects_the_kv_cache(
+    stored: Stored, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _v1_env(monkeypatch, stored.server.url)
+    out = _run(capsys, "compare", "--influxdb", "kv_cache=true,outcome=ok", "kv_cache=false")
+    acoustic = next(line for line in out.splitlines() if line.startswith("acoustic   ")).split()
+    assert acoustic[1] == "p50"
+    assert acoustic[-2:] == ["B", "slower"]
+    assert 10 < float(acoustic[4]) < 25  # 24 ms - 8 ms, give or take the scheduler
+
+
+def test_one_trace_by_id_shows_its_error(
+    stored: Stored, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _v2_env(monkeypatch, stored.server)
+    out = _run(capsys, "trace", stored.failed_trace, "--influxdb")
+    assert out.startswith(f"trace {stored.failed_trace}")
+    assert "error RuntimeError" in out
+    assert out.count("tts.synthesize") == 1
+
+
+def test_small_chunks_stream_the_same_spans(stored: Stored) -> None:
+    settings = influx_settings(url=stored.server.url, db=DB, username=Influx18Server.USER,
+                               password=Influx18Server.PASSWORD)  # fmt: skip
+    whole = list(InfluxQLSource(settings).spans(Selection()))
+    chunked = list(InfluxQLSource(settings, chunk_size=7).spans(Selection()))
+    assert len(whole) == len(chunked) > REQUESTS * 6
+    assert [s.span_id for s in whole] == [s.span_id for s in chunked]
+    assert [s.start_ns for s in whole] == sorted(s.start_ns for s in whole)
+
+
+def _fails(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    assert cli.main(list(argv)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "Traceback" not in err
+    return err
+
+
+def test_errors_say_what_was_searched_and_how_to_fix_it(
+    stored: Stored, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _v1_env(monkeypatch, f"http://127.0.0.1:{free_port()}")
+    err = _fails(capsys, "report", "--influxdb")
+    assert "cannot reach InfluxDB" in err
+    assert "TTS_OTEL_INFLUXDB_URL" in err
+
+    _v1_env(monkeypatch, stored.server.url, password="wrong")
+    err = _fails(capsys, "trace", "--influxdb", "--slowest", "1")
+    assert "refused the credentials" in err
+    assert "TTS_OTEL_INFLUXDB_PASSWORD" in err
+
+    _v1_env(monkeypatch, stored.server.url)
+    err = _fails(capsys, "report", "--influxdb", "--until", "2001-01-01T00:00:00")
+    assert "no requests in InfluxDB (v1, InfluxQL)" in err
+    assert "db=tts" in err
+    assert "until 2001-01-01T00:00:00" in err
+
+    err = _fails(capsys, "report", "--influxdb", "--influxdb-db", "nope")
+    assert "database not found" in err
+    assert "TTS_OTEL_INFLUXDB_DB" in err
+
+    monkeypatch.setenv("TTS_OTEL_INFLUXDB_API", "v2")
+    for name, value in (("TOKEN", "admin:wrong"), ("ORG", "-"), ("BUCKET", "tts/autogen")):
+        monkeypatch.setenv(f"TTS_OTEL_INFLUXDB_{name}", value)
+    err = _fails(capsys, "compare", "--influxdb", "kv_cache=true", "kv_cache=false")
+    assert "401" in err
+    assert "TTS_OTEL_INFLUXDB_TOKEN" in err
+
+
+def test_debian_influxd_1_6_answers_the_same_influxql(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The InfluxQL path on the oldest server it claims (Debian's 1.6.7, no Flux)."""
+    with influxdb(tmp_path / "influx16") as old:
+        old.create_database(DB)
+        _v1_env(monkeypatch, old.url)
+        telemetry = tts_otel.configure(
+            service_name="tts-read", exporters=["influxdb", "file"], output_dir=tmp_path / "out",
+            set_global=False, nvml=False, cuda=None, flush_on_signals=False,
+        )  # fmt: skip
+        _workload(telemetry)
+        telemetry.shutdown()
+        set_telemetry(None)
+        for command in (["report", "--by", "kv_cache"], ["trace", "--slowest", "2"]):
+            from_file = _run(capsys, *command, str(tmp_path / "out"))
+            assert _run(capsys, *command, "--influxdb") == from_file
