@@ -118,3 +118,24 @@ def test_read_commands_fail_in_one_line(tmp_path: Path, capsys: pytest.CaptureFi
     assert "cannot read the time 'yesterday'" in capsys.readouterr().err
     assert cli.main(["report", str(tmp_path), "--influxdb-url", "http://x"]) == 2
     assert "need --influxdb" in capsys.readouterr().err
+
+
+def test_report_and_compare_write_html(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    telemetry = tts_otel.configure(
+        exporters="file", output_dir=tmp_path, set_global=False, nvml=False,
+        flush_on_signals=False,
+    )  # fmt: skip
+    for index in range(6):
+        with tts_otel.synthesis(model="m", kv_cache=index % 2 == 0) as req:
+            with req.stage("vocoder"):
+                pass
+            req.audio(seconds=1.0)
+    telemetry.shutdown()
+    page = tmp_path / "report.html"
+    assert cli.main(["report", str(tmp_path), "--html", str(page)]) == 0
+    assert "requests 6 (errors 0)" in capsys.readouterr().out
+    assert page.read_text(encoding="utf-8").lstrip().lower().startswith("<!doctype html")
+    versus = tmp_path / "compare.html"
+    argv = ["compare", "kv_cache=true", "kv_cache=false", str(tmp_path), "--html", str(versus)]
+    assert cli.main(argv) == 0
+    assert "no detectable difference" in versus.read_text(encoding="utf-8")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import itertools
 import os
 import random
@@ -11,7 +10,7 @@ import re
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from tts_otel.errors import ConfigurationError
 from tts_otel.exporters.influx_config import influx_settings
@@ -161,14 +160,10 @@ def _spans_of(found: Iterable[Request]) -> Iterator[SpanRecord]:
         yield from request.spans
 
 
-class _WriteHtml(Protocol):
-    def __call__(self, path: Path, spans: Iterable[SpanRecord], **options: Any) -> None: ...
-
-
 def _html(path: str, spans: Iterable[SpanRecord], **options: Any) -> None:
     # Imported when asked: the renderer and its plotting library load only for --html.
-    renderer = importlib.import_module("tts_otel.html_report")
-    write_html: _WriteHtml = renderer.write_html
+    from tts_otel.html_report import write_html
+
     write_html(Path(path), spans, **options)
     print(f"wrote {path}", file=sys.stderr)
 

@@ -97,7 +97,12 @@ def _waterfall(request: Request) -> str:
     axis = f"0 .. {total / 1e6:.1f} ms"
     lines = [_header(root), f"{'':<44}{'':>13} |{axis:^{WIDTH}}|"]
 
+    drawn: set[int] = set()
+
     def walk(span: SpanRecord, depth: int) -> None:
+        if id(span) in drawn:  # stored ids can repeat (a cycle would never end)
+            return
+        drawn.add(id(span))
         label = "  " * depth + span.name
         lines.append(
             f"{label:<44}{span.seconds * 1000:>10.1f} ms |{_bar(span, root.start_ns, total)}|"

@@ -1,0 +1,163 @@
+"""Reading spans back: ``tts-otel report --since`` and ``trace --slowest 10`` over 50,000 and
+200,000 spans stored as request trees in a real influxd (1.8.10, InfluxQL and Flux).
+
+Each command runs in its own process; its wall time and peak RSS (``wait4``'s ru_maxrss)
+are printed with spans/s. Peak memory should not grow with the span count: the reader
+holds one chunk and the requests in flight, plus one float per request and stage.
+
+Usage: python benchmarks/query.py [SPANS ...]   (default 50000 200000)
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from tts_otel.exporters.influxdb import DEFAULT_SPAN_DIMENSIONS, InfluxWriter, influx_settings
+from tts_otel.exporters.line_protocol import SPANS, go_json, line
+
+# tests.services starts influxd on loopback, as the other benchmarks do.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+MS = 10**6
+SEGMENTS = 2
+FLUX_MAX_SPANS = 50_000
+SPANS_PER_REQUEST = 2 + 5 * SEGMENTS  # root, speaker embedding, 5 stage spans per segment
+
+
+def request_lines(index: int, start: int, rng: random.Random) -> Iterator[str]:
+    """One request tree in the collector's schema, as the exporters write it."""
+    trace = f"{rng.getrandbits(128):032x}"
+    kv_cache = index % 2 == 0
+    config = {"service.name": "tts-bench", "tts.model.name": "glm-tts",
+              "tts.model.version": "1.1" if index % 3 else "1.0",
+              "tts.kv_cache": str(kv_cache).lower(),
+              "tts.sample_rate": "24000" if index % 4 < 2 else "32000", "tts.streaming": "false",
+              "tts.text.length_bin": ("short", "medium", "long")[index % 3]}  # fmt: skip
+    root_id = f"{rng.getrandbits(64):016x}"
+    cursor = start
+
+    def span(name: str, stage: str | None, ms: float, parent: str, segment: int | None) -> str:
+        nonlocal cursor
+        span_id = f"{rng.getrandbits(64):016x}" if stage else root_id
+        duration = int(ms * MS)
+        tags = {**config, "trace_id": trace, "span_id": span_id}
+        attributes: dict[str, object] = {"tts.gpu.memory.peak": 2**30} if not stage else {}
+        if stage:
+            tags["tts.stage"] = stage
+        if segment is not None:
+            attributes["tts.segment.index"] = segment
+        fields = {"span.name": name, "span.kind": "Internal", "parent_span_id": parent,
+                  "end_time_unix_nano": cursor + duration, "duration_nano": duration,
+                  "attributes": go_json(attributes)}  # fmt: skip
+        begin = cursor
+        if stage and "." not in stage:
+            cursor += duration
+        text = line(SPANS, tags, fields, begin)
+        assert text is not None
+        return text
+
+    total = 0.0
+    children = [("tts.speaker_embedding", "speaker_embedding", rng.uniform(10, 20), None)]
+    for segment in range(SEGMENTS):
+        llm = rng.lognormvariate(5.5 if kv_cache else 6.4, 0.3)
+        flow, vocoder = rng.uniform(40, 60), rng.uniform(20, 40)
+        children += [("tts.text_normalization", "text_normalization", 0.5, segment),
+                     ("tts.acoustic", "acoustic", llm + flow, segment),
+                     ("tts.acoustic.llm", "acoustic.llm", llm, segment),
+                     ("tts.acoustic.flow", "acoustic.flow", flow, segment),
+                     ("tts.vocoder", "vocoder", vocoder, segment)]  # fmt: skip
+        total += 0.5 + llm + flow + vocoder
+    total += children[0][2]
+    yield span("tts.synthesize", None, total, "", None)
+    for name, stage, ms, segment in children:
+        yield span(name, stage, ms, root_id, segment)
+
+
+def load(writer: InfluxWriter, spans: int) -> None:
+    rng = random.Random(spans)
+    requests = spans // SPANS_PER_REQUEST
+    # Spread over the last 50 minutes, 8 requests in flight at a time.
+    step = 50 * 60 * 10**9 // requests
+    first = time.time_ns() - 50 * 60 * 10**9
+    batch: list[str] = []
+    for index in range(requests):
+        batch.extend(request_lines(index, first + index * step, rng))
+        if len(batch) >= 10_000:
+            assert writer.write(batch), "influxd refused a batch"
+            batch = []
+    if batch:
+        assert writer.write(batch), "influxd refused a batch"
+
+
+def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """(seconds, peak RSS in MiB) of one tts-otel command in a process of its own."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tts_otel.cli", *argv], env=env, stdout=out, stderr=err
+        )
+        _, status, usage = os.wait4(process.pid, 0)  # this child's own peak, not all children's
+        seconds = time.perf_counter() - start
+        process.returncode = os.waitstatus_to_exitcode(status)
+        if process.returncode != 0:
+            err.seek(0)
+            raise SystemExit(f"tts-otel {' '.join(argv)} failed: {err.read().decode().strip()}")
+    return seconds, usage.ru_maxrss / 1024
+
+
+def main(sizes: list[int]) -> None:
+    from tests.services import Influx18Server
+
+    limits = {"max-values-per-tag": "0", "max-series-per-database": "0"}
+    with tempfile.TemporaryDirectory() as tmp:
+        server = Influx18Server(Path(tmp), limits)
+        server.start()
+        try:
+            for spans in sizes:
+                run_size(server, spans)
+        finally:
+            server.kill()
+
+
+def run_size(server: object, spans: int) -> None:
+    from tests.services import Influx18Server
+
+    assert isinstance(server, Influx18Server)
+    db = f"bench{spans}"
+    server.create_database(db)
+    settings = influx_settings(environ={}, url=server.url, db=db, username=server.USER,
+                               password=server.PASSWORD, timeout_s=120)  # fmt: skip
+    writer = InfluxWriter(settings)
+    start = time.perf_counter()
+    load(writer, spans)
+    writer.close()
+    stored = spans // SPANS_PER_REQUEST * SPANS_PER_REQUEST
+    took = time.perf_counter() - start
+    print(f"\n{stored:,} spans ({stored // SPANS_PER_REQUEST:,} requests, "
+          f"{len(DEFAULT_SPAN_DIMENSIONS)} dimension tags) loaded in {took:.1f} s")  # fmt: skip
+    base = {**os.environ, "TTS_OTEL_INFLUXDB_URL": server.url, "TTS_OTEL_INFLUXDB_TIMEOUT": "120"}
+    v1 = {**base, "TTS_OTEL_INFLUXDB_DB": db, "TTS_OTEL_INFLUXDB_USERNAME": server.USER,
+          "TTS_OTEL_INFLUXDB_PASSWORD": server.PASSWORD, "TTS_OTEL_INFLUXDB_API": "v1"}  # fmt: skip
+    v2 = {**base, "TTS_OTEL_INFLUXDB_API": "v2", "TTS_OTEL_INFLUXDB_TOKEN": server.token,
+          "TTS_OTEL_INFLUXDB_ORG": server.ORG,
+          "TTS_OTEL_INFLUXDB_BUCKET": server.bucket(db)}  # fmt: skip
+    # Flux on 1.8 spends ~1 ms a span in pivot/group/sort on the server (measured here):
+    # at 200,000 spans that is minutes, so it runs on the smaller sizes only.
+    paths = [("InfluxQL", v1)] + ([("Flux", v2)] if spans <= FLUX_MAX_SPANS else [])
+    for api, env in paths:
+        for argv in (["report", "--influxdb", "--since", "1h"],
+                     ["trace", "--influxdb", "--since", "1h", "--slowest", "10"]):  # fmt: skip
+            seconds, peak = timed(argv, env)
+            print(f"  {api:<8} {' '.join(argv[:1] + argv[2:]):<32} {seconds:6.2f} s  "
+                  f"{stored / seconds:>9,.0f} spans/s  peak RSS {peak:6.1f} MiB")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main([int(arg) for arg in sys.argv[1:]] or [50_000, 200_000])

@@ -1,0 +1,87 @@
+"""The read side's pieces without a server: selections, streaming assembly, the Flux query."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+
+import pytest
+
+from tts_otel.exporters.influx_config import influx_settings
+from tts_otel.read import assemble, flux, influxql, waterfall
+from tts_otel.read.records import SpanRecord
+from tts_otel.read.selection import Selection, SelectionError, parse_spec, parse_time, selection
+
+HOUR = 3600 * 10**9
+
+
+def _trees(count: int, concurrent: int = 4) -> Iterator[SpanRecord]:
+    """``count`` requests, ``concurrent`` overlapping at a time, spans in start order."""
+    spans = []
+    rng = random.Random(5)
+    for index in range(count):
+        start = index * 100 // concurrent * 10**6
+        trace = f"{index:032x}"
+        root = SpanRecord(trace, "tts.synthesize", start, start + 100 * 10**6,
+                          {"tts.kv_cache": index % 2 == 0}, f"{index:08x}ffffffff")  # fmt: skip
+        spans.append(root)
+        for stage in range(3):
+            begin = start + stage * 30 * 10**6 + rng.randrange(10**6)
+            spans.append(SpanRecord(trace, f"tts.s{stage}", begin, begin + 20 * 10**6,
+                                    {"tts.stage": f"s{stage}"}, f"{index:08x}{stage:08x}",
+                                    root.span_id))  # fmt: skip
+    return iter(sorted(spans, key=lambda s: s.start_ns))
+
+
+def test_streaming_assembly_matches_grouping_and_holds_only_requests_in_flight() -> None:
+    streamed = list(assemble.requests(_trees(500), Selection(), ordered=True))
+    grouped = list(assemble.requests(_trees(500), Selection(), ordered=False))
+    assert len(streamed) == len(grouped) == 500
+    key = {r.root.trace_id: r.stage_seconds() for r in grouped}
+    assert all(key[r.root.trace_id] == r.stage_seconds() for r in streamed)
+    # Each request is handed on before the stream is 10 requests further.
+    position = {span.trace_id: i for i, span in enumerate(_trees(500)) if span.parent_id == ""}
+    for order, request in enumerate(streamed):
+        assert order >= position[request.root.trace_id] // 4 - 10
+
+
+def test_selection_filters_requests_by_dimension_and_outcome() -> None:
+    chosen = Selection(where=(("tts.kv_cache", "true"), ("tts.outcome", "ok")))
+    found = list(assemble.requests(_trees(10), chosen, ordered=True))
+    assert len(found) == 5
+
+
+def test_times_and_specs() -> None:
+    now = 10 * 24 * HOUR
+    assert parse_time("1h", now) == now - HOUR
+    assert parse_time("2d", now) == now - 48 * HOUR
+    assert parse_time("1970-01-01T01:00:00", now) == HOUR
+    assert parse_time("1970-01-01T02:00:00+01:00", now) == HOUR
+    spec = parse_spec("2d..1d,model_version=1.1", now)
+    assert (spec.since_ns, spec.until_ns) == (now - 48 * HOUR, now - 24 * HOUR)
+    assert spec.where == (("tts.model.version", "1.1"),)
+    with pytest.raises(SelectionError, match="KEY=VALUE"):
+        selection(None, None, ["kv_cache"])
+
+
+def test_queries_push_the_range_and_tags_to_the_server() -> None:
+    settings = influx_settings(environ={}, org="-", bucket="tts/autogen", token="u:p")
+    chosen = Selection(since_ns=HOUR, where=(("tts.kv_cache", "true"), ("tts.outcome", "ok")))
+    text = flux.query(settings, chosen)
+    assert "range(start: 1970-01-01T01:00:00.000000000Z, stop: now())" in text
+    assert 'r["tts.kv_cache"] == "true"' in text
+    assert "tts.outcome" not in text  # not a tag: filtered on the request
+    statement = influxql.statement(influx_settings(environ={}), chosen)
+    assert f"time >= {HOUR}" in statement
+    assert "\"tts.kv_cache\"::tag = 'true'" in statement
+    assert flux.string('a"${b}\\') == '"a\\"\\${b}\\\\"'
+
+
+def test_waterfall_bars_sit_on_the_request_axis() -> None:
+    (request,) = assemble.requests(_trees(1), Selection(), ordered=True)
+    lines = waterfall.render([request]).splitlines()
+    bars = [line.split("|")[1] for line in lines[2:]]
+    assert bars[0] == "█" * waterfall.WIDTH
+    assert bars[1].startswith("█")
+    assert not bars[3].startswith("█")
+    assert waterfall.slowest([request], 1, stage="s1") == [request]
