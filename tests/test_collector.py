@@ -37,6 +37,7 @@ ROOT = Path(__file__).parent.parent
 V1_CONFIG = ROOT / "collector" / "config-influxdb-v1.yaml"
 CONFIGS = [ROOT / "collector" / "config.yaml", V1_CONFIG]
 AUTH = ROOT / "collector" / "auth.yaml"
+HOST = ROOT / "collector" / "host.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +80,9 @@ def test_shipped_configs_validate(otelcol: str, config: Path) -> None:
     done = _validate(otelcol, config, AUTH, OTELCOL_OTLP_BEARER_TOKEN="s3cret")
     assert done.returncode == 0, done.stderr
     assert "no bearer token provided" in _validate(otelcol, config, AUTH).stderr
+    done = _validate(otelcol, config, AUTH, HOST, OTELCOL_OTLP_BEARER_TOKEN="t",
+                     OTELCOL_HOST_NAME="node-1")  # fmt: skip
+    assert done.returncode == 0, done.stderr
 
 
 def _default(value: str) -> str:
@@ -133,7 +137,6 @@ def stack(otelcol: str, tmp_path: Path) -> Iterator[tuple[InfluxServer, Collecto
         for database in ("collector", "direct"):
             server.create_database(database)
         collector = Collector(otelcol, V1_CONFIG, tmp_path, server, "collector")
-        collector.env["OTELCOL_HOST_NAME"] = "tts-node-7"
         collector.start()
         try:
             yield server, collector
@@ -206,8 +209,6 @@ def test_a_run_reaches_influxdb_and_prometheus_through_the_collector(
     page = wait_for(scraped, 30, "the collector's prometheus endpoint")
     assert 'tts_stage="vocoder"' in page
     assert 'le="2.5"' in page
-    # The resource processor filled in host.name, which the SDK does not send.
-    assert f'host_name="{collector.env["OTELCOL_HOST_NAME"]}"' in page
 
 
 def _schema(server: InfluxServer, database: str) -> dict[str, dict[str, object]]:
@@ -237,9 +238,6 @@ def test_both_paths_write_the_same_schema(
     monkeypatch.setenv("TTS_OTEL_INFLUXDB_DB", "direct")
     monkeypatch.setenv("TTS_OTEL_INFLUXDB_USERNAME", server.USER)
     monkeypatch.setenv("TTS_OTEL_INFLUXDB_PASSWORD", server.PASSWORD)
-    # The collector inserts host.name where a sender lacks it, which the direct path cannot:
-    # a service that names its host sends it down both paths, and the collector keeps it.
-    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "host.name=tts-node-7")
     collected = InMemorySpanExporter()
     telemetry = _configure("otlp", "influxdb", SimpleSpanProcessor(collected))
     pipeline = ReferencePipeline(flow_steps=1)
@@ -317,11 +315,12 @@ def _post_empty_traces(url: str, context: ssl.SSLContext, token: str | None = No
         return error.code
 
 
-def test_otlp_over_tls_with_a_bearer_token_reaches_influxdb(
+def test_otlp_over_tls_with_a_bearer_token_and_host_name_reaches_influxdb(
     otelcol: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The shipped config with TLS on and auth.yaml merged over it, as the README says to run it;
-    the service's standard OTLP exporter set up by its OTEL_EXPORTER_OTLP_* variables only."""
+    """The shipped config with TLS on, auth.yaml and host.yaml merged over it, as the README
+    says to run it; the service's standard OTLP exporter set up by its OTEL_EXPORTER_OTLP_*
+    variables only."""
     token = "s3cret-token"
     cert, key = _self_signed_certificate(tmp_path)
     with influxdb(tmp_path / "influx") as server:
@@ -330,10 +329,11 @@ def test_otlp_over_tls_with_a_bearer_token_reaches_influxdb(
         collector.env.update(
             OTELCOL_OTLP_TLS_ENABLED="true", OTELCOL_OTLP_TLS_CERT_FILE=str(cert),
             OTELCOL_OTLP_TLS_KEY_FILE=str(key), OTELCOL_OTLP_BEARER_TOKEN=token,
+            OTELCOL_HOST_NAME="tts-node-7",
         )  # fmt: skip
         for name, value in collector.env.items():
             monkeypatch.setenv(name, value)
-        command = [otelcol, "--config", str(V1_CONFIG), "--config", str(AUTH)]
+        command = [otelcol, *(f"--config={path}" for path in (V1_CONFIG, AUTH, HOST))]
         with running(command, tmp_path / "collector.log", f"http://127.0.0.1:{collector.health}/"):
             url = f"https://127.0.0.1:{collector.http}"
             trusted = ssl.create_default_context(cafile=str(cert))
@@ -365,3 +365,10 @@ def test_otlp_over_tls_with_a_bearer_token_reaches_influxdb(
             }
             stored = _spans(server, "collector", len(sent))
             assert {str(row["span_id"]) for row in stored} == sent
+
+            def hosts() -> set[str]:
+                statement = 'SHOW TAG VALUES FROM "tts.requests" WITH KEY = "host.name"'
+                return {str(row["value"]) for row in server.query(statement, "collector")}
+
+            # The SDK sends no host.name by default: host.yaml inserted the collector's.
+            assert wait_for(hosts, 60, "metrics with host.name") == {"tts-node-7"}
