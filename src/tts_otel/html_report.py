@@ -378,7 +378,7 @@ def _waterfall(go: Any, spans: Sequence[SpanRecord]) -> Any:
         f" \u2014 {configuration} \u2014 {_when(root.start_ns):%Y-%m-%d %H:%M:%S} UTC",
         template="plotly_white", height=max(220, 60 + 22 * len(ordered)),
         margin={"l": 260, "r": 30, "t": 50, "b": 40}, xaxis_title="ms since the request began",
-        showlegend=False,
+        showlegend=False, title_font_size=13,  # a long title, clear of the toolbar
     )  # fmt: skip
     figure.update_yaxes(tickvals=rows, ticktext=labels, autorange="reversed")
     return figure
