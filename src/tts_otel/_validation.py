@@ -9,6 +9,53 @@ import threading
 
 _log = logging.getLogger("tts_otel")
 
+# The largest count a metric backend stores (int64): the SDK turns a larger int into a
+# float to check it and raises OverflowError, and not on the request's thread but on the
+# one that records the metric buffer, or in force_flush().
+MAX_COUNT = 2**63 - 1
+
+# Enough of a rejected value to recognise it in a warning; a 1 MB string is not logged whole.
+_SHOWN_CHARS = 200
+
+
+def describe(value: object) -> str:
+    """``repr(value)`` for a log line, bounded, and never raising.
+
+    The value is one the service got wrong, so its ``__repr__`` may be wrong
+    too: formatted lazily by logging, a raising ``__repr__`` becomes a
+    "--- Logging error ---" traceback on stderr (and an exception where a
+    handler re-raises, as pytest's does). Fall back to the type's name.
+    """
+    try:
+        shown = repr(value)
+        if not isinstance(shown, str):
+            raise TypeError("__repr__ returned a non-string")
+    except Exception:
+        return f"<{type(value).__qualname__} that cannot be printed>"
+    if len(shown) > _SHOWN_CHARS:
+        return f"{shown[:_SHOWN_CHARS]}... ({len(shown)} characters)"
+    return shown
+
+
+def plain(value: object) -> object:
+    """``value`` as its exact builtin type where it subclasses ``str``, ``int`` or ``float``.
+
+    A ``str``-valued enum is a fine model name, but a subclass may also override
+    ``__hash__``, ``__eq__`` or ``__len__``, which the SDK, the cardinality guard
+    and the exporters call long after the service's call returned. The exact
+    copy keeps the value and drops the behaviour. Other values are returned as given.
+    """
+    kind = type(value)
+    if kind is str or kind is int or kind is float or kind is bool:
+        return value
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, int):
+        return int.__index__(value)
+    if isinstance(value, float):
+        return float.__float__(value)
+    return value
+
 
 class ValueChecker:
     """Accepts finite, non-negative numbers; counts and warns once about the rest."""
@@ -22,7 +69,13 @@ class ValueChecker:
         if isinstance(value, bool) or not isinstance(value, int | float):
             self.reject(name, value, "not a number")
             return None
-        result = float(value)
+        try:
+            result = float(value)
+        except Exception:
+            # An int too large for a float (OverflowError), or a subclass whose
+            # __float__ raises: the service's value, not the service's error.
+            self.reject(name, value, "not convertible to a float")
+            return None
         if not math.isfinite(result):
             self.reject(name, value, "not finite")
             return None
@@ -45,6 +98,9 @@ class ValueChecker:
         if not number.is_integer():
             self.reject(name, value, "not a whole number")
             return None
+        if number > MAX_COUNT:
+            self.reject(name, value, "larger than int64")
+            return None
         return int(number)
 
     def reject(self, name: str, value: object, reason: str) -> None:
@@ -55,10 +111,10 @@ class ValueChecker:
             self._warned.add((name, reason))
         if first:
             _log.warning(
-                "tts-otel dropped %s=%r (%s); later values with the same problem are dropped "
+                "tts-otel dropped %s=%s (%s); later values with the same problem are dropped "
                 "silently and counted in tts.telemetry.dropped",
                 name,
-                value,
+                describe(value),
                 reason,
             )
         return None

@@ -17,11 +17,11 @@ from opentelemetry.util.types import AttributeValue
 
 from tts_otel import semconv
 from tts_otel._context import current_request, current_segment
-from tts_otel._validation import ValueChecker
+from tts_otel._validation import MAX_COUNT, ValueChecker, plain
 from tts_otel.config import TextRecording
 from tts_otel.gpu import GpuInterval, RequestGpu
 from tts_otel.metric_buffer import Measurement
-from tts_otel.stages import Stage, mark_error, restore_context
+from tts_otel.stages import Stage, mark_error, restore_context, set_span_attribute
 from tts_otel.telemetry import Telemetry, get_telemetry
 
 _log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ class _Checked:
             return None
         wrong_bool = kind is int and isinstance(value, bool)
         if isinstance(value, kind) and not wrong_bool:
-            return value
+            return cast(T, plain(value))
         self._checker.reject(name, value, f"not a {kind.__name__}")
         return None
 
@@ -82,7 +82,11 @@ class Synthesis:
         telemetry: Telemetry | None = None,
         start: float | None = None,
     ) -> None:
-        self.telemetry = telemetry or get_telemetry()
+        # Not ``telemetry or get_telemetry()``: a hostile object's __bool__ may
+        # raise, and anything but a Telemetry fails on every later call.
+        self.telemetry = telemetry if isinstance(telemetry, Telemetry) else get_telemetry()
+        if telemetry is not None and telemetry is not self.telemetry:
+            self.telemetry.values.reject("telemetry", telemetry, "not a Telemetry")
         self.sample_rate: int | None = None
         self.characters: int | None = None
         self._span: Span | None = None
@@ -101,10 +105,11 @@ class Synthesis:
         self._playback_end: float | None = None  # when a listener runs out of audio
         self._underrun = 0.0
         self._stalls = 0
-        self._backdate = start
+        self._backdate: float | None = None
         self._anchor = (time_ns(), perf_counter())
         self._start = 0.0
         self._finished = False
+        self._exited = False
         self._entered = False
         self.context: Context = context.get_current()
         self._previous_context = self.context
@@ -113,13 +118,19 @@ class Synthesis:
         self.gpu: RequestGpu | None = None
         self._finalizers: list[Callable[[BaseException | None], None]] = []
         try:
+            if start is not None:
+                # Compared with perf_counter() on entry: a non-number would raise there.
+                self._backdate = self.telemetry.values.number("start", start)
             self._describe(
                 model, model_version, sample_rate, kv_cache, streaming, text, characters,
                 language, prompt_text, record_text, attributes,
             )  # fmt: skip
-            self._entered = True
         except Exception:
-            _log.exception("tts-otel: could not describe the request; it runs unmeasured")
+            # Still measured, with the attributes described so far: an unmeasured
+            # request would not be current, so a stage left open in it could not
+            # be taken off the caller's context when the request ends.
+            _log.exception("tts-otel: could not describe the request; it has fewer attributes")
+        self._entered = True
 
     def _describe(
         self, model: object, model_version: object, sample_rate: object, kv_cache: object,
@@ -166,12 +177,27 @@ class Synthesis:
         self._record_text(input_text, record_text)
         if attributes is not None:
             if isinstance(attributes, Mapping):
-                self._attributes.update(cast(Mapping[str, AttributeValue], attributes))
+                self._add_attributes(attributes)
             else:
                 checker.reject("attributes", attributes, "not a mapping")
 
+    def _add_attributes(self, attributes: Mapping[object, object]) -> None:
+        """The service's extra attributes, one at a time: a bad one costs itself only.
+
+        Keys must be strings (the SDK would drop others, but a str subclass whose
+        ``__hash__`` raises would fail the request span's start); values are
+        checked by the SDK when the span starts.
+        """
+        for key, item in list(attributes.items()):
+            name = plain(key)
+            if isinstance(name, str):
+                self._attributes[name] = cast(AttributeValue, plain(item))
+            else:
+                self.telemetry.values.reject("attributes", key, "key not a str")
+
     def _record_text(self, text: str | None, record_text: object) -> None:
         mode = self.telemetry.settings.record_text
+        record_text = plain(record_text)  # looked up in a dict: a str subclass may not hash
         if record_text is not None:
             known = isinstance(record_text, bool | str) and record_text in _TEXT_MODES
             if not known:
@@ -218,6 +244,7 @@ class Synthesis:
         tb: TracebackType | None,
     ) -> None:
         duration = perf_counter() - self._start
+        self._exited = True
         span = self._span
         if span is None:
             return
@@ -235,12 +262,27 @@ class Synthesis:
         Context that made it, and a request may end in another one (a copied
         context, ``asyncio.to_thread``, a streaming generator resumed in a
         thread pool). Where this request is not current, there is nothing to undo.
+
+        Where it is current, the caller's context is put back whatever is attached
+        on top of it: a stage started and never ended (or ended in another
+        context) would otherwise stay current after the request, and the next
+        request would become its child. A request that enclosed this one but
+        ended first (interleaved, not nested) is skipped for the same reason.
         """
         try:
             if current_request.get() is self:
-                current_request.set(self._previous_request)
-                current_segment.set(self._previous_segment)
-            restore_context(self.context, self._previous_context)
+                previous = self._previous_request
+                previous_context = self._previous_context
+                previous_segment = self._previous_segment
+                while previous is not None and previous._exited:
+                    previous_context = previous._previous_context
+                    previous_segment = previous._previous_segment
+                    previous = previous._previous_request
+                current_request.set(previous)
+                current_segment.set(previous_segment)
+                context.attach(previous_context)
+            else:
+                restore_context(self.context, self._previous_context)
         except Exception:
             _log.exception("tts-otel: could not restore the caller's context")
 
@@ -445,13 +487,16 @@ class Synthesis:
     def speech_tokens(self, count: int) -> None:
         """Add speech tokens generated by the acoustic model."""
         checked = self.telemetry.values.count(semconv.ATTR_SPEECH_TOKENS, count)
-        if checked is not None:
+        if checked is not None and self._speech_tokens + checked > MAX_COUNT:
+            # Each count fits int64, their sum need not (see MAX_COUNT).
+            self.telemetry.values.reject(semconv.ATTR_SPEECH_TOKENS, count, "total over int64")
+        elif checked is not None:
             self._speech_tokens += checked
 
     def set_attribute(self, key: str, value: AttributeValue) -> None:
         """An extra attribute on the request span only (never a metric label)."""
         if self._span is not None:
-            self._span.set_attribute(key, value)
+            set_span_attribute(self._span, key, value)
 
     @property
     def span(self) -> Span:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import math
 from collections.abc import Callable
 from time import perf_counter, time_ns
 from types import TracebackType
@@ -17,6 +18,7 @@ from opentelemetry.util.types import AttributeValue
 
 from tts_otel import semconv
 from tts_otel._context import current_request, current_segment
+from tts_otel._validation import describe, plain
 from tts_otel.gpu import GpuInterval
 from tts_otel.telemetry import get_telemetry
 
@@ -59,6 +61,36 @@ def mark_error(span: Span, error: BaseException, *, details: bool) -> str:
     return kind
 
 
+def _reading(at: object, fallback: float | None) -> float | None:
+    """``at`` if it is a usable ``perf_counter()`` reading, else ``fallback`` (warned, counted).
+
+    Checked before the span starts or ends: an ``at`` that breaks the arithmetic
+    would otherwise leave the stage unmeasured with an ERROR traceback per call,
+    or, at the end, the span open and the stage's context attached.
+    """
+    if isinstance(at, int | float) and not isinstance(at, bool):
+        try:
+            if math.isfinite(float(at)):
+                return float(at)
+        except Exception:  # a subclass whose __float__ raises, an int too big for a float
+            pass
+    get_telemetry().values.reject("at", at, "not a perf_counter() reading")
+    return fallback
+
+
+def set_span_attribute(span: Span, key: object, value: object) -> None:
+    """``span.set_attribute``, never raising into the service.
+
+    The SDK drops a value or key of the wrong type with a warning, but a key
+    whose ``__bool__``/``__len__``/``__hash__`` raises (a str subclass, say)
+    raises out of it; such an attribute is dropped and counted instead.
+    """
+    try:
+        span.set_attribute(plain(key), plain(value))  # type: ignore[arg-type]
+    except Exception:
+        get_telemetry().values.reject("attribute", key, "not usable as an attribute key")
+
+
 def restore_context(ours: Context | None, previous: Context) -> None:
     """Make ``previous`` current again if ``ours`` is still current here.
 
@@ -91,7 +123,9 @@ class Stage:
     def __init__(
         self, name: str, request: Synthesis | None = None, parent: Stage | None = None
     ) -> None:
-        self._name = name
+        # A str subclass (an enum, or one whose __hash__ raises) as its plain str:
+        # the name is hashed and formatted on every run.
+        self._name = cast(str, plain(name))
         self._request = request
         self._parent = parent
         self._used_request: Synthesis | None = None
@@ -143,10 +177,14 @@ class Stage:
         an integration learns belongs to a request only after it ran (no GPU timing).
         """
         try:
-            self._begin(current, at)
+            self._begin(current, None if at is None else _reading(at, None))
         except Exception:
-            _log.exception("tts-otel: could not start stage %s; it runs unmeasured", self._name)
-            self._span = None
+            _log.exception(
+                "tts-otel: could not start stage %s; it runs unmeasured", describe(self._name)
+            )
+            span, self._span = self._span, None
+            if span is not None:  # started, then failed: end it rather than leave it open
+                self._abandon(span)
         return self
 
     def end(self, error: BaseException | None = None, *, at: float | None = None) -> None:
@@ -156,17 +194,30 @@ class Stage:
         if span is None:
             return
         self._span = None
-        finished = now if at is None else at
+        finished = now if at is None else cast(float, _reading(at, now))
         try:
             end_ns = time_ns() - round((now - finished) * 1e9)
             self._finish(span, finished - self._start, end_ns, error)
         except Exception:
-            _log.exception("tts-otel: could not record stage %s", self._name)
+            _log.exception("tts-otel: could not record stage %s", describe(self._name))
+            # Whatever failed, the span ends and the caller's context is put back:
+            # an open span is never exported, an attached one parents what follows.
+            self._abandon(span)
+
+    def _abandon(self, span: Span) -> None:
+        try:
+            if self._previous is not None:
+                restore_context(self._context, self._previous)
+                self._previous = None
+            if getattr(span, "end_time", None) is None:
+                span.end()
+        except Exception:
+            _log.exception("tts-otel: could not end stage %s", describe(self._name))
 
     def set_attribute(self, key: str, value: AttributeValue) -> None:
         """An attribute on this stage's span (never a metric label)."""
         if self._span is not None:
-            self._span.set_attribute(key, value)
+            set_span_attribute(self._span, key, value)
 
     @property
     def name(self) -> str:
