@@ -53,9 +53,11 @@ def request_lines(index: int, start: int, rng: random.Random) -> Iterator[str]:
             tags["tts.stage"] = stage
         if segment is not None:
             attributes["tts.segment.index"] = segment
-        fields = {"span.name": name, "span.kind": "Internal", "parent_span_id": parent,
-                  "end_time_unix_nano": cursor + duration, "duration_nano": duration,
-                  "attributes": go_json(attributes)}  # fmt: skip
+        fields: dict[str, str | int | float | bool] = {
+            "span.name": name, "span.kind": "Internal", "parent_span_id": parent,
+            "end_time_unix_nano": cursor + duration, "duration_nano": duration,
+            "attributes": go_json(attributes),
+        }  # fmt: skip
         begin = cursor
         if stage and "." not in stage:
             cursor += duration
@@ -64,7 +66,9 @@ def request_lines(index: int, start: int, rng: random.Random) -> Iterator[str]:
         return text
 
     total = 0.0
-    children = [("tts.speaker_embedding", "speaker_embedding", rng.uniform(10, 20), None)]
+    children: list[tuple[str, str, float, int | None]] = [
+        ("tts.speaker_embedding", "speaker_embedding", rng.uniform(10, 20), None)
+    ]
     for segment in range(SEGMENTS):
         llm = rng.lognormvariate(5.5 if kv_cache else 6.4, 0.3)
         flow, vocoder = rng.uniform(40, 60), rng.uniform(20, 40)
@@ -76,8 +80,8 @@ def request_lines(index: int, start: int, rng: random.Random) -> Iterator[str]:
         total += 0.5 + llm + flow + vocoder
     total += children[0][2]
     yield span("tts.synthesize", None, total, "", None)
-    for name, stage, ms, segment in children:
-        yield span(name, stage, ms, root_id, segment)
+    for name, stage, ms, segment_index in children:
+        yield span(name, stage, ms, root_id, segment_index)
 
 
 def load(writer: InfluxWriter, spans: int) -> None:
