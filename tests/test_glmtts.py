@@ -467,7 +467,7 @@ def test_readme_example_prints_the_span_tree() -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert lines[1].startswith("tts.synthesize")
+    assert lines[2].startswith("tts.synthesize")
     assert any(line.startswith("  tts.speaker_embedding ") for line in lines)
     for stage in ("tts.text_normalization", "tts.acoustic", "tts.vocoder"):
         segments = {
