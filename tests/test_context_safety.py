@@ -212,3 +212,12 @@ def test_exception_messages_are_exported_with_plain_text_recording() -> None:
             _fail_with_text()
     stage = cap.spans_named("tts.text_normalization")[0]
     assert TEXT in str(attributes(stage.events[0])["exception.message"])
+
+
+@pytest.mark.parametrize("timeout", [None, "5", -1, float("nan")])
+def test_force_flush_with_a_bad_timeout_returns_false_not_raises(timeout: Any) -> None:
+    with capture() as cap:
+        with tts_otel.synthesis(model="m"):
+            pass
+        assert cap.telemetry.force_flush(timeout) in (True, False)
+        assert cap.telemetry.force_flush() is True

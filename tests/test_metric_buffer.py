@@ -82,3 +82,21 @@ def test_a_forked_child_records_even_if_the_parent_was_recording_at_the_fork() -
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     buffer.close()
+
+
+def test_a_measurement_the_sdk_refuses_costs_that_measurement_only() -> None:
+    recorder = Recorder()
+
+    def refuse(value: float, attributes: object, context: Context | None = None) -> None:
+        raise OverflowError("int too large to convert")
+
+    buffer = MetricBuffer(16)
+    try:
+        buffer.push(
+            [(recorder, 1.0, {}, None), (refuse, 2**70, {}, None), (recorder, 3.0, {}, None)]
+        )
+        buffer.drain()  # must not raise into force_flush or the drainer thread
+        assert recorder.values == [1.0, 3.0]
+        assert buffer.dropped == 1
+    finally:
+        buffer.close()

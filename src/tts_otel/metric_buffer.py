@@ -52,6 +52,7 @@ class MetricBuffer:
         self._drainer: threading.Thread | None = None  # started by the first push
         self._warned = False
         self.dropped = 0
+        self._refusal_logged = False
         # A forked child has no drainer, and a lock the parent's drainer held
         # at the fork would never be released there.
         reset_after_fork(self, MetricBuffer._after_fork)
@@ -91,7 +92,18 @@ class MetricBuffer:
                 batches, self._batches = self._batches, deque()
             for batch in batches:
                 for record, value, attributes, context in batch:
-                    record(value, attributes, context=context)
+                    try:
+                        record(value, attributes, context=context)
+                    except Exception:
+                        # One value the SDK refuses (an int beyond int64) must not cost
+                        # the rest of the batch, nor raise into force_flush or this thread.
+                        self._refused()
+
+    def _refused(self) -> None:
+        self.dropped += 1
+        if not self._refusal_logged:
+            self._refusal_logged = True
+            _log.exception("tts-otel: the SDK refused a measurement; it is dropped and counted")
 
     def close(self) -> None:
         """Stop the drainer; what is left waits for the last collection."""

@@ -122,8 +122,14 @@ class Telemetry:
         ok = True
         for provider in (self.tracer_provider, self.meter_provider):
             flush = getattr(provider, "force_flush", None)
-            if flush is not None:
+            if flush is None:
+                continue
+            try:
                 ok = bool(flush(timeout_millis)) and ok
+            except Exception:
+                # A bad timeout or a reader that fails its collection: say so, never raise.
+                _log.exception("tts-otel: %s.force_flush failed", type(provider).__name__)
+                ok = False
         return ok
 
     def shutdown(self) -> None:
@@ -135,13 +141,13 @@ class Telemetry:
             self._signals.uninstall()
         self.buffer.close()
         self.force_flush()
-        if self._owns_providers:
-            for provider in (self.tracer_provider, self.meter_provider):
-                stop = getattr(provider, "shutdown", None)
+        stops = [getattr(p, "shutdown", None) for p in (self.tracer_provider, self.meter_provider)]
+        for stop in [*(stops if self._owns_providers else []), *self._closers]:
+            try:
                 if stop is not None:
                     stop()
-        for close in self._closers:
-            close()
+            except Exception:
+                _log.exception("tts-otel: shutting down %r failed", stop)
         global _active
         with _active_lock:
             if _active is self:
