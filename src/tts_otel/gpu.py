@@ -94,8 +94,10 @@ class RequestGpu:
     CUDA keeps one "max allocated since reset" per device. At every stage
     boundary the max so far is folded into each open interval, then reset, so
     nested stages (acoustic > llm) and the request all get their own peak.
-    Concurrent requests on one device share the counter: their peaks are then
-    upper bounds.
+    Concurrent requests on one device share the counter, so their peaks are
+    neither upper nor lower bounds: another request's allocations raise them,
+    and another request's reset can hide a peak that happened before it.
+    Per-request peaks are exact only when one request at a time uses the device.
     """
 
     runtime: CudaRuntime
