@@ -51,7 +51,16 @@ collector:
 influxd18:
 	bash scripts/build_influxd.sh
 
-pytest: $(STAMP)/venv services collector influxd18
+# opentelemetry-distro on a path of its own, at the version of the installed
+# instrumentation: the zero-code test runs it beside tts-otel's configurator.
+DISTRO := $(CACHE)/otel-distro
+$(DISTRO): $(STAMP)/venv
+	rm -rf $@.tmp
+	$(PY) -m pip install --quiet --no-deps --target $@.tmp \
+		"opentelemetry-distro==$$($(PY) -c 'import importlib.metadata as m; print(m.version("opentelemetry-instrumentation"))')"
+	rm -rf $@ && mv $@.tmp $@
+
+pytest: $(STAMP)/venv services collector influxd18 $(DISTRO)
 	$(PY) -m pytest
 
 test: lint typecheck pytest

@@ -458,6 +458,36 @@ def test_zero_code_web_ui_module_gives_whole_requests(tmp_path: Path) -> None:
     _check_exported(out, 4)
 
 
+DISTRO = Path(__file__).parent.parent / ".cache" / "otel-distro"
+
+
+@pytest.mark.parametrize("configurator", [None, "tts_otel"], ids=["first-found", "tts_otel"])
+def test_zero_code_beside_opentelemetry_distro_exports_each_request_once(
+    tmp_path: Path, configurator: str | None
+) -> None:
+    """opentelemetry-instrument runs one configurator: the distro's (found first here) or
+    tts-otel's; either way the requests are whole and exported once."""
+    if not DISTRO.is_dir():
+        pytest.fail("opentelemetry-distro is not in .cache/otel-distro: run `make test`")
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("TTS_OTEL_")},
+        "PYTHONPATH": f"{STANDIN}{os.pathsep}{DISTRO}",
+        "OTEL_TRACES_EXPORTER": "console",
+        "OTEL_METRICS_EXPORTER": "none",
+        "OTEL_LOGS_EXPORTER": "none",
+    }
+    if configurator:
+        env["OTEL_PYTHON_CONFIGURATOR"] = configurator
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "opentelemetry-instrument"), sys.executable,
+         "-m", "tools.gradio_app", "--requests", "3"],
+        cwd=STANDIN, env=env, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count('"name": "tts.synthesize"') == 3
+    assert done.stdout.count('"name": "tts.speaker_embedding"') == 3
+
+
 def test_readme_example_prints_the_span_tree() -> None:
     root = Path(__file__).parent.parent
     done = subprocess.run(

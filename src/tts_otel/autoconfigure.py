@@ -34,9 +34,9 @@ class Configurator:
             _log.info("tts-otel: tracer provider already set up; tts-otel uses it")
             return
         named = os.environ.get("TTS_OTEL_EXPORTERS") or os.environ.get("OTEL_TRACES_EXPORTER")
-        if named is None:
+        if not named:
             _log.info(
                 "tts-otel: no TTS_OTEL_EXPORTERS or OTEL_TRACES_EXPORTER; exporting %s",
                 DEFAULT_EXPORTERS,
             )
-        configure(exporters=None if named is not None else DEFAULT_EXPORTERS)
+        configure(exporters=named or DEFAULT_EXPORTERS)
