@@ -1,8 +1,22 @@
-"""Fakes for what cannot run here: CUDA and NVML (no GPU on this machine or in CI)."""
+"""Fakes for what cannot run here: CUDA and NVML (no GPU on this machine or in CI); and a
+Telemetry scraped in process, to check the names alerts read against the Prometheus exporter."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.trace import TracerProvider
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tts_otel.config import load_settings
+from tts_otel.telemetry import Telemetry
+
+Samples = dict[str, list[tuple[dict[str, str], float]]]
 
 
 @dataclass
@@ -87,3 +101,25 @@ class FakeNvml:
 
     def temperature_celsius(self, index: int) -> float:
         return self._device(index).temperature
+
+
+def prometheus_telemetry(**telemetry: Any) -> tuple[Telemetry, Callable[[], Samples]]:
+    """A Telemetry (keywords: ``health``, ``nvml_reader``...) whose metrics go through
+    OpenTelemetry's Prometheus exporter, and a scrape: sample name -> (labels, value),
+    without the otel_scope_* labels every sample carries."""
+    registry = CollectorRegistry()
+    provider = MeterProvider(metric_readers=[PrometheusMetricReader(registry=registry)])
+    settings = load_settings(exporters=(), nvml="nvml_reader" in telemetry)
+    handle = Telemetry(
+        settings, TracerProvider(), provider, owns_providers=True, cuda=None, **telemetry
+    )
+
+    def scrape() -> Samples:
+        found: Samples = {}
+        for family in text_string_to_metric_families(generate_latest(registry).decode()):
+            for sample in family.samples:
+                labels = {k: v for k, v in sample.labels.items() if not k.startswith("otel_scope")}
+                found.setdefault(sample.name, []).append((labels, sample.value))
+        return found
+
+    return handle, scrape

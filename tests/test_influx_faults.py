@@ -169,7 +169,10 @@ def test_an_unstorable_value_costs_its_point_only_counted(server: InfluxServer) 
         exporter.export(data)
     health = dict(writer.health())
     writer.close()
-    assert health == {"sent": 6, "dropped": 3, "spooled": 0}  # the 2**63 point, once an export
+    assert health == {  # the 2**63 point, once an export
+        "sent": 6, "dropped": 3, "spooled": 0, "spool_bytes": 0,
+        "spool_limit_bytes": writer.settings.spool_bytes,
+    }  # fmt: skip
     stored = server.query('SELECT last("counter") FROM "tts.requests" GROUP BY "tts.stage"', DB)
     assert {row["tts.stage"]: row["last"] for row in stored} == {
         "vocoder": 3, "x" * MAX_TAG_BYTES: 3,
@@ -186,7 +189,10 @@ def test_a_partial_write_stores_the_rest_and_counts_what_the_server_dropped(
             # A field type conflict: the server stores the other points and drops this one.
             assert writer.write([f'm,k=a f="text" {10 + batch}', f"m,k=b f=2i {10 + batch}"])
     writer.close()
-    assert dict(writer.health()) == {"sent": 4, "dropped": 3, "spooled": 0}
+    assert dict(writer.health()) == {
+        "sent": 4, "dropped": 3, "spooled": 0, "spool_bytes": 0,
+        "spool_limit_bytes": writer.settings.spool_bytes,
+    }  # fmt: skip
     assert len(server.query("SELECT * FROM m WHERE \"k\"='b'", DB)) == 3
     assert len([r for r in caplog.records if "partial write" in r.getMessage()]) == 1
 
@@ -226,7 +232,10 @@ def test_the_span_limit_of_influxdb_1_is_one_clear_error_and_metrics_still_flow(
     stored = len(limited.query("SELECT * FROM spans", DB))
     assert stored == 50
     assert len(limited.query('SELECT * FROM "tts.requests"', DB)) == 8  # metrics unaffected
-    assert dict(writer.health()) == {"sent": 50 + 8, "dropped": 30, "spooled": 0}
+    assert dict(writer.health()) == {
+        "sent": 50 + 8, "dropped": 30, "spooled": 0, "spool_bytes": 0,
+        "spool_limit_bytes": writer.settings.spool_bytes,
+    }  # fmt: skip
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1
     message = errors[0].getMessage()
@@ -297,7 +306,10 @@ def test_v2_a_programming_error_is_dropped_and_logged_once_not_spooled(
     with caplog.at_level(logging.WARNING):
         assert not broken.write(["m f=1i 1"])
         assert not broken.write(["m f=1i 2"])
-    assert dict(broken.health()) == {"sent": 0, "dropped": 2, "spooled": 0}
+    assert dict(broken.health()) == {
+        "sent": 0, "dropped": 2, "spooled": 0, "spool_bytes": 0,
+        "spool_limit_bytes": broken.settings.spool_bytes,
+    }  # fmt: skip
     assert len([r for r in caplog.records if "TypeError" in r.getMessage()]) == 1
     refused.close()
     broken.close()

@@ -7,9 +7,11 @@ once) runs on a real influxd in test_influxdb.py.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
+from tests.fakes import prometheus_telemetry
 from tts_otel.exporters.influxdb import (
     InfluxWriter,
     RetryableError,
@@ -67,7 +69,10 @@ def test_an_unreachable_server_is_left_alone_until_the_pause_ends(
     time.sleep(0.25)
     assert writer.write(["m f=3i 3"])
     assert b"".join(transport.received).splitlines() == [b"m f=1i 1", b"m f=2i 2", b"m f=3i 3"]
-    assert dict(writer.health()) == {"sent": 3, "dropped": 0, "spooled": 0}
+    assert dict(writer.health()) == {
+        "sent": 3, "dropped": 0, "spooled": 0, "spool_bytes": 0,
+        "spool_limit_bytes": writer.settings.spool_bytes,
+    }  # fmt: skip
 
 
 def test_an_absent_server_costs_an_export_one_attempt_a_busy_one_retries() -> None:
@@ -120,3 +125,43 @@ def test_close_delivers_the_spool_once_more_and_keeps_what_still_fails(
     assert down.calls == before + 1
     assert time.monotonic() - started < 1.0
     assert dict(stubborn.health())["spooled"] == 2
+
+
+@pytest.mark.parametrize("on_disk", [False, True], ids=["memory", "disk"])
+def test_health_reports_what_the_spool_holds_against_its_bound(
+    transport: SwitchableTransport, tmp_path: Path, on_disk: bool
+) -> None:
+    spool_dir = {"spool_dir": str(tmp_path)} if on_disk else {}
+    settings = influx_settings(environ={}, export_deadline_s=0.05, spool_bytes=40, **spool_dir)
+    writer = InfluxWriter(settings, transport)
+    writer.write(["m f=1i 1", "m f=2i 2"])  # 18 bytes, spooled: nothing listens
+    assert dict(writer.health()) == {
+        "sent": 0, "dropped": 0, "spooled": 2, "spool_bytes": 18, "spool_limit_bytes": 40,
+    }  # fmt: skip
+    writer.write(["m f=3i 3", "m f=4i 4"])
+    writer.write(["m f=5i 5"])  # 45 bytes in all: the oldest batch makes room
+    assert dict(writer.health()) == {
+        "sent": 0, "dropped": 2, "spooled": 3, "spool_bytes": 27, "spool_limit_bytes": 40,
+    }  # fmt: skip
+
+
+def test_the_spool_is_exported_as_gauges_beside_the_sent_and_dropped_counter(
+    writer: InfluxWriter,
+) -> None:
+    writer.write(["m f=1i 1", "m f=2i 2"])
+    telemetry, scrape = prometheus_telemetry(health=[("influxdb", writer.health)])
+    try:
+        samples = scrape()
+    finally:
+        telemetry.shutdown()
+    exporter = {"tts_exporter": "influxdb"}
+    # The names alerts/tts-alerts.yml reads, as OpenTelemetry's Prometheus exporter writes them.
+    assert samples["tts_exporter_points_total"] == [
+        ({**exporter, "tts_exporter_outcome": "sent"}, 0.0),
+        ({**exporter, "tts_exporter_outcome": "dropped"}, 0.0),
+    ]  # a level that can fall is no counter: "spooled" is gone from it
+    assert samples["tts_exporter_spool_points"] == [(exporter, 2.0)]
+    assert samples["tts_exporter_spool_usage_bytes"] == [(exporter, 18.0)]
+    assert samples["tts_exporter_spool_limit_bytes"] == [
+        (exporter, float(writer.settings.spool_bytes))
+    ]

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.test_influx_writer import SwitchableTransport
+from tts_otel.exporters.influx_config import DEFAULT_SPOOL_BYTES
 from tts_otel.exporters.influxdb import InfluxWriter, influx_settings
 from tts_otel.exporters.spool import DiskSpool
 
@@ -121,6 +122,8 @@ def test_the_bound_holds_for_the_whole_directory_and_overflow_is_counted(tmp_pat
         (first if index % 2 else second).add(b"x" * 30, 2)
     assert sum(path.stat().st_size for path in tmp_path.iterdir()) <= 100
     assert first.dropped_points + second.dropped_points == 2 * (10 - 3)
+    # Each writer reports the directory's content, the quantity the bound holds.
+    assert first.held() == second.held() == (6, 90)
 
 
 _FULL_DISK = """
@@ -159,7 +162,10 @@ def test_a_disk_that_refuses_writes_costs_counted_points_one_log_and_no_fragment
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["results"] == [False] * 5
-    assert report["health"] == {"sent": 0, "dropped": 2500, "spooled": 0}
+    assert report["health"] == {
+        "sent": 0, "dropped": 2500, "spooled": 0, "spool_bytes": 0,
+        "spool_limit_bytes": DEFAULT_SPOOL_BYTES,
+    }  # fmt: skip
     spool_logs = [r for r in report["records"] if "spool directory" in r["message"]]
     assert len(spool_logs) == 1, report["records"]
     assert not spool_logs[0]["traceback"]

@@ -28,6 +28,19 @@ _log = logging.getLogger(__name__)
 
 _UNSET = object()
 
+# What an exporter's health report (ExporterParts.health) holds. Points sent and dropped
+# only grow: a counter, by outcome. What the spool holds rises and falls: a monotonic
+# counter would turn each drain into a reset and rate() into nonsense, so these are gauges.
+_COUNTED = frozenset({"sent", "dropped"})
+_SPOOL_LEVELS: dict[str, tuple[str, str, str]] = {
+    "spooled": (semconv.METRIC_EXPORTER_SPOOL_POINTS, semconv.UNIT_POINTS,
+                "Points waiting in the exporter's spool for the backend."),
+    "spool_bytes": (semconv.METRIC_EXPORTER_SPOOL_USAGE, semconv.UNIT_BYTES,
+                    "Bytes the exporter's spool holds; past its limit the oldest are dropped."),
+    "spool_limit_bytes": (semconv.METRIC_EXPORTER_SPOOL_LIMIT, semconv.UNIT_BYTES,
+                          "The bound on the bytes of the exporter's spool."),
+}  # fmt: skip
+
 
 class Telemetry:
     """Tracer, instruments and guards for one set of providers.
@@ -77,9 +90,14 @@ class Telemetry:
         self.instruments = Instruments.create(meter, self.buffer.drain, self._dropped)
         if self._health:
             meter.create_observable_counter(
-                semconv.METRIC_EXPORTER_POINTS, callbacks=[self._observe_health],
-                unit=semconv.UNIT_POINTS, description="Points an exporter sent, dropped, spooled.",
+                semconv.METRIC_EXPORTER_POINTS, callbacks=[self._observe_counts],
+                unit=semconv.UNIT_POINTS, description="Points an exporter sent or dropped.",
             )  # fmt: skip
+            for key, (name, unit, description) in _SPOOL_LEVELS.items():
+                meter.create_observable_gauge(
+                    name, callbacks=[self._observer_of_level(key)], unit=unit,
+                    description=description,
+                )  # fmt: skip
         wants_cuda = settings.gpu_memory or settings.timing == "cuda_events"
         if cuda is _UNSET:
             cuda = load_cuda_runtime() if wants_cuda else None
@@ -104,17 +122,31 @@ class Telemetry:
             yield ("export", sum(exported))
 
     def exporter_health(self) -> dict[str, dict[str, int]]:
-        """Points each exporter sent, dropped and has spooled: ``{"influxdb": {"sent": ...}}``."""
+        """Points each exporter sent and dropped, and what its spool holds now against its
+        bound: ``{"influxdb": {"sent": ..., "dropped": ..., "spooled": ..., "spool_bytes": ...,
+        "spool_limit_bytes": ...}}``."""
         return {name: dict(report()) for name, report in self._health}
 
-    def _observe_health(self, _options: CallbackOptions) -> Iterable[Observation]:
+    def _observe_counts(self, _options: CallbackOptions) -> Iterable[Observation]:
         return [
             Observation(
                 points, {semconv.ATTR_EXPORTER: name, semconv.ATTR_EXPORTER_OUTCOME: outcome}
             )
             for name, report in self._health
             for outcome, points in report()
+            if outcome in _COUNTED
         ]
+
+    def _observer_of_level(self, key: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        def observe(_options: CallbackOptions) -> Iterable[Observation]:
+            return [
+                Observation(value, {semconv.ATTR_EXPORTER: name})
+                for name, report in self._health
+                for found, value in report()
+                if found == key
+            ]
+
+        return observe
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Export everything recorded so far; returns ``False`` if a provider timed out."""

@@ -133,8 +133,16 @@ class InfluxWriter:
         return self.rejected_points + self.spool.dropped_points
 
     def health(self) -> Iterable[tuple[str, int]]:
-        return (("sent", self.sent_points), ("dropped", self.dropped_points),
-                ("spooled", self.spool.points))  # fmt: skip
+        """Points sent and dropped (counts), and what the spool holds now against its bound
+        (levels): the names :class:`tts_otel.telemetry.Telemetry` exports them by."""
+        points, size = self.spool.held()
+        return (
+            ("sent", self.sent_points),
+            ("dropped", self.dropped_points),
+            ("spooled", points),
+            ("spool_bytes", size),
+            ("spool_limit_bytes", self.settings.spool_bytes),
+        )
 
     def refuse(self, points: int, cause: str) -> None:
         """Count ``points`` that cannot be stored (logged once per cause)."""

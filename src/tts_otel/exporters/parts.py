@@ -18,5 +18,6 @@ class ExporterParts:
     metric_reader: MetricReader | None = None
     where: str = ""
     close: Callable[[], None] | None = None
-    # (exporter name, () -> (outcome, points) pairs: sent, dropped, spooled)
+    # (exporter name, () -> (key, value) pairs): counts sent, dropped; levels spooled (points),
+    # spool_bytes, spool_limit_bytes. Telemetry exports the first as a counter, the rest gauges.
     health: tuple[str, Callable[[], Iterable[tuple[str, int]]]] | None = None

@@ -53,6 +53,10 @@ class Spool(Protocol):
     @property
     def points(self) -> int: ...
 
+    def held(self) -> tuple[int, int]:
+        """(points, bytes) waiting now: bytes count against the bound."""
+        ...
+
 
 class MemorySpool:
     def __init__(self, max_bytes: int) -> None:
@@ -85,6 +89,9 @@ class MemorySpool:
     @property
     def points(self) -> int:
         return self._points
+
+    def held(self) -> tuple[int, int]:
+        return self._points, self._bytes
 
 
 def _points(name: str) -> int:
@@ -243,3 +250,14 @@ class DiskSpool:
     @property
     def points(self) -> int:
         return sum(_points(name) for name in self._batches())
+
+    def held(self) -> tuple[int, int]:
+        """What the whole directory holds, as :meth:`_bound` counts it against the bound."""
+        points = size = 0
+        for name in self._batches():
+            try:
+                size += (self._directory / name).stat().st_size
+            except OSError:
+                continue  # replayed by another writer meanwhile
+            points += _points(name)
+        return points, size
