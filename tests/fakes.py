@@ -71,6 +71,8 @@ class FakeDevice:
     utilization: float  # percent
     power_mw: float
     temperature: float
+    # NVML's clock event (throttle) reasons bitmask; None: NVML does not support it here.
+    throttle_reasons: int | None = None
 
 
 @dataclass
@@ -101,6 +103,12 @@ class FakeNvml:
 
     def temperature_celsius(self, index: int) -> float:
         return self._device(index).temperature
+
+    def throttle_reasons(self, index: int) -> int:
+        reasons = self._device(index).throttle_reasons
+        if reasons is None:
+            raise RuntimeError("Not Supported")  # as pynvml's NVMLError_NotSupported reads
+        return reasons
 
 
 def prometheus_telemetry(**telemetry: Any) -> tuple[Telemetry, Callable[[], Samples]]:

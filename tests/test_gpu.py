@@ -9,7 +9,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
 
 import tts_otel
-from tests.fakes import FakeCuda, FakeDevice, FakeNvml
+from tests.fakes import FakeCuda, FakeDevice, FakeNvml, prometheus_telemetry
 from tts_otel import semconv
 from tts_otel.gpu import load_cuda_runtime
 from tts_otel.nvml import NvmlSampler, default_reader, start_nvml_sampler
@@ -151,6 +151,92 @@ def test_nvml_gauges_convert_units_per_device() -> None:
     }
     nvml.devices[0].used = 20 * GIB
     assert _gauges(reader)["hw.gpu.memory.usage [By]"]["0"] == 20 * GIB
+
+
+# NVML's clock event reason bits (nvmlClocksEventReason* in pynvml).
+IDLE, APP_CLOCKS, SW_POWER_CAP, HW_SLOWDOWN = 0x1, 0x2, 0x4, 0x8
+SYNC_BOOST, SW_THERMAL, HW_THERMAL, POWER_BRAKE = 0x10, 0x20, 0x40, 0x80
+THROTTLE_REASONS = (
+    "thermal",
+    "sw_thermal",
+    "hw_slowdown",
+    "power",
+    "power_brake",
+    "board_limit",
+    "reliability",
+)
+
+
+def _throttled(reader: InMemoryMetricReader) -> dict[tuple[str, str], float]:
+    """(hw.id, reason) -> 0 or 1, from the hw.gpu.throttled gauge."""
+    data = reader.get_metrics_data()
+    assert data is not None
+    return {
+        (str(labels[semconv.ATTR_HW_ID]), str(labels[semconv.ATTR_HW_GPU_THROTTLE_REASON])): (
+            point.value
+        )
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for metric in sm.metrics
+        if metric.name == semconv.METRIC_HW_GPU_THROTTLED
+        for point in metric.data.data_points
+        if isinstance(point, NumberDataPoint) and (labels := attributes(point))
+    }
+
+
+def test_nvml_throttle_reasons_become_one_bounded_gauge_per_reason() -> None:
+    reader = InMemoryMetricReader()
+    meter = MeterProvider(metric_readers=[reader]).get_meter("t")
+    hot = FakeDevice("H100", 1, 2, 3, 4, 5, throttle_reasons=HW_THERMAL | SW_POWER_CAP | IDLE)
+    cool = FakeDevice("H100", 1, 2, 3, 4, 5, throttle_reasons=IDLE | APP_CLOCKS | SYNC_BOOST)
+    nvml = FakeNvml([hot, cool])
+    NvmlSampler(meter, nvml)
+    found = _throttled(reader)
+    # Every reason of every device, 0 or 1: a series that vanishes could not be alerted on
+    # for 10 minutes. Idle, application clocks and sync boost are settings, not throttling.
+    assert found == {
+        (device, reason): float(device == "0" and reason in ("thermal", "power"))
+        for device in ("0", "1")
+        for reason in THROTTLE_REASONS
+    }
+    hot.throttle_reasons = SW_THERMAL | HW_SLOWDOWN | POWER_BRAKE
+    again = _throttled(reader)
+    assert {reason for (device, reason), on in again.items() if on} == {
+        "sw_thermal",
+        "hw_slowdown",
+        "power_brake",
+    }
+
+
+def test_without_nvml_support_for_throttle_reasons_nothing_is_exported_after_one_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    reader = InMemoryMetricReader()
+    meter = MeterProvider(metric_readers=[reader]).get_meter("t")
+    nvml = FakeNvml([FakeDevice("T4", 1, 2, 3, 4, 5), FakeDevice("T4", 1, 2, 3, 4, 5)])
+    with caplog.at_level(logging.INFO, logger="tts_otel.nvml"):
+        sampler = NvmlSampler(meter, nvml)
+        assert _throttled(reader) == {}
+        reader.get_metrics_data()
+    assert sampler.enabled  # the other gauges go on
+    assert _gauges(reader)["hw.gpu.temperature [Cel]"] == {"0": 5, "1": 5}
+    assert [r.getMessage() for r in caplog.records] == [
+        "tts-otel: NVML reports no clock throttle reasons on GPU 0, 1 (Not Supported); "
+        "hw.gpu.throttled is off there"
+    ]
+
+
+def test_throttling_reaches_prometheus_under_the_name_the_alert_reads() -> None:
+    nvml = FakeNvml([FakeDevice("H100", 1, 2, 3, 4, 5, throttle_reasons=HW_THERMAL)])
+    telemetry, scrape = prometheus_telemetry(nvml_reader=nvml)
+    try:
+        samples = scrape()
+    finally:
+        telemetry.shutdown()
+    device = {"hw_id": "0", "hw_name": "H100"}
+    assert ({**device, "hw_gpu_throttle_reason": "thermal"}, 1.0) in samples["hw_gpu_throttled"]
+    assert ({**device, "hw_gpu_throttle_reason": "power"}, 0.0) in samples["hw_gpu_throttled"]
+    assert ({**device}, 5.0) in samples["hw_gpu_temperature_celsius"]
 
 
 def test_nvml_failure_turns_the_sampler_off_with_one_line(caplog: pytest.LogCaptureFixture) -> None:

@@ -1,4 +1,4 @@
-"""NVML GPU gauges: memory used and total, utilisation, power, temperature.
+"""NVML GPU gauges: memory used and total, utilisation, power, temperature, throttling.
 
 Values are read when a metric reader collects, so there is no sampling
 thread to spin and the sampling interval is the export interval.
@@ -9,14 +9,31 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Final, Protocol
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from tts_otel import semconv
 
 _log = logging.getLogger(__name__)
+
+# NVML's clock event ("throttle") reason bits that slow a GPU down, and their
+# hw.gpu.throttle.reason values. The bits are NVML's ABI, the same in the old
+# nvmlClocksThrottleReason* and new nvmlClocksEventReason* names. Left out on
+# purpose: idle (0x1), application clocks (0x2), sync boost (0x10) and display
+# clock (0x100) settings: the GPU runs as configured, nothing holds it back.
+THROTTLE_REASONS: Final = {
+    0x40: "thermal",  # HW thermal slowdown: the GPU or memory is too hot
+    0x20: "sw_thermal",  # the driver lowers clocks to stay below its temperature target
+    0x08: "hw_slowdown",  # thermal or power brake, asserted by the hardware
+    0x04: "power",  # SW power cap: drawing its power limit
+    0x80: "power_brake",  # an external power brake (the system's power supply)
+    0x200: "board_limit",
+    0x400: "reliability",  # held down to protect the board's lifetime
+}
+
+Attributes = dict[str, str]
 
 
 class NvmlReader(Protocol):
@@ -33,6 +50,10 @@ class NvmlReader(Protocol):
     def power_milliwatts(self, index: int) -> float: ...
 
     def temperature_celsius(self, index: int) -> float: ...
+
+    def throttle_reasons(self, index: int) -> int:
+        """NVML's bitmask of current clock event reasons; raises where NVML has none."""
+        ...
 
 
 class PynvmlReader:
@@ -67,6 +88,14 @@ class PynvmlReader:
     def temperature_celsius(self, index: int) -> float:
         sensor = self._nvml.NVML_TEMPERATURE_GPU
         return float(self._nvml.nvmlDeviceGetTemperature(self._handle(index), sensor))
+
+    def throttle_reasons(self, index: int) -> int:
+        # nvidia-ml-py 12.535 renamed "throttle" to "clocks event" (the old name goes in
+        # CUDA 14); whichever this one has, over the same NVML bits.
+        read = getattr(self._nvml, "nvmlDeviceGetCurrentClocksEventReasons", None)
+        if read is None:
+            read = self._nvml.nvmlDeviceGetCurrentClocksThrottleReasons
+        return int(read(self._handle(index)))
 
 
 class NvmlSampler:
@@ -108,21 +137,63 @@ class NvmlSampler:
             (semconv.METRIC_HW_GPU_TEMPERATURE, semconv.UNIT_CELSIUS,
              "GPU core temperature.", reader.temperature_celsius),
         )  # fmt: skip
+        devices = list(enumerate(self._devices))
         for name, unit, description, read in gauges:
             meter.create_observable_gauge(
-                name, callbacks=[self._callback(read)], unit=unit, description=description
+                name, callbacks=[self._callback(_one_value(read), devices)], unit=unit,
+                description=description,
+            )  # fmt: skip
+        throttling = self._throttle_reporting(devices)
+        if throttling:
+            meter.create_observable_gauge(
+                semconv.METRIC_HW_GPU_THROTTLED, unit=semconv.UNIT_RATIO,
+                callbacks=[self._callback(self._throttled, throttling)],
+                description="1 while NVML reports the GPU's clocks held down for this reason.",
+            )  # fmt: skip
+
+    def _throttle_reporting(
+        self, devices: Sequence[tuple[int, Attributes]]
+    ) -> list[tuple[int, Attributes]]:
+        """The devices whose throttle reasons NVML reports; one line names the others
+        (older GPUs and drivers, vGPUs), whose series are left out rather than made up."""
+        reporting, silent, cause = [], [], ""
+        for index, attributes in devices:
+            try:
+                self._reader.throttle_reasons(index)
+            except Exception as error:
+                silent.append(str(index))
+                cause = str(error)
+            else:
+                reporting.append((index, attributes))
+        if silent:
+            _log.info("tts-otel: NVML reports no clock throttle reasons on GPU %s (%s); "
+                      "hw.gpu.throttled is off there", ", ".join(silent), cause)  # fmt: skip
+        return reporting
+
+    def _throttled(self, index: int, attributes: Attributes) -> Iterable[Observation]:
+        # Every reason, 0 or 1: a series present only while throttled has no "for" to wait.
+        reasons = self._reader.throttle_reasons(index)
+        return [
+            Observation(
+                int(bool(reasons & bit)),
+                {**attributes, semconv.ATTR_HW_GPU_THROTTLE_REASON: reason},
             )
+            for bit, reason in THROTTLE_REASONS.items()
+        ]
 
     def _callback(
-        self, read: Callable[[int], float]
+        self,
+        observe_device: Callable[[int, Attributes], Iterable[Observation]],
+        devices: Sequence[tuple[int, Attributes]],
     ) -> Callable[[CallbackOptions], Iterable[Observation]]:
         def observe(_options: CallbackOptions) -> Iterable[Observation]:
             if not self.enabled:
                 return []
             try:
                 return [
-                    Observation(read(index), attributes)
-                    for index, attributes in enumerate(self._devices)
+                    observation
+                    for index, attributes in devices
+                    for observation in observe_device(index, attributes)
                 ]
             except Exception as error:
                 self.enabled = False
@@ -130,6 +201,12 @@ class NvmlSampler:
                 return []
 
         return observe
+
+
+def _one_value(
+    read: Callable[[int], float],
+) -> Callable[[int, Attributes], Iterable[Observation]]:
+    return lambda index, attributes: [Observation(read(index), attributes)]
 
 
 @functools.cache

@@ -73,6 +73,7 @@ ATTR_EXPORTER: Final = "tts.exporter"
 ATTR_EXPORTER_OUTCOME: Final = "tts.exporter.outcome"
 ATTR_HW_ID: Final = "hw.id"
 ATTR_HW_NAME: Final = "hw.name"
+ATTR_HW_GPU_THROTTLE_REASON: Final = "hw.gpu.throttle.reason"
 
 GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"
 GEN_AI_REQUEST_MODEL: Final = "gen_ai.request.model"
@@ -140,6 +141,7 @@ METRIC_HW_GPU_MEMORY_LIMIT: Final = "hw.gpu.memory.limit"
 METRIC_HW_GPU_UTILIZATION: Final = "hw.gpu.utilization"
 METRIC_HW_GPU_POWER: Final = "hw.gpu.power"
 METRIC_HW_GPU_TEMPERATURE: Final = "hw.gpu.temperature"
+METRIC_HW_GPU_THROTTLED: Final = "hw.gpu.throttled"  # 0/1 per hw.gpu.throttle.reason
 
 UNIT_SECONDS: Final = "s"
 UNIT_RATIO: Final = "1"
