@@ -8,7 +8,7 @@ import os
 import random
 import re
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +66,15 @@ def open_source(args: argparse.Namespace, path: str | None) -> Source:
     return influx_source(influx_settings(**given))
 
 
-def _read(source: Source, chosen: Selection, progress: Progress) -> Iterator[Request]:
-    return requests(progress.count(source.spans(chosen)), chosen, source.ordered)
+def _read(
+    source: Source,
+    chosen: Selection,
+    progress: Progress,
+    lean: bool = False,
+    stages: Collection[str] | None = None,
+) -> Iterator[Request]:
+    spans = source.spans(chosen, lean, stages) if lean else source.spans(chosen)
+    return requests(progress.count(spans), chosen, source.ordered)
 
 
 def _nothing(source: Source, chosen: Selection) -> ReadError:
@@ -77,12 +84,18 @@ def _nothing(source: Source, chosen: Selection) -> ReadError:
     )
 
 
-def _each_request(source: Source, chosen: Selection) -> Iterator[Request]:
-    """The selected requests, with progress; an error if there are none."""
+def _each_request(
+    source: Source, chosen: Selection, lean: bool = False, stages: Collection[str] | None = None
+) -> Iterator[Request]:
+    """The selected requests, with progress; an error if there are none.
+
+    ``lean``: requests whose stage spans may hold only stage and time (see ``Source.spans``),
+    enough for ``report``, ``compare`` and ranking; ``stages`` narrows which stage spans.
+    """
     progress = Progress(source.description)
     found = False
     try:
-        for request in _read(source, chosen, progress):
+        for request in _read(source, chosen, progress, lean, stages):
             found = True
             yield request
     finally:
@@ -95,15 +108,30 @@ def show_trace(args: argparse.Namespace) -> int:
     trace_id, path = _trace_targets(args.targets)
     chosen = selection(args.since, args.until, args.where, trace_id)
     source = open_source(args, path)
-    found = _each_request(source, chosen)
     if trace_id is not None:
-        shown = list(found)
-    elif args.slowest:
+        print(waterfall.render(list(_each_request(source, chosen))))
+        return 0
+    # Ranked on lean requests (the roots, and one stage's spans for --stage), then only the
+    # ones shown are read whole, by trace id: over 200,000 spans in influxd this reads
+    # 1 span in 12 whole instead of all of them.
+    stages = () if args.stage is None else (args.stage,)
+    found = _each_request(source, chosen, lean=source.lean, stages=stages)
+    if args.slowest:
         shown = waterfall.slowest(found, args.slowest, args.stage)
     else:
         shown = waterfall.latest(found, args.last)
+    if source.lean:
+        shown = [_whole(source, chosen, request) for request in shown]
     print(waterfall.render(shown))
     return 0
+
+
+def _whole(source: Source, chosen: Selection, request: Request) -> Request:
+    """The request read again with all its spans whole (one query on its trace id)."""
+    one = chosen.narrowed(Selection(trace_id=request.root.trace_id))
+    return next(
+        (r for r in _each_request(source, one) if r.root.span_id == request.root.span_id), request
+    )
 
 
 def _trace_targets(targets: list[str]) -> tuple[str | None, str | None]:
@@ -124,19 +152,21 @@ def show_report(args: argparse.Namespace) -> int:
     by = [dimension(d.strip()) for d in (args.by or "").split(",") if d.strip()]
     every_ns = _every(args.every)
     source = open_source(args, args.traces)
-    folded: list[Facts] = []
-
-    def keep(requests: Iterable[Request]) -> Iterator[Request]:
-        for request in requests:
-            folded.append(facts(request))
-            yield request
-
-    found = _each_request(source, chosen)
     if args.html:
-        _html(args.html, _spans_of(keep(found)), title="tts-otel report")
+        folded: list[Facts] = []
+
+        def keep(requests: Iterable[Request]) -> Iterator[Request]:
+            for request in requests:
+                folded.append(facts(request))
+                yield request
+
+        _html(args.html, _spans_of(keep(_each_request(source, chosen))), title="tts-otel report")
+        groups = summary.fold(folded, by, every_ns)
     else:
-        folded.extend(facts(request) for request in found)
-    groups = summary.fold(folded, by, every_ns)
+        # Folded as they stream: what is kept is one float per request and stage, not the
+        # requests (a list of Facts held each request's attributes, about 1 KB apiece).
+        found = _each_request(source, chosen, lean=True)
+        groups = summary.fold((facts(request) for request in found), by, every_ns)
     if every_ns:
         print(summary.render_trend(groups, by))
     elif by:
@@ -172,7 +202,7 @@ def show_compare(args: argparse.Namespace) -> int:
     shared = selection(args.since, args.until, args.where)
     sides = [shared.narrowed(parse_spec(raw)) for raw in (args.a, args.b)]
     source = open_source(args, args.traces)
-    collected = [[facts(r) for r in _each_request(source, side)] for side in sides]
+    collected = [[facts(r) for r in _each_request(source, side, lean=True)] for side in sides]
     rows = comparing.compare(*collected, resamples=args.resamples, rng=random.Random(args.seed))
     print(comparing.render(rows, args.a, args.b, len(collected[0]), len(collected[1])))
     if args.html:

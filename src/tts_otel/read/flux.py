@@ -3,7 +3,7 @@ record through influxdb-client."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -58,12 +58,15 @@ def query(settings: InfluxSettings, selection: Selection) -> str:
 
 class FluxSource:
     ordered = True
+    lean = False  # whole spans always: the lean read is measured and done for InfluxQL only
 
     def __init__(self, settings: InfluxSettings) -> None:
         self.settings = settings
         self.description = f"InfluxDB (v2, Flux) at {settings.target}"
 
-    def spans(self, selection: Selection) -> Iterator[SpanRecord]:
+    def spans(
+        self, selection: Selection, lean: bool = False, stages: Collection[str] | None = None
+    ) -> Iterator[SpanRecord]:
         dimensions = (*IDS, *self.settings.span_dimensions)
         for row in self.rows(query(self.settings, selection)):
             record = from_row(row, dimensions)

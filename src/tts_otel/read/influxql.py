@@ -4,20 +4,27 @@ are parsed as they arrive (memory holds one chunk, not the answer)."""
 from __future__ import annotations
 
 import base64
+import heapq
 import json
 import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Sequence
 from typing import Any, Final
 
+from tts_otel import semconv
 from tts_otel.exporters.influx_config import PREFIX, InfluxSettings
-from tts_otel.read.records import FIELDS, IDS, SpanRecord, from_row
+from tts_otel.read.records import DURATION, FIELDS, IDS, SpanRecord, from_row
 from tts_otel.read.selection import Selection
 from tts_otel.read.sources import GRACE_NS, ReadError
 
 CHUNK_SIZE: Final = 10_000
+STAGE: Final = semconv.ATTR_STAGE
+
+
+def _start(span: SpanRecord) -> int:
+    return span.start_ns
 
 
 def identifier(name: str) -> str:
@@ -28,28 +35,35 @@ def literal(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def statement(settings: InfluxSettings, selection: Selection) -> str:
-    """The one query: fields and tags by name, with the time range and tag conditions in it.
+def statement(
+    settings: InfluxSettings,
+    selection: Selection,
+    columns: Sequence[str] | None = None,
+    conditions: Sequence[str] = (),
+) -> str:
+    """One query: fields and tags by name, with the time range and tag conditions in it.
 
     No GROUP BY: every span is a series of its own (trace_id and span_id are tags), and an
     ungrouped raw query returns them merged in time order, which the assembler relies on.
+    ``columns`` (all the read side uses by default) and ``conditions`` narrow a lean read.
     """
-    columns = [identifier(f) for f in FIELDS]
-    columns += [identifier(t) + "::tag" for t in (*IDS, *sorted(settings.span_dimensions))]
-    conditions = []
+    if columns is None:
+        columns = [identifier(f) for f in FIELDS]
+        columns += [identifier(t) + "::tag" for t in (*IDS, *sorted(settings.span_dimensions))]
+    where = list(conditions)
     if selection.trace_id:
-        conditions.append(f'"trace_id"::tag = {literal(selection.trace_id)}')
+        where.append(f'"trace_id"::tag = {literal(selection.trace_id)}')
     if selection.since_ns is not None:
-        conditions.append(f"time >= {selection.since_ns}")
+        where.append(f"time >= {selection.since_ns}")
     if selection.until_ns is not None:
-        conditions.append(f"time < {selection.until_ns + GRACE_NS}")
+        where.append(f"time < {selection.until_ns + GRACE_NS}")
     for key, value in selection.tag_conditions:
-        conditions.append(f"{identifier(key)}::tag = {literal(value)}")
+        where.append(f"{identifier(key)}::tag = {literal(value)}")
     source = identifier("spans")
     if settings.retention_policy:
         source = f"{identifier(settings.database)}.{identifier(settings.retention_policy)}.{source}"
-    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-    return f"SELECT {', '.join(columns)} FROM {source}{where}"
+    clause = f" WHERE {' AND '.join(where)}" if where else ""
+    return f"SELECT {', '.join(columns)} FROM {source}{clause}"
 
 
 class InfluxQLSource:
@@ -59,24 +73,89 @@ class InfluxQLSource:
         self.settings = settings
         self.chunk_size = chunk_size
         self.description = f"InfluxDB (v1, InfluxQL) at {settings.target}"
+        self.lean = STAGE in settings.span_dimensions  # stage spans are told apart by the tag
 
-    def spans(self, selection: Selection) -> Iterator[SpanRecord]:
+    def spans(
+        self, selection: Selection, lean: bool = False, stages: Collection[str] | None = None
+    ) -> Iterator[SpanRecord]:
         dimensions = (*IDS, *self.settings.span_dimensions)
+        if lean and self.lean and not selection.trace_id:
+            yield from self._lean(selection, dimensions, stages)
+            return
         for row in self.rows(statement(self.settings, selection)):
             record = from_row(row, dimensions)
             if record is not None:
                 yield record
 
+    def _lean(
+        self, selection: Selection, dimensions: Sequence[str], stages: Collection[str] | None
+    ) -> Iterator[SpanRecord]:
+        """Spans without a stage whole, and each stage's spans as start, duration and trace
+        only, one query per stage value, merged back into time order here.
+
+        Measured on influxd 1.8.10 over 200,000 spans (16,666 requests), server CPU: the one
+        query of every column 15.3 s; spans without a stage (``tts.stage = ''``), all
+        columns, 1.7 s; one stage's spans, duration and trace_id, 0.66 s for 33,000. Every
+        span is a series, and influxd's cost is per series and per field read, so reading
+        one field of the 92% of spans that are stage spans is the gain. An equality on a tag
+        picks series from the index; a time slice does not (a quarter of the range cost 70%
+        of the whole), so the range is not split in time. The streams are read interleaved,
+        so influxd works on all of them at once.
+        """
+        found = [value for key, value in self.tag_values(STAGE) if key == STAGE]
+        wanted = [value for value in found if stages is None or value in stages]
+        streams = [self._unstaged(selection, dimensions)]
+        streams += [self._stage(selection, value) for value in wanted]
+        yield from heapq.merge(*streams, key=_start)
+
+    def _unstaged(self, selection: Selection, dimensions: Sequence[str]) -> Iterator[SpanRecord]:
+        # A tag compared with '' matches the series that lack it: the roots, and any span
+        # of the user's own without a stage.
+        query = statement(self.settings, selection, conditions=[f"{identifier(STAGE)}::tag = ''"])
+        for row in self.rows(query):
+            record = from_row(row, dimensions)
+            if record is not None:
+                yield record
+
+    def _stage(self, selection: Selection, stage: str) -> Iterator[SpanRecord]:
+        columns = [identifier(DURATION), identifier("trace_id") + "::tag"]
+        condition = f"{identifier(STAGE)}::tag = {literal(stage)}"
+        query = statement(self.settings, selection, columns, [condition])
+        attributes = {STAGE: stage}  # one mapping for all of this stage's spans
+        for series in self.series(query):
+            at = {name: index for index, name in enumerate(series["columns"])}
+            time_at, duration_at, trace_at = at["time"], at[DURATION], at["trace_id"]
+            for values in series["values"]:
+                start, duration = values[time_at], values[duration_at]
+                if duration is not None:
+                    yield SpanRecord(
+                        trace_id=str(values[trace_at]), name="", start_ns=int(start),
+                        end_ns=int(start) + int(duration), attributes=attributes,
+                    )  # fmt: skip
+
+    def tag_values(self, key: str) -> list[tuple[str, str]]:
+        """(key, value) of a tag of the spans measurement (read from the index: milliseconds)."""
+        source = identifier("spans")
+        if self.settings.retention_policy:
+            rp = identifier(self.settings.retention_policy)
+            source = f"{identifier(self.settings.database)}.{rp}.{source}"
+        query = f"SHOW TAG VALUES FROM {source} WITH KEY = {identifier(key)}"
+        return [(str(row["key"]), str(row["value"])) for row in self.rows(query)]
+
     def rows(self, query: str) -> Iterator[dict[str, Any]]:
         """Each row as a dict of column -> value, chunk after chunk."""
+        for series in self.series(query):
+            columns = series["columns"]
+            for values in series["values"]:
+                yield dict(zip(columns, values, strict=True))
+
+    def series(self, query: str) -> Iterator[dict[str, Any]]:
+        """Each series of each chunk: ``columns`` and ``values`` (rows as lists)."""
         for answer in self._answers(query):
             for result in answer.get("results", []):
                 if "error" in result:
                     raise self._refused(result["error"])
-                for series in result.get("series", []):
-                    columns = series["columns"]
-                    for values in series["values"]:
-                        yield dict(zip(columns, values, strict=True))
+                yield from result.get("series", [])
 
     def _answers(self, query: str) -> Iterator[dict[str, Any]]:
         settings = self.settings

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 from typing import Final, Protocol
 
@@ -26,18 +26,29 @@ class Source(Protocol):
     description: str
     ordered: bool
     """Spans come in order of their start time (so requests can be completed as they go)."""
+    lean: bool
+    """``spans(lean=True)`` gives stage spans as stage, start, duration and trace only."""
 
-    def spans(self, selection: Selection) -> Iterator[SpanRecord]: ...
+    def spans(
+        self, selection: Selection, lean: bool = False, stages: Collection[str] | None = None
+    ) -> Iterator[SpanRecord]:
+        """The selected spans. ``lean``: what ``report``, ``compare`` and the ranking of
+        ``trace`` need (whole spans without a stage; of stage spans, only those in
+        ``stages`` if given, as stage, start, duration and trace); a source may give more."""
+        ...
 
 
 class FileSource:
     ordered = False
+    lean = False
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.description = str(path)
 
-    def spans(self, selection: Selection) -> Iterator[SpanRecord]:
+    def spans(
+        self, selection: Selection, lean: bool = False, stages: Collection[str] | None = None
+    ) -> Iterator[SpanRecord]:
         for span in from_otlp_json(self.path):
             if selection.trace_id is None or span.trace_id == selection.trace_id:
                 yield span

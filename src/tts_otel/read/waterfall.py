@@ -86,6 +86,13 @@ def _header(root: SpanRecord) -> str:
     return f"trace {root.trace_id}  {start[:-3]} UTC  {' '.join(dims)}".rstrip()
 
 
+def _order(span: SpanRecord) -> tuple[int, int, str, str]:
+    # By start; spans that start together in an order of their own (longest first), not in
+    # the order they were read: influxd returns equal timestamps in an order that depends
+    # on the query (all spans of a range, or one trace's), and a file in the export's.
+    return (span.start_ns, -span.end_ns, span.name, span.span_id)
+
+
 def _waterfall(request: Request) -> str:
     root = request.root
     children: dict[str, list[SpanRecord]] = defaultdict(list)
@@ -108,7 +115,7 @@ def _waterfall(request: Request) -> str:
             f"{label:<44}{span.seconds * 1000:>10.1f} ms |{_bar(span, root.start_ns, total)}|"
             f"{_details(span)}"
         )
-        for child in sorted(children.get(span.span_id, []), key=lambda s: s.start_ns):
+        for child in sorted(children.get(span.span_id, []), key=_order):
             walk(child, depth + 1)
 
     walk(root, 0)
