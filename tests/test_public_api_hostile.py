@@ -314,7 +314,7 @@ class Interpreter:
         elif how == "parent" and req is not None:
             stage = req.stage(name, parent=stages[-1] if extra is MISSING and stages else extra)
         elif how == "class":
-            stage = Stage(name, **_kwargs({"request": extra}))
+            stage = Stage(name, **_kwargs({"owner": extra}))
         else:
             stage = tts_otel.stage(name)
         span: Span | None = None

@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import logging
 from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
 from time import perf_counter, time_ns
 from types import TracebackType
 from typing import TypeVar, cast
@@ -16,17 +17,20 @@ from opentelemetry.trace import Span
 from opentelemetry.util.types import AttributeValue
 
 from tts_otel import semconv
-from tts_otel._context import current_request, current_segment
+from tts_otel._context import current_owner, current_segment
+from tts_otel._spans import mark_error, restore_context, set_span_attribute
 from tts_otel._validation import MAX_COUNT, ValueChecker, plain
 from tts_otel.config import TextRecording
 from tts_otel.gpu import GpuInterval, RequestGpu
 from tts_otel.metric_buffer import Measurement
-from tts_otel.stages import Stage, mark_error, restore_context, set_span_attribute
+from tts_otel.stages import Stage
 from tts_otel.telemetry import Telemetry, get_telemetry
 
 _log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+current_request: ContextVar[Synthesis | None] = ContextVar("tts_otel_request", default=None)
 
 _TEXT_MODES: dict[object, TextRecording] = {
     True: "plain",
@@ -52,6 +56,72 @@ class _Checked:
             return cast(T, plain(value))
         self._checker.reject(name, value, f"not a {kind.__name__}")
         return None
+
+
+class _Stages:
+    """The request as its stages see it (``_context.StageOwner``), kept off the
+    public surface of :class:`Synthesis`."""
+
+    def __init__(self, request: Synthesis) -> None:
+        self._request = request
+        self._span_attributes: dict[str, Mapping[str, AttributeValue]] = {}
+        self._metric_attributes: dict[str, Mapping[str, AttributeValue]] = {}
+        # Stage spans waiting for the request to resolve their CUDA events.
+        self.deferred: list[tuple[Span, int, GpuInterval, Mapping[str, AttributeValue]]] = []
+
+    @property
+    def telemetry(self) -> Telemetry:
+        return self._request.telemetry
+
+    @property
+    def context(self) -> Context:
+        return self._request.context
+
+    @property
+    def gpu(self) -> RequestGpu | None:
+        return self._request.gpu
+
+    def wall_ns(self, at: float) -> int:
+        return self._request._wall_ns(at)
+
+    def span_attributes(self, stage: str) -> Mapping[str, AttributeValue]:
+        attributes = self._span_attributes.get(stage)
+        if attributes is None:
+            attributes = {**self._request._span_config, semconv.ATTR_STAGE: stage}
+            self._span_attributes[stage] = attributes
+        return attributes
+
+    def metric_attributes(self, stage: str, failure: str | None) -> Mapping[str, AttributeValue]:
+        # Segments repeat stages: successful runs reuse one guarded mapping.
+        cached = self._metric_attributes.get(stage) if failure is None else None
+        if cached is not None:
+            return cached
+        attributes = self.telemetry.guard.bound(
+            {**self._request._metric_config, semconv.ATTR_STAGE: stage,
+             semconv.ATTR_ERROR_TYPE: failure}
+        )  # fmt: skip
+        if failure is None:
+            self._metric_attributes[stage] = attributes
+        return attributes
+
+    def finished(
+        self, span: Span, context: Context, end_ns: int, duration: float,
+        attributes: Mapping[str, AttributeValue], gpu: GpuInterval | None,
+    ) -> None:  # fmt: skip
+        request = self._request
+        measurement = (self.telemetry.instruments.stage_duration.record, duration, attributes,
+                       context)  # fmt: skip
+        if request._finished:
+            span.end(end_ns)
+            self.telemetry.buffer.push([measurement])
+            return
+        request._measurements.append(measurement)
+        if gpu is not None and gpu.start_event is not None:
+            # The span stays open until the request resolves its CUDA events,
+            # then ends with the wall-clock end time taken here.
+            self.deferred.append((span, end_ns, gpu, attributes))
+        else:
+            span.end(end_ns)
 
 
 class Synthesis:
@@ -93,10 +163,8 @@ class Synthesis:
         self._span_config: dict[str, AttributeValue] = {}
         self._metric_config: Mapping[str, AttributeValue] = {}
         self._attributes: dict[str, AttributeValue] = {}
-        self._stage_attributes: dict[str, dict[str, AttributeValue]] = {}
-        self._stage_metrics: dict[str, Mapping[str, AttributeValue]] = {}
+        self._stages = _Stages(self)
         self._measurements: list[Measurement] = []
-        self._deferred: list[tuple[Span, int, GpuInterval, Mapping[str, AttributeValue]]] = []
         self._audio_seconds = 0.0
         self._speech_tokens = 0
         self._chunks = 0
@@ -221,7 +289,7 @@ class Synthesis:
             span = telemetry.tracer.start_span(
                 semconv.SPAN_SYNTHESIZE,
                 attributes=self._attributes,
-                start_time=self.wall_ns(self._start),
+                start_time=self._wall_ns(self._start),
             )
             self._previous_context = context.get_current()
             self._previous_request = current_request.get()
@@ -230,6 +298,7 @@ class Synthesis:
             self._span = span
             context.attach(self.context)
             current_request.set(self)
+            current_owner.set(self._stages)
             current_segment.set(None)
             if telemetry.cuda is not None:
                 self.gpu = RequestGpu(telemetry.cuda, events=telemetry.cuda_events)
@@ -279,6 +348,7 @@ class Synthesis:
                     previous_segment = previous._previous_segment
                     previous = previous._previous_request
                 current_request.set(previous)
+                current_owner.set(None if previous is None else previous._stages)
                 current_segment.set(previous_segment)
                 context.attach(previous_context)
             else:
@@ -324,7 +394,7 @@ class Synthesis:
         self.telemetry.buffer.push(measurements)
         # The span ends when the duration was taken, not after this bookkeeping:
         # its length and the recorded duration are one number.
-        span.end(self.wall_ns(self._start + duration))
+        span.end(self._wall_ns(self._start + duration))
 
     def _audio_measurements(
         self, span: Span, duration: float, measurements: list[Measurement]
@@ -359,14 +429,14 @@ class Synthesis:
             (self.telemetry.instruments.gpu_memory_peak.record, peak, self._metric_config, None)
         )
         record_gpu = self.telemetry.instruments.stage_gpu_duration.record
-        for stage_span, end_ns, interval, attributes in self._deferred:
+        for stage_span, end_ns, interval, attributes in self._stages.deferred:
             seconds = gpu.gpu_seconds(interval)
             if seconds is not None:
                 stage_span.set_attribute(semconv.ATTR_STAGE_GPU_DURATION, seconds)
                 measurements.append((record_gpu, seconds, attributes, None))
             stage_span.end(end_ns)
 
-    def wall_ns(self, at: float) -> int:
+    def _wall_ns(self, at: float) -> int:
         """A ``perf_counter()`` reading as epoch nanoseconds, on this request's one clock
         pairing, so backdated stages never start before the request does."""
         anchor_ns, anchor = self._anchor
@@ -375,7 +445,7 @@ class Synthesis:
     # --- called by stages ---------------------------------------------------
     def stage(self, name: str, parent: Stage | None = None) -> Stage:
         """A stage of this request: ``with req.stage("acoustic"): ...``."""
-        return Stage(name, self, parent)
+        return Stage(name, self._stages, parent)
 
     @contextlib.contextmanager
     def segment(self, index: int) -> Iterator[None]:
@@ -396,49 +466,6 @@ class Synthesis:
     def add_finalizer(self, finalizer: Callable[[BaseException | None], None]) -> None:
         """Call ``finalizer(error)`` when the request ends, before it is recorded."""
         self._finalizers.append(finalizer)
-
-    def stage_span_attributes(self, stage: str) -> dict[str, AttributeValue]:
-        attributes = self._stage_attributes.get(stage)
-        if attributes is None:
-            attributes = {**self._span_config, semconv.ATTR_STAGE: stage}
-            self._stage_attributes[stage] = attributes
-        return attributes
-
-    def stage_metric_attributes(
-        self, stage: str, failure: str | None
-    ) -> Mapping[str, AttributeValue]:
-        # Segments repeat stages: successful runs reuse one guarded mapping.
-        cached = self._stage_metrics.get(stage) if failure is None else None
-        if cached is not None:
-            return cached
-        attributes = self.telemetry.guard.bound(
-            {**self._metric_config, semconv.ATTR_STAGE: stage, semconv.ATTR_ERROR_TYPE: failure}
-        )
-        if failure is None:
-            self._stage_metrics[stage] = attributes
-        return attributes
-
-    def stage_finished(
-        self,
-        span: Span,
-        ctx: Context,
-        end_ns: int,
-        duration: float,
-        attributes: Mapping[str, AttributeValue],
-        gpu: GpuInterval | None,
-    ) -> None:
-        measurement = (self.telemetry.instruments.stage_duration.record, duration, attributes, ctx)
-        if self._finished:
-            span.end(end_ns)
-            self.telemetry.buffer.push([measurement])
-            return
-        self._measurements.append(measurement)
-        if gpu is not None and gpu.start_event is not None:
-            # The span stays open until the request resolves its CUDA events,
-            # then ends with the wall-clock end time taken here.
-            self._deferred.append((span, end_ns, gpu, attributes))
-        else:
-            span.end(end_ns)
 
     # --- what the service reports -------------------------------------------
     def audio(

@@ -13,52 +13,23 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast, overload
 
 from opentelemetry import context, trace
 from opentelemetry.context import Context
-from opentelemetry.trace import Span, Status, StatusCode
+from opentelemetry.trace import Span
 from opentelemetry.util.types import AttributeValue
 
 from tts_otel import semconv
-from tts_otel._context import current_request, current_segment
+from tts_otel._context import StageOwner, current_owner, current_segment
+from tts_otel._spans import mark_error, restore_context, set_span_attribute
 from tts_otel._validation import describe, plain
-from tts_otel.gpu import GpuInterval
-from tts_otel.telemetry import get_telemetry
+from tts_otel.gpu import GpuInterval, RequestGpu
+from tts_otel.telemetry import Telemetry, get_telemetry
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable
-
-    from tts_otel.request import Synthesis
+    from collections.abc import Awaitable, Mapping
 
 _log = logging.getLogger(__name__)
 
-# OpenTelemetry's exception event and attribute names.
-_EXCEPTION_EVENT = "exception"
-_EXCEPTION_TYPE = "exception.type"
-
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-def error_type(error: BaseException) -> str:
-    """``error.type`` of an exception: its class name, qualified unless a builtin."""
-    cls = type(error)
-    module = cls.__module__
-    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
-
-
-def mark_error(span: Span, error: BaseException, *, details: bool) -> str:
-    """Mark ``span`` failed by ``error``; returns its ``error.type``.
-
-    A service's exception message often quotes its input (``f"bad text: {text}"``),
-    and the stack trace repeats it, so both are recorded only with ``details``
-    (``record_text`` set to plain text); otherwise the event holds the type alone.
-    """
-    kind = error_type(error)
-    span.set_attribute(semconv.ATTR_ERROR_TYPE, kind)
-    if details:
-        span.record_exception(error)
-    else:
-        span.add_event(_EXCEPTION_EVENT, {_EXCEPTION_TYPE: kind})
-    span.set_status(Status(StatusCode.ERROR, kind))
-    return kind
 
 
 def _reading(at: object, fallback: float | None) -> float | None:
@@ -78,29 +49,42 @@ def _reading(at: object, fallback: float | None) -> float | None:
     return fallback
 
 
-def set_span_attribute(span: Span, key: object, value: object) -> None:
-    """``span.set_attribute``, never raising into the service.
+class _Detached:
+    """The owner of stages run outside any request: a span and a duration, without
+    request attributes, on whatever handle is active when they run."""
 
-    The SDK drops a value or key of the wrong type with a warning, but a key
-    whose ``__bool__``/``__len__``/``__hash__`` raises (a str subclass, say)
-    raises out of it; such an attribute is dropped and counted instead.
-    """
-    try:
-        span.set_attribute(plain(key), plain(value))  # type: ignore[arg-type]
-    except Exception:
-        get_telemetry().values.reject("attribute", key, "not usable as an attribute key")
+    gpu: RequestGpu | None = None
+
+    @property
+    def telemetry(self) -> Telemetry:
+        return get_telemetry()
+
+    @property
+    def context(self) -> Context:
+        return context.get_current()
+
+    def span_attributes(self, stage: str) -> Mapping[str, AttributeValue]:
+        return {semconv.ATTR_STAGE: stage}
+
+    def metric_attributes(self, stage: str, failure: str | None) -> Mapping[str, AttributeValue]:
+        return self.telemetry.guard.bound(
+            {semconv.ATTR_STAGE: stage, semconv.ATTR_ERROR_TYPE: failure}
+        )
+
+    def wall_ns(self, at: float) -> int:
+        return time_ns() - round((perf_counter() - at) * 1e9)
+
+    def finished(
+        self, span: Span, context: Context, end_ns: int, duration: float,
+        attributes: Mapping[str, AttributeValue], gpu: GpuInterval | None,
+    ) -> None:  # fmt: skip
+        span.end(end_ns)
+        telemetry = self.telemetry
+        record = telemetry.instruments.stage_duration.record
+        telemetry.buffer.push([(record, duration, attributes, context)])
 
 
-def restore_context(ours: Context | None, previous: Context) -> None:
-    """Make ``previous`` current again if ``ours`` is still current here.
-
-    Not ``context.detach(token)``: a token works only in the Context that
-    made it, and services end requests and stages in other ones (a copied
-    context, ``asyncio.to_thread``, a streaming generator's ``next()`` in a
-    thread pool). Where ``ours`` is not current there is nothing to undo.
-    """
-    if ours is not None and context.get_current() is ours:
-        context.attach(previous)
+_DETACHED: StageOwner = _Detached()
 
 
 class Stage:
@@ -117,18 +101,18 @@ class Stage:
     time its last child ended.
     """
 
-    __slots__ = ("_context", "_gpu", "_name", "_parent", "_previous", "_request", "_span",
-                 "_start", "_used_request")  # fmt: skip
+    __slots__ = ("_context", "_gpu", "_name", "_owner", "_parent", "_previous", "_span",
+                 "_start", "_used")  # fmt: skip
 
     def __init__(
-        self, name: str, request: Synthesis | None = None, parent: Stage | None = None
+        self, name: str, owner: StageOwner | None = None, parent: Stage | None = None
     ) -> None:
         # A str subclass (an enum, or one whose __hash__ raises) as its plain str:
         # the name is hashed and formatted on every run.
         self._name = cast(str, plain(name))
-        self._request = request
+        self._owner = owner  # None: the request current when the stage starts, if any
         self._parent = parent
-        self._used_request: Synthesis | None = None
+        self._used: StageOwner = _DETACHED
         self._span: Span | None = None
         self._previous: Context | None = None
         self._context: Context | None = None
@@ -142,19 +126,19 @@ class Stage:
     def __call__(self, func: Callable[P, R]) -> Callable[P, R]: ...
 
     def __call__(self, func: Callable[P, Any]) -> Callable[P, Any]:
-        name, request = self._name, self._request
+        name, owner = self._name, self._owner
         if inspect.iscoroutinefunction(func):
 
             @functools.wraps(func)
             async def run_async(*args: P.args, **kwargs: P.kwargs) -> Any:
-                with Stage(name, request):
+                with Stage(name, owner):
                     return await func(*args, **kwargs)
 
             return run_async
 
         @functools.wraps(func)
         def run(*args: P.args, **kwargs: P.kwargs) -> Any:
-            with Stage(name, request):
+            with Stage(name, owner):
                 return func(*args, **kwargs)
 
         return run
@@ -232,65 +216,48 @@ class Stage:
         if not isinstance(self._name, str):
             get_telemetry().values.reject(semconv.ATTR_STAGE, self._name, "not a str")
             return
-        active = current_request.get()
-        request = self._request or active
-        self._used_request = request
+        active = current_owner.get()
+        owner = self._owner or active or _DETACHED
+        self._used = owner
         if self._parent is not None and self._parent.context is not None:
             parent = self._parent.context
-        elif request is None or active is request:
+        elif owner is active or owner is _DETACHED:
             parent = context.get_current()
         else:
             # In another thread or task the caller's context may not hold the
             # request: parent the stage on the request itself then.
-            parent = request.context
-        if request is None:
-            tracer = get_telemetry().tracer
-            attributes: dict[str, Any] = {semconv.ATTR_STAGE: self._name}
-        else:
-            tracer = request.telemetry.tracer
-            attributes = request.stage_span_attributes(self._name)
+            parent = owner.context
+        attributes = owner.span_attributes(self._name)
         segment = current_segment.get()
         if segment is not None:
             attributes = {**attributes, semconv.ATTR_SEGMENT_INDEX: segment}
         now = perf_counter()
-        start_ns = None
-        if at is not None:
-            start_ns = request.wall_ns(at) if request else time_ns() - round((now - at) * 1e9)
-        span = tracer.start_span(
+        span = owner.telemetry.tracer.start_span(
             semconv.stage_span_name(self._name), context=parent, attributes=attributes,
-            start_time=start_ns,
+            start_time=None if at is None else owner.wall_ns(at),
         )  # fmt: skip
         self._span = span
         self._context = trace.set_span_in_context(span, parent)
         if current:
             self._previous = context.get_current()
             context.attach(self._context)
-        if request is not None and request.gpu is not None and at is None:
-            self._gpu = request.gpu.begin()
+        gpu = owner.gpu
+        if gpu is not None and at is None:
+            self._gpu = gpu.begin()
         self._start = now if at is None else at
 
     def _finish(self, span: Span, duration: float, end_ns: int, exc: BaseException | None) -> None:
         if self._previous is not None:
             restore_context(self._context, self._previous)
             self._previous = None
-        request = self._used_request
-        telemetry = get_telemetry() if request is None else request.telemetry
-        details = telemetry.settings.record_text == "plain"
+        owner = self._used
+        details = owner.telemetry.settings.record_text == "plain"
         failure = mark_error(span, exc, details=details) if exc is not None else None
-        if request is None:
-            attributes = telemetry.guard.bound(
-                {semconv.ATTR_STAGE: self._name, semconv.ATTR_ERROR_TYPE: failure}
-            )
-            span.end(end_ns)
-            record = telemetry.instruments.stage_duration.record
-            telemetry.buffer.push([(record, duration, attributes, self._context)])
-            return
-        metric_attributes = request.stage_metric_attributes(self._name, failure)
-        if self._gpu is not None and request.gpu is not None:
-            request.gpu.end(self._gpu)
-        request.stage_finished(
-            span, cast(Context, self._context), end_ns, duration, metric_attributes, self._gpu
-        )
+        attributes = owner.metric_attributes(self._name, failure)
+        gpu = owner.gpu
+        if self._gpu is not None and gpu is not None:
+            gpu.end(self._gpu)
+        owner.finished(span, cast(Context, self._context), end_ns, duration, attributes, self._gpu)
 
 
 def stage(name: str) -> Stage:
