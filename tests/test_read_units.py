@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -85,3 +86,61 @@ def test_waterfall_bars_sit_on_the_request_axis() -> None:
     assert bars[1].startswith("█")
     assert not bars[3].startswith("█")
     assert waterfall.slowest([request], 1, stage="s1") == [request]
+
+
+class _FakeInflux(influxql.InfluxQLSource):
+    """Answers the lean read's queries (tag values, spans without a stage, one stage's spans)
+    from ``_trees``, as influxd would: each in time order, as JSON-shaped chunks."""
+
+    def __init__(self, spans: list[SpanRecord]) -> None:
+        super().__init__(influx_settings(environ={}))
+        self.spans_stored = spans
+        self.queries: list[str] = []
+
+    def _answers(self, query: str) -> Iterator[dict[str, Any]]:
+        self.queries.append(query)
+        if query.startswith("SHOW TAG VALUES"):
+            values = [["tts.stage", f"s{stage}"] for stage in range(3)]
+            yield {"results": [{"series": [{"columns": ["key", "value"], "values": values}]}]}
+            return
+        if "::tag = ''" in query:
+            columns = ["time", "span.name", "parent_span_id", "duration_nano",
+                       "end_time_unix_nano", "attributes", "trace_id", "span_id"]  # fmt: skip
+            rows = [[s.start_ns, s.name, s.parent_id, s.end_ns - s.start_ns, s.end_ns,
+                     '{"tts.kv_cache": true}', s.trace_id, s.span_id]
+                    for s in self.spans_stored if "tts.stage" not in s.attributes]  # fmt: skip
+        else:
+            stage = query.split('"tts.stage"::tag = \'')[1].split("'")[0]
+            columns = ["time", "duration_nano", "trace_id"]
+            rows = [[s.start_ns, s.end_ns - s.start_ns, s.trace_id] for s in self.spans_stored
+                    if s.attributes.get("tts.stage") == stage]  # fmt: skip
+        for at in range(0, len(rows), 7):  # small chunks, as influxd's chunked answers
+            series = {"name": "spans", "columns": columns, "values": rows[at : at + 7]}
+            yield {"results": [{"series": [series]}]}
+
+
+def test_lean_influxql_read_gives_the_same_requests_in_the_same_order() -> None:
+    stored = list(_trees(40))
+    source = _FakeInflux(stored)
+    lean = list(assemble.requests(source.spans(Selection(), lean=True), Selection(), True))
+    whole = list(assemble.requests(iter(stored), Selection(), ordered=True))
+    assert [r.root.trace_id for r in lean] == [r.root.trace_id for r in whole]
+    assert [r.stage_seconds() for r in lean] == [r.stage_seconds() for r in whole]
+    assert all(not child.name for r in lean for child in r.children)  # stage and time only
+    assert sum("SELECT" in q for q in source.queries) == 1 + 3  # no stage, then each stage
+
+    source.queries.clear()
+    ranked = list(source.spans(Selection(), lean=True, stages=("s1",)))
+    assert {s.attributes.get("tts.stage") for s in ranked} == {None, "s1"}
+    assert [s.start_ns for s in ranked] == sorted(s.start_ns for s in ranked)
+    assert sum("SELECT" in q for q in source.queries) == 2
+
+
+def test_waterfall_orders_spans_that_start_together_whatever_the_read_order() -> None:
+    root = SpanRecord("a" * 32, "tts.synthesize", 0, 100, {}, "r")
+    outer = SpanRecord("a" * 32, "tts.acoustic", 10, 60, {}, "o", "r")
+    inner = SpanRecord("a" * 32, "tts.acoustic.llm", 10, 40, {}, "i", "r")
+    one = waterfall.render([assemble.Request(root, [outer, inner])])
+    other = waterfall.render([assemble.Request(root, [inner, outer])])
+    assert one == other
+    assert one.index("tts.acoustic ") < one.index("tts.acoustic.llm")
