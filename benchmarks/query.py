@@ -1,5 +1,6 @@
 """Reading spans back: ``tts-otel report --since`` and ``trace --slowest 10`` over 50,000 and
-200,000 spans stored as request trees in a real influxd (1.8.10, InfluxQL and Flux).
+200,000 spans stored as request trees in a real influxd 1.8.10 with InfluxQL, and over
+10,000 with InfluxQL and Flux (Flux on 1.8 does not finish 50,000 within 120 s here).
 
 Each command runs in its own process; its wall time and peak RSS (``wait4``'s ru_maxrss)
 are printed with spans/s. Peak memory should not grow with the span count: the reader
@@ -27,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 MS = 10**6
 SEGMENTS = 2
-FLUX_MAX_SPANS = 50_000
+FLUX_SPANS = 10_000
 SPANS_PER_REQUEST = 2 + 5 * SEGMENTS  # root, speaker embedding, 5 stage spans per segment
 
 
@@ -100,8 +101,9 @@ def load(writer: InfluxWriter, spans: int) -> None:
         assert writer.write(batch), "influxd refused a batch"
 
 
-def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """(seconds, peak RSS in MiB) of one tts-otel command in a process of its own."""
+def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float] | str:
+    """(seconds, peak RSS in MiB) of one tts-otel command in a process of its own, or why
+    it failed (the benchmark goes on: one slow path must not hide the others' figures)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.perf_counter()
         process = subprocess.Popen(
@@ -112,7 +114,7 @@ def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
         process.returncode = os.waitstatus_to_exitcode(status)
         if process.returncode != 0:
             err.seek(0)
-            raise SystemExit(f"tts-otel {' '.join(argv)} failed: {err.read().decode().strip()}")
+            return f"failed after {seconds:.0f} s: {err.read().decode().strip()[:160]}"
     return seconds, usage.ru_maxrss / 1024
 
 
@@ -125,16 +127,20 @@ def main(sizes: list[int]) -> None:
         server.start()
         try:
             for spans in sizes:
-                run_size(server, spans)
+                run_size(server, spans, flux=False)
+            # Flux on 1.8 did not finish report over 50,000 spans within 120 s here (its
+            # pivot, group and sort on the server): it runs on a size of its own, with
+            # InfluxQL beside it on the same spans.
+            run_size(server, FLUX_SPANS, flux=True)
         finally:
             server.kill()
 
 
-def run_size(server: object, spans: int) -> None:
+def run_size(server: object, spans: int, flux: bool) -> None:
     from tests.services import Influx18Server
 
     assert isinstance(server, Influx18Server)
-    db = f"bench{spans}"
+    db = f"bench{spans}{'flux' if flux else ''}"
     server.create_database(db)
     settings = influx_settings(environ={}, url=server.url, db=db, username=server.USER,
                                password=server.PASSWORD, timeout_s=120)  # fmt: skip
@@ -152,15 +158,18 @@ def run_size(server: object, spans: int) -> None:
     v2 = {**base, "TTS_OTEL_INFLUXDB_API": "v2", "TTS_OTEL_INFLUXDB_TOKEN": server.token,
           "TTS_OTEL_INFLUXDB_ORG": server.ORG,
           "TTS_OTEL_INFLUXDB_BUCKET": server.bucket(db)}  # fmt: skip
-    # Flux on 1.8 spends ~1 ms a span in pivot/group/sort on the server (measured here):
-    # at 200,000 spans that is minutes, so it runs on the smaller sizes only.
-    paths = [("InfluxQL", v1)] + ([("Flux", v2)] if spans <= FLUX_MAX_SPANS else [])
+    paths = [("InfluxQL", v1)] + ([("Flux", v2)] if flux else [])
     for api, env in paths:
         for argv in (["report", "--influxdb", "--since", "1h"],
                      ["trace", "--influxdb", "--since", "1h", "--slowest", "10"]):  # fmt: skip
-            seconds, peak = timed(argv, env)
-            print(f"  {api:<8} {' '.join(argv[:1] + argv[2:]):<32} {seconds:6.2f} s  "
-                  f"{stored / seconds:>9,.0f} spans/s  peak RSS {peak:6.1f} MiB")  # fmt: skip
+            result = timed(argv, env)
+            what = f"  {api:<8} {' '.join(argv[:1] + argv[2:]):<32}"
+            if isinstance(result, str):
+                print(f"{what} {result}")
+                continue
+            seconds, peak = result
+            print(f"{what} {seconds:6.2f} s  {stored / seconds:>9,.0f} spans/s  "
+                  f"peak RSS {peak:6.1f} MiB")  # fmt: skip
 
 
 if __name__ == "__main__":
