@@ -1,0 +1,114 @@
+"""The contract with GLM-TTS: what is wrapped, by import path, which parameter names
+and positions the handlers read, and how to find GLM-TTS's modules without importing
+them. tests/test_glmtts.py fails when the stand-ins (kept to GLM-TTS's signatures)
+drift from it."""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from tts_otel import semconv
+
+SCRIPT = "glmtts_inference"
+
+
+@dataclass(frozen=True)
+class Wrapped:
+    """One wrapped GLM-TTS callable, the parameters (after ``self``) its handler
+    relies on, and the handler (a method name of the instrumentor)."""
+
+    module: str
+    qualname: str
+    parameters: tuple[str, ...]
+    handler: str
+    sample_rate: int | None = None  # vocoders: the rate their output is at
+
+
+CONTRACT: tuple[Wrapped, ...] = (
+    Wrapped("cosyvoice.cli.frontend", "TextFrontEnd.text_normalize", ("text",), "_normalize"),
+    Wrapped("cosyvoice.cli.frontend", "TextFrontEnd.split_by_len",
+            ("text", "min_text_len", "max_text_len"), "_text"),
+    Wrapped("cosyvoice.cli.frontend", "TextFrontEnd.g2p_infer", ("text",), "_text"),
+    Wrapped("cosyvoice.cli.frontend", "TTSFrontEnd._extract_text_token", ("text",), "_tokenize"),
+    Wrapped("cosyvoice.cli.frontend", "TTSFrontEnd._extract_spk_embedding", ("speech",),
+            "_grouped"),
+    Wrapped("cosyvoice.cli.frontend", "TTSFrontEnd._extract_speech_token",
+            ("path_or_tuple",), "_grouped"),
+    Wrapped("cosyvoice.cli.frontend", "TTSFrontEnd._extract_speech_feat",
+            ("speech", "sample_rate"), "_grouped"),
+    Wrapped("llm.glmtts", "GLMTTS.inference",
+            ("text", "text_len", "prompt_text", "prompt_text_len", "prompt_speech_token",
+             "prompt_speech_token_len"), "_grouped"),
+    Wrapped("flow.flow", "Flow.inference_with_cache",
+            ("token", "prompt_token", "prompt_feat", "embedding", "n_timesteps"), "_grouped"),
+    Wrapped("utils.hift_util", "HiFTInference.__call__", ("mel",), "_vocoder", 24_000),
+    Wrapped("utils.vocos_util", "Vocos2DInference.__call__", ("xs_mel_tr",), "_vocoder", 32_000),
+    Wrapped("utils.tts_model_util", "Token2Wav.token2wav_stream",
+            ("syn_token", "block_sizes", "look_future_sizes", "fade_sec", "embedding"), "_stream"),
+    Wrapped(SCRIPT, "generate_long",
+            ("frontend", "text_frontend", "llm", "flow", "text_info", "cache", "device",
+             "embedding"), "_request"),
+)  # fmt: skip
+
+GROUPED = {  # child stage, the stage it is grouped under
+    "TTSFrontEnd._extract_spk_embedding": ("speaker_embedding.spk_embedding",
+                                           semconv.STAGE_SPEAKER_EMBEDDING),
+    "TTSFrontEnd._extract_speech_token": ("speaker_embedding.speech_token",
+                                          semconv.STAGE_SPEAKER_EMBEDDING),
+    "TTSFrontEnd._extract_speech_feat": ("speaker_embedding.speech_feat",
+                                         semconv.STAGE_SPEAKER_EMBEDDING),
+    "GLMTTS.inference": (semconv.STAGE_ACOUSTIC_LLM, semconv.STAGE_ACOUSTIC),
+    "Flow.inference_with_cache": (semconv.STAGE_ACOUSTIC_FLOW, semconv.STAGE_ACOUSTIC),
+}  # fmt: skip
+
+
+def argument(entry: Wrapped, name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
+    """A wrapped call's argument by name, whether passed by keyword or by position."""
+    if name in kwargs:
+        return kwargs[name]
+    position = entry.parameters.index(name)
+    return args[position] if position < len(args) else None
+
+
+def length(value: Any) -> int | None:
+    shape = getattr(value, "shape", None)
+    if shape is not None and len(shape) > 0:
+        return int(shape[-1])
+    return len(value) if isinstance(value, list) else None
+
+
+def findable(module: str) -> bool:
+    """Whether ``module``'s top-level package can be imported, without importing it.
+
+    Under ``opentelemetry-instrument`` this runs before the script's folder is on
+    ``sys.path``, so that folder is searched too.
+    """
+    top = module.split(".")[0]
+    try:
+        if importlib.util.find_spec(top) is not None:
+            return True
+    except (ImportError, ValueError):
+        return False
+    script = sys.argv[0] if sys.argv else ""
+    if not os.path.isfile(script):
+        return False
+    folder = os.path.dirname(os.path.abspath(script))
+    return importlib.machinery.PathFinder.find_spec(top, [folder]) is not None
+
+
+def is_glmtts_script(module: ModuleType) -> bool | None:
+    """Whether ``__main__`` is glmtts_inference.py; ``None`` while it cannot tell yet."""
+    spec: importlib.machinery.ModuleSpec | None = getattr(module, "__spec__", None)
+    if spec is not None and spec.name == SCRIPT:
+        return True
+    path: str | None = getattr(module, "__file__", None)
+    if path is None:
+        return None
+    return os.path.splitext(os.path.basename(path))[0] == SCRIPT
