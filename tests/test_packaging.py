@@ -61,3 +61,32 @@ def test_the_core_runs_a_request_without_the_extras_and_names_the_missing_one() 
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith("core ok")
+
+
+def test_a_registered_exporter_needs_only_what_tts_otel_exporters_exports() -> None:
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    import tts_otel
+    from tts_otel.exporters import ExporterParts, Settings
+
+    spans = InMemorySpanExporter()
+    seen: list[Settings] = []
+
+    def in_memory(settings: Settings) -> ExporterParts:
+        seen.append(settings)
+        return ExporterParts(span_exporter=spans, where="memory")
+
+    tts_otel.register_exporter("memory", in_memory)
+    telemetry = tts_otel.configure(
+        service_name="svc", exporters="memory", set_global=False, nvml=False,
+        flush_on_signals=False,
+    )  # fmt: skip
+    try:
+        with tts_otel.synthesis(model="m", telemetry=telemetry):
+            pass
+        telemetry.force_flush()
+        assert telemetry.destinations == ("memory",)
+        assert seen[0].service_name == "svc"
+        assert [s.name for s in spans.get_finished_spans()] == ["tts.synthesize"]
+    finally:
+        telemetry.shutdown()

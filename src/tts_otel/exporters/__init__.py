@@ -25,8 +25,9 @@ from tts_otel.config import Settings
 from tts_otel.errors import ConfigurationError
 from tts_otel.exporters.parts import ExporterParts
 
-__all__ = ["ExporterFactory", "ExporterParts", "available_exporters", "build_exporter",
-           "register_exporter"]  # fmt: skip
+# What a register_exporter() factory takes and returns is exported beside it.
+__all__ = ["ExporterFactory", "ExporterParts", "Settings", "available_exporters",
+           "build_exporter", "register_exporter"]  # fmt: skip
 
 
 ExporterFactory = Callable[[Settings], ExporterParts]
