@@ -2,9 +2,10 @@
 200,000 spans stored as request trees in a real influxd 1.8.10 with InfluxQL, and over
 10,000 with InfluxQL and Flux (Flux on 1.8 does not finish 50,000 within 120 s here).
 
-Each command runs in its own process; its wall time and peak RSS (``wait4``'s ru_maxrss)
-are printed with spans/s. Peak memory should not grow with the span count: the reader
-holds one chunk and the requests in flight, plus one float per request and stage.
+Each command runs in its own process; its wall time and peak RSS (VmHWM, read by the
+command as it exits) are printed with spans/s. Peak memory should not grow with the span
+count: the reader holds a chunk per query and the requests in flight, plus one float per
+request and stage (8 bytes: 56 bytes a request with six stages).
 
 Usage: python benchmarks/query.py [SPANS ...]   (default 50000 200000)
 """
@@ -13,11 +14,14 @@ from __future__ import annotations
 
 import os
 import random
+import resource
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from tts_otel.exporters.influxdb import DEFAULT_SPAN_DIMENSIONS, InfluxWriter, influx_settings
@@ -101,27 +105,73 @@ def load(writer: InfluxWriter, spans: int) -> None:
         assert writer.write(batch), "influxd refused a batch"
 
 
-def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float] | str:
-    """(seconds, peak RSS in MiB) of one tts-otel command in a process of its own, or why
-    it failed (the benchmark goes on: one slow path must not hide the others' figures)."""
+def timed(argv: list[str], env: dict[str, str], server_pid: int) -> Timing | str:
+    """One tts-otel command in a process of its own, or why it failed (the benchmark goes
+    on: one slow path must not hide the others' figures)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        server_before, client_before = _cpu(server_pid), _children_cpu()
         start = time.perf_counter()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tts_otel.cli", *argv], env=env, stdout=out, stderr=err
+        process = subprocess.run(
+            [sys.executable, "-c", PEAK_RSS, *argv], env=env, stdout=out, stderr=err, check=False
         )
-        _, status, usage = os.wait4(process.pid, 0)  # this child's own peak, not all children's
         seconds = time.perf_counter() - start
-        process.returncode = os.waitstatus_to_exitcode(status)
+        client_cpu = _children_cpu() - client_before
+        err.seek(0)
+        text = err.read().decode().strip()
         if process.returncode != 0:
-            err.seek(0)
-            return f"failed after {seconds:.0f} s: {err.read().decode().strip()[:160]}"
-    return seconds, usage.ru_maxrss / 1024
+            return f"failed after {seconds:.0f} s: {text[:160]}"
+    return Timing(
+        seconds=seconds,
+        peak_mib=int(text.splitlines()[-1].split()[1]) / 1024,
+        client_cpu=client_cpu,
+        server_cpu=_cpu(server_pid) - server_before,
+    )
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Wall time is what the target is about; the CPU seconds are what holds still when
+    other work shares the machine's two cores."""
+
+    seconds: float
+    peak_mib: float
+    client_cpu: float
+    server_cpu: float
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used, from /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# The command's own peak, read from its /proc/self/status as it exits. Not wait4's
+# ru_maxrss: Linux carries the parent's peak into a child across exec, so every command
+# showed this process's 53 MiB, whatever it used itself.
+PEAK_RSS = """
+import sys
+from tts_otel.cli import main
+try:
+    code = main(sys.argv[1:])
+finally:
+    with open("/proc/self/status") as status:
+        peak = next(line for line in status if line.startswith("VmHWM:"))
+    sys.stdout.flush()
+    print(peak.strip(), file=sys.stderr)
+sys.exit(code)
+"""
 
 
 def main(sizes: list[int]) -> None:
     from tests.services import Influx18Server
 
     limits = {"max-values-per-tag": "0", "max-series-per-database": "0"}
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that influxd is killed too
     with tempfile.TemporaryDirectory() as tmp:
         server = Influx18Server(Path(tmp), limits)
         server.start()
@@ -158,18 +208,20 @@ def run_size(server: object, spans: int, flux: bool) -> None:
     v2 = {**base, "TTS_OTEL_INFLUXDB_API": "v2", "TTS_OTEL_INFLUXDB_TOKEN": server.token,
           "TTS_OTEL_INFLUXDB_ORG": server.ORG,
           "TTS_OTEL_INFLUXDB_BUCKET": server.bucket(db)}  # fmt: skip
+    assert server._process is not None  # influxd's own CPU time is read from /proc
+    server_pid = server._process.pid
     paths = [("InfluxQL", v1)] + ([("Flux", v2)] if flux else [])
     for api, env in paths:
         for argv in (["report", "--influxdb", "--since", "1h"],
                      ["trace", "--influxdb", "--since", "1h", "--slowest", "10"]):  # fmt: skip
-            result = timed(argv, env)
+            result = timed(argv, env, server_pid)
             what = f"  {api:<8} {' '.join(argv[:1] + argv[2:]):<32}"
             if isinstance(result, str):
                 print(f"{what} {result}")
                 continue
-            seconds, peak = result
-            print(f"{what} {seconds:6.2f} s  {stored / seconds:>9,.0f} spans/s  "
-                  f"peak RSS {peak:6.1f} MiB")  # fmt: skip
+            print(f"{what} {result.seconds:6.2f} s {stored / result.seconds:>8,.0f} spans/s  "
+                  f"peak RSS {result.peak_mib:5.1f} MiB  CPU: influxd {result.server_cpu:5.2f} s, "
+                  f"tts-otel {result.client_cpu:5.2f} s")  # fmt: skip
 
 
 if __name__ == "__main__":
