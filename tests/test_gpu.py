@@ -146,8 +146,8 @@ def test_nvml_gauges_convert_units_per_device() -> None:
         "hw.gpu.memory.usage [By]": {"0": 10 * GIB, "1": 1 * GIB},
         "hw.gpu.memory.limit [By]": {"0": 80 * GIB, "1": 80 * GIB},
         "hw.gpu.utilization [1]": {"0": 0.87, "1": 0.0},
-        "hw.gpu.power [W]": {"0": 312.5, "1": 71.999},  # true division, no floor
-        "hw.gpu.temperature [Cel]": {"0": 61, "1": 35},
+        "hw.power [W]": {"0": 312.5, "1": 71.999},  # true division, no floor
+        "hw.temperature [Cel]": {"0": 61, "1": 35},
     }
     nvml.devices[0].used = 20 * GIB
     assert _gauges(reader)["hw.gpu.memory.usage [By]"]["0"] == 20 * GIB
@@ -168,17 +168,17 @@ THROTTLE_REASONS = (
 
 
 def _throttled(reader: InMemoryMetricReader) -> dict[tuple[str, str], float]:
-    """(hw.id, reason) -> 0 or 1, from the hw.gpu.throttled gauge."""
+    """(hw.id, reason) -> 0 or 1, from the tts.gpu.throttled gauge."""
     data = reader.get_metrics_data()
     assert data is not None
     return {
-        (str(labels[semconv.ATTR_HW_ID]), str(labels[semconv.ATTR_HW_GPU_THROTTLE_REASON])): (
+        (str(labels[semconv.ATTR_HW_ID]), str(labels[semconv.ATTR_GPU_THROTTLE_REASON])): (
             point.value
         )
         for rm in data.resource_metrics
         for sm in rm.scope_metrics
         for metric in sm.metrics
-        if metric.name == semconv.METRIC_HW_GPU_THROTTLED
+        if metric.name == semconv.METRIC_GPU_THROTTLED
         for point in metric.data.data_points
         if isinstance(point, NumberDataPoint) and (labels := attributes(point))
     }
@@ -219,10 +219,10 @@ def test_without_nvml_support_for_throttle_reasons_nothing_is_exported_after_one
         assert _throttled(reader) == {}
         reader.get_metrics_data()
     assert sampler.enabled  # the other gauges go on
-    assert _gauges(reader)["hw.gpu.temperature [Cel]"] == {"0": 5, "1": 5}
+    assert _gauges(reader)["hw.temperature [Cel]"] == {"0": 5, "1": 5}
     assert [r.getMessage() for r in caplog.records] == [
         "tts-otel: NVML reports no clock throttle reasons on GPU 0, 1 (Not Supported); "
-        "hw.gpu.throttled is off there"
+        "tts.gpu.throttled is off there"
     ]
 
 
@@ -233,10 +233,10 @@ def test_throttling_reaches_prometheus_under_the_name_the_alert_reads() -> None:
         samples = scrape()
     finally:
         telemetry.shutdown()
-    device = {"hw_id": "0", "hw_name": "H100"}
-    assert ({**device, "hw_gpu_throttle_reason": "thermal"}, 1.0) in samples["hw_gpu_throttled"]
-    assert ({**device, "hw_gpu_throttle_reason": "power"}, 0.0) in samples["hw_gpu_throttled"]
-    assert ({**device}, 5.0) in samples["hw_gpu_temperature_celsius"]
+    device = {"hw_id": "0", "hw_name": "H100", "hw_type": "gpu"}
+    assert ({**device, "tts_gpu_throttle_reason": "thermal"}, 1.0) in samples["tts_gpu_throttled"]
+    assert ({**device, "tts_gpu_throttle_reason": "power"}, 0.0) in samples["tts_gpu_throttled"]
+    assert ({**device}, 5.0) in samples["hw_temperature_celsius"]
 
 
 def test_nvml_failure_turns_the_sampler_off_with_one_line(caplog: pytest.LogCaptureFixture) -> None:

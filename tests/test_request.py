@@ -110,6 +110,7 @@ def test_durations_rtf_and_sizes_are_exact(cap: TelemetryCapture, clock: FakeClo
     assert attributes(root)[semconv.ATTR_AUDIO_DURATION] == 2.0
     assert attributes(root)[semconv.ATTR_REAL_TIME_FACTOR] == pytest.approx(2.0 / 2.0)
     assert attributes(root)[semconv.ATTR_SPEECH_TOKENS] == 50
+    assert attributes(root)[semconv.GEN_AI_USAGE_AUDIO_OUTPUT_TOKENS] == 50
     assert attributes(root)[semconv.ATTR_TIME_TO_FIRST_AUDIO] == pytest.approx(1.75)
 
     config = {semconv.ATTR_TEXT_LENGTH_BIN: "medium", semconv.ATTR_MODEL_NAME: "m"}
@@ -149,6 +150,7 @@ def test_streaming_chunks_give_first_audio_and_gaps(
         req.chunk(24000)
     root = _one(cap, "tts.synthesize")
     assert attributes(root)[semconv.ATTR_TIME_TO_FIRST_AUDIO] == pytest.approx(0.3)
+    assert attributes(root)[semconv.GEN_AI_TIME_TO_FIRST_CHUNK] == pytest.approx(0.3)
     assert attributes(root)[semconv.ATTR_AUDIO_CHUNKS] == 3
     assert attributes(root)[semconv.ATTR_AUDIO_DURATION] == 2.0
     gaps = cap.histogram(semconv.METRIC_CHUNK_INTERVAL, {semconv.ATTR_STREAMING: True})

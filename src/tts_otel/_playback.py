@@ -76,6 +76,7 @@ class Playback:
         """At the request's end: on its span, and as measurements to record."""
         if self.first_audio is not None:
             span.set_attribute(semconv.ATTR_TIME_TO_FIRST_AUDIO, self.first_audio)
+            span.set_attribute(semconv.GEN_AI_TIME_TO_FIRST_CHUNK, self.first_audio)
             record = instruments.time_to_first_audio.record
             measurements.append((record, self.first_audio, config, ctx))
         if self.chunks:

@@ -19,7 +19,7 @@ from tts_otel import semconv
 _log = logging.getLogger(__name__)
 
 # NVML's clock event ("throttle") reason bits that slow a GPU down, and their
-# hw.gpu.throttle.reason values. The bits are NVML's ABI, the same in the old
+# tts.gpu.throttle.reason values. The bits are NVML's ABI, the same in the old
 # nvmlClocksThrottleReason* and new nvmlClocksEventReason* names. Left out on
 # purpose: idle (0x1), application clocks (0x2), sync boost (0x10) and display
 # clock (0x100) settings: the GPU runs as configured, nothing holds it back.
@@ -109,7 +109,11 @@ class NvmlSampler:
         self._reader = reader
         self.enabled = True
         self._devices = [
-            {semconv.ATTR_HW_ID: str(index), semconv.ATTR_HW_NAME: reader.device_name(index)}
+            {
+                semconv.ATTR_HW_ID: str(index),
+                semconv.ATTR_HW_NAME: reader.device_name(index),
+                semconv.ATTR_HW_TYPE: semconv.HW_TYPE_GPU,
+            }
             for index in range(reader.device_count())
         ]
 
@@ -132,9 +136,9 @@ class NvmlSampler:
              "GPU memory in total.", memory_total),
             (semconv.METRIC_HW_GPU_UTILIZATION, semconv.UNIT_RATIO,
              "Share of time a kernel ran (0 to 1).", utilization),
-            (semconv.METRIC_HW_GPU_POWER, semconv.UNIT_WATTS,
+            (semconv.METRIC_HW_POWER, semconv.UNIT_WATTS,
              "Power drawn by the GPU.", power),
-            (semconv.METRIC_HW_GPU_TEMPERATURE, semconv.UNIT_CELSIUS,
+            (semconv.METRIC_HW_TEMPERATURE, semconv.UNIT_CELSIUS,
              "GPU core temperature.", reader.temperature_celsius),
         )  # fmt: skip
         devices = list(enumerate(self._devices))
@@ -146,7 +150,7 @@ class NvmlSampler:
         throttling = self._throttle_reporting(devices)
         if throttling:
             meter.create_observable_gauge(
-                semconv.METRIC_HW_GPU_THROTTLED, unit=semconv.UNIT_RATIO,
+                semconv.METRIC_GPU_THROTTLED, unit=semconv.UNIT_RATIO,
                 callbacks=[self._callback(self._throttled, throttling)],
                 description="1 while NVML reports the GPU's clocks held down for this reason.",
             )  # fmt: skip
@@ -167,7 +171,7 @@ class NvmlSampler:
                 reporting.append((index, attributes))
         if silent:
             _log.info("tts-otel: NVML reports no clock throttle reasons on GPU %s (%s); "
-                      "hw.gpu.throttled is off there", ", ".join(silent), cause)  # fmt: skip
+                      "tts.gpu.throttled is off there", ", ".join(silent), cause)  # fmt: skip
         return reporting
 
     def _throttled(self, index: int, attributes: Attributes) -> Iterable[Observation]:
@@ -176,7 +180,7 @@ class NvmlSampler:
         return [
             Observation(
                 int(bool(reasons & bit)),
-                {**attributes, semconv.ATTR_HW_GPU_THROTTLE_REASON: reason},
+                {**attributes, semconv.ATTR_GPU_THROTTLE_REASON: reason},
             )
             for bit, reason in THROTTLE_REASONS.items()
         ]

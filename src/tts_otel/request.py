@@ -214,6 +214,7 @@ class Synthesis:
             measurements.append((instruments.text_characters.record, characters, config, ctx))
         if tokens:
             span.set_attribute(semconv.ATTR_SPEECH_TOKENS, tokens)
+            span.set_attribute(semconv.GEN_AI_USAGE_AUDIO_OUTPUT_TOKENS, tokens)
             measurements.append((instruments.speech_tokens.record, tokens, config, ctx))
         self._playback.record(span, duration, instruments, config, ctx, measurements)
         self.telemetry.buffer.push(measurements)

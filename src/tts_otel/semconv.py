@@ -73,11 +73,18 @@ ATTR_EXPORTER: Final = "tts.exporter"
 ATTR_EXPORTER_OUTCOME: Final = "tts.exporter.outcome"
 ATTR_HW_ID: Final = "hw.id"
 ATTR_HW_NAME: Final = "hw.name"
-ATTR_HW_GPU_THROTTLE_REASON: Final = "hw.gpu.throttle.reason"
+# OTel's hardware conventions: power and temperature are the generic hw.* metrics,
+# told apart by hw.type.
+ATTR_HW_TYPE: Final = "hw.type"
+HW_TYPE_GPU: Final = "gpu"
+ATTR_GPU_THROTTLE_REASON: Final = "tts.gpu.throttle.reason"
 
 GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"
 GEN_AI_REQUEST_MODEL: Final = "gen_ai.request.model"
 GEN_AI_OUTPUT_TYPE: Final = "gen_ai.output.type"
+# Set beside tts.acoustic.speech_tokens and tts.time_to_first_audio, which they equal.
+GEN_AI_USAGE_AUDIO_OUTPUT_TOKENS: Final = "gen_ai.usage.audio.output_tokens"
+GEN_AI_TIME_TO_FIRST_CHUNK: Final = "gen_ai.response.time_to_first_chunk"
 GEN_AI_OPERATION_TEXT_TO_SPEECH: Final = "text_to_speech"
 GEN_AI_OUTPUT_SPEECH: Final = "speech"
 
@@ -139,9 +146,10 @@ METRIC_EXPORTER_SPOOL_LIMIT: Final = "tts.exporter.spool.limit"
 METRIC_HW_GPU_MEMORY_USAGE: Final = "hw.gpu.memory.usage"
 METRIC_HW_GPU_MEMORY_LIMIT: Final = "hw.gpu.memory.limit"
 METRIC_HW_GPU_UTILIZATION: Final = "hw.gpu.utilization"
-METRIC_HW_GPU_POWER: Final = "hw.gpu.power"
-METRIC_HW_GPU_TEMPERATURE: Final = "hw.gpu.temperature"
-METRIC_HW_GPU_THROTTLED: Final = "hw.gpu.throttled"  # 0/1 per hw.gpu.throttle.reason
+METRIC_HW_POWER: Final = "hw.power"
+METRIC_HW_TEMPERATURE: Final = "hw.temperature"
+# No convention names throttling: tts.* until one does. 0/1 per tts.gpu.throttle.reason.
+METRIC_GPU_THROTTLED: Final = "tts.gpu.throttled"
 
 UNIT_SECONDS: Final = "s"
 UNIT_RATIO: Final = "1"
