@@ -43,6 +43,10 @@ def _at_least_one(raw: str) -> int:
 
 
 def _progress(done: int, total: int) -> None:
+    # A bar redrawn with carriage returns is for a person at a terminal; in a log
+    # or a pipe it is noise.
+    if not sys.stderr.isatty():
+        return
     width = 30
     filled = width * done // total
     sys.stderr.write(f"\r  [{'#' * filled}{'.' * (width - filled)}] {done}/{total} requests")
