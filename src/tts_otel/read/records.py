@@ -133,9 +133,12 @@ def from_row(row: Mapping[str, Any], dimensions: Iterable[str]) -> SpanRecord | 
     """A row of the ``spans`` measurement (fields and tags by name); ``None`` if incomplete.
 
     The start is ``end - duration``, both exact integers: Flux hands ``_time`` over as a
-    datetime, which keeps only microseconds.
+    datetime, which keeps only microseconds. A row without the end field (InfluxQL's lean
+    read) has the start in ``time`` (ns, exact): the end is ``time + duration``.
     """
     end, duration, name = row.get(END), row.get(DURATION), row.get(NAME)
+    if end is None and duration is not None and isinstance(row.get("time"), int):
+        end = row["time"] + duration
     if end is None or duration is None or name is None:
         return None
     tags = {key: row[key] for key in dimensions if row.get(key) is not None}
