@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import socket
+import subprocess
+import sys
 import threading
 import urllib.request
 from collections.abc import Iterator, Sequence
@@ -21,9 +24,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import tts_otel
 from tts_otel import report, semconv
+from tts_otel._settings import rows
 from tts_otel.config import Settings, load_settings
 from tts_otel.errors import ConfigurationError
 from tts_otel.exporters import build_exporter
+from tts_otel.exporters.influx_config import InfluxSettings, influx_settings
 from tts_otel.telemetry import get_telemetry, set_telemetry
 from tts_otel.testing import TelemetryCapture, capture
 
@@ -328,7 +333,7 @@ def test_bad_sdk_variables_fail_at_configure_naming_the_variable(
     assert "Fix:" in str(raised.value)
 
 
-@pytest.mark.parametrize("host", ["", "no-such-host.invalid"])
+@pytest.mark.parametrize("host", [" ", "no-such-host.invalid"])
 def test_a_bad_prometheus_host_is_named_as_the_host(
     monkeypatch: pytest.MonkeyPatch, host: str
 ) -> None:
@@ -369,3 +374,70 @@ def test_otlp_metrics_take_their_own_protocol_variable(
     finally:
         parts.metric_reader.shutdown()
         parts.span_exporter.shutdown()
+
+
+# --- one table per settings group ---------------------------------------------------------
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_setting_is_a_configure_keyword_or_variable_only() -> None:
+    keywords = set(inspect.signature(tts_otel.configure).parameters)
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for row in rows(Settings):
+        if row.argument is None:
+            assert f"| (variable only) | `{row.variables[0]}`" in readme, row.name
+        else:
+            assert row.argument in keywords, f"{row.name}: configure() has no {row.argument}="
+
+
+def test_configure_takes_no_setting_the_table_lacks() -> None:
+    # Keywords that are not settings: what configure() builds with, not how it is set.
+    wiring = {"tracer_provider", "meter_provider", "resource_attributes", "set_global",
+              "flush_on_signals", "cuda", "nvml_reader"}  # fmt: skip
+    arguments = {row.argument for row in rows(Settings)}
+    assert set(inspect.signature(tts_otel.configure).parameters) - wiring == arguments
+
+
+def test_cuda_defaults_to_a_readable_auto() -> None:
+    assert inspect.signature(tts_otel.configure).parameters["cuda"].default == "auto"
+
+
+def test_load_settings_refuses_an_unknown_keyword() -> None:
+    with pytest.raises(TypeError, match="timming"):
+        load_settings(timming="wall", environ={})
+
+
+@pytest.mark.parametrize("cls", [Settings, InfluxSettings])
+def test_an_empty_variable_means_unset_in_every_group(cls: type[object]) -> None:
+    load = load_settings if cls is Settings else influx_settings
+    for row in rows(cls):
+        for variable in row.variables:
+            assert load(environ={variable: ""}) == load(environ={}), variable
+            assert getattr(load(environ={variable: ""}), row.name) == row.default, variable
+
+
+@pytest.mark.parametrize("value", ["1", "yes", "ON", "false", "0", "off", "maybe", " "])
+def test_a_flag_means_the_same_in_every_group(value: str) -> None:
+    def parsed(load: object) -> bool | str:
+        try:
+            if load is load_settings:
+                return load_settings(environ={"TTS_OTEL_NVML": value}).nvml
+            return influx_settings(environ={"TTS_OTEL_INFLUXDB_GZIP": value}).gzip
+        except ConfigurationError as error:
+            return str(error).partition("Fix:")[2]  # the problem names the variable
+
+    assert parsed(load_settings) == parsed(influx_settings)
+
+
+def test_an_argument_error_names_the_keyword_and_its_variable() -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        tts_otel.configure(max_attribute_values=0, set_global=False, nvml=False)
+    assert raised.value.setting == "max_attribute_values (TTS_OTEL_MAX_ATTRIBUTE_VALUES)"
+
+
+def test_the_readme_settings_tables_are_current() -> None:
+    script = ROOT / "scripts" / "settings_table.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--check"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -7,6 +7,7 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any, Final, Literal
 
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import MeterProvider
@@ -24,12 +25,13 @@ from opentelemetry.trace import TracerProvider
 from opentelemetry.util.types import AttributeValue
 
 from tts_otel._batching import CountingBatchSpanProcessor
+from tts_otel._settings import rows
 from tts_otel.config import Settings, check_sdk_environment, exporter_names, load_settings
 from tts_otel.errors import ConfigurationError
 from tts_otel.exporters import ExporterParts, build_exporter
 from tts_otel.gpu import CudaRuntime
 from tts_otel.nvml import NvmlReader
-from tts_otel.telemetry import _UNSET, Telemetry, set_telemetry
+from tts_otel.telemetry import Telemetry, set_telemetry
 
 _log = logging.getLogger(__name__)
 
@@ -97,41 +99,67 @@ def configure(
     prometheus: bool | int | str | None = None,
     set_global: bool = True,
     flush_on_signals: bool = True,
-    cuda: CudaRuntime | object | None = _UNSET,
+    cuda: CudaRuntime | Literal["auto"] | None = "auto",
     nvml_reader: NvmlReader | None = None,
 ) -> Telemetry:
     """Set up tts-otel and make it the active handle; returns it.
 
     Each setting comes from its argument, else its ``TTS_OTEL_*``/``OTEL_*``
-    variable, else a default. ``exporters`` takes names (``"console,file"``)
-    and SDK exporter, processor or reader instances. Pass ``tracer_provider``
+    variable, else a default (the table in :class:`~tts_otel.config.Settings`).
+    ``exporters`` takes names (``"console,file"``) and SDK exporter, processor
+    or reader instances. Pass ``tracer_provider``
     and ``meter_provider`` to use providers the application built itself;
     metric readers cannot be added to an existing meter provider, so give it
     yours when you create it. ``prometheus=True``, a port or ``"host:port"``
     adds the Prometheus endpoint (port 0: a free port, listed in
     ``destinations``). Invalid settings raise ConfigurationError.
 
+    ``cuda``: ``"auto"`` loads torch's CUDA when a setting needs it; ``None``
+    never does; or pass a :class:`~tts_otel.gpu.CudaRuntime` (a fake in tests).
     ``flush_on_signals`` (from the main thread): on SIGTERM and SIGINT, flush,
     then run the handler that was there before, or the default action.
     """
-    if isinstance(exporters, str):
-        exporters = list(exporter_names(exporters))
-    names = None if exporters is None else tuple(e for e in exporters if isinstance(e, str))
+    # First, while locals() holds the parameters alone: the settings table names the
+    # keywords that are settings, so they are not listed here a second time.
+    given = {name: value for name, value in locals().items() if name in SETTING_KEYWORDS}
+    specs = list(exporter_names(exporters)) if isinstance(exporters, str) else exporters
     check_sdk_environment()
-    prometheus_host, prometheus_port = _prometheus_address(prometheus)
-    settings = load_settings(
-        service_name=service_name,
-        exporters=names,
-        timing=timing,
-        record_text=record_text,
-        gpu_memory=gpu_memory,
-        nvml=nvml,
-        output_dir=output_dir,
-        max_attribute_values=max_attribute_values,
-        metric_buffer_size=metric_buffer_size,
-        prometheus_host=prometheus_host,
-        prometheus_port=prometheus_port,
+    settings = _settings(given, specs, prometheus)
+    processors, readers, built = _split(specs or [], settings.exporters, settings)
+    owns = tracer_provider is None and meter_provider is None
+    tracer_provider, meter_provider, batched = _providers(
+        settings, tracer_provider, meter_provider, resource_attributes, processors, readers, built
     )
+    telemetry = Telemetry(
+        settings, tracer_provider, meter_provider, owns_providers=owns, cuda=cuda,
+        nvml_reader=nvml_reader, dropped_spans=[processor.dropped for processor in batched],
+        flush_on_signals=flush_on_signals, destinations=[p.where for p in built if p.where],
+        closers=[p.close for p in built if p.close is not None],
+        health=[p.health for p in built if p.health is not None],
+    )  # fmt: skip
+    if set_global and owns:
+        _set_global_providers(tracer_provider, meter_provider)
+    set_telemetry(telemetry)
+    return telemetry
+
+
+# configure()'s keywords that are settings: the table's, less `prometheus`, which
+# sets two of them and is parsed by _prometheus_address.
+SETTING_KEYWORDS: Final = frozenset(
+    row.argument for row in rows(Settings) if row.argument is not None
+) - {"prometheus"}
+
+
+def _settings(
+    given: dict[str, Any],
+    specs: Sequence[ExporterSpec] | None,
+    prometheus: bool | int | str | None,
+) -> Settings:
+    """The settings configure() runs with: the names among ``specs`` are the exporters
+    (none given: from the environment), and ``prometheus`` adds its exporter."""
+    given["exporters"] = None if specs is None else tuple(e for e in specs if isinstance(e, str))
+    given["prometheus_host"], given["prometheus_port"] = _prometheus_address(prometheus)
+    settings = load_settings(**given)
     # `prometheus=0` is a port (any free one), not False.
     wants_prometheus = prometheus is not None and prometheus is not False
     if wants_prometheus and "prometheus" not in settings.exporters:
@@ -142,12 +170,20 @@ def configure(
             "tts-otel: OTEL_SDK_DISABLED is set; not starting %s", ", ".join(settings.exporters)
         )
         settings = dataclasses.replace(settings, exporters=())
-    processors, readers, built = _split(exporters or [], settings.exporters, settings)
+    return settings
 
-    owns = tracer_provider is None and meter_provider is None
-    resource = Resource.create(
-        {"service.name": settings.service_name, **(resource_attributes or {})}
-    )
+
+def _providers(
+    settings: Settings,
+    tracer_provider: TracerProvider | None,
+    meter_provider: MeterProvider | None,
+    resource_attributes: Mapping[str, AttributeValue] | None,
+    processors: Sequence[SpanExporter | SpanProcessor],
+    readers: list[MetricReader],
+    built: list[ExporterParts],
+) -> tuple[TracerProvider, MeterProvider, list[CountingBatchSpanProcessor]]:
+    """The application's providers, checked against what must be added to them, or new
+    ones; with the span processors added. A refusal releases what ``built`` holds."""
     if processors and not isinstance(tracer_provider, SdkTracerProvider | None):
         _close(built)
         raise ConfigurationError(
@@ -160,6 +196,9 @@ def configure(
             "meter_provider", "metric readers cannot be added to a MeterProvider after it is built",
             "create your MeterProvider with the reader, or let configure() build the providers",
         )  # fmt: skip
+    resource = Resource.create(
+        {"service.name": settings.service_name, **(resource_attributes or {})}
+    )
     if meter_provider is None:
         meter_provider = SdkMeterProvider(resource=resource, metric_readers=readers)
     if tracer_provider is None:
@@ -167,24 +206,7 @@ def configure(
     batched: list[CountingBatchSpanProcessor] = []
     if isinstance(tracer_provider, SdkTracerProvider):
         batched = _add_processors(tracer_provider, processors, meter_provider)
-
-    telemetry = Telemetry(
-        settings,
-        tracer_provider,
-        meter_provider,
-        owns_providers=owns,
-        cuda=cuda,
-        nvml_reader=nvml_reader,
-        destinations=[parts.where for parts in built if parts.where],
-        closers=[parts.close for parts in built if parts.close is not None],
-        health=[parts.health for parts in built if parts.health is not None],
-        dropped_spans=[processor.dropped for processor in batched],
-        flush_on_signals=flush_on_signals,
-    )
-    if set_global and owns:
-        _set_global_providers(tracer_provider, meter_provider)
-    set_telemetry(telemetry)
-    return telemetry
+    return tracer_provider, meter_provider, batched
 
 
 def _add_processors(

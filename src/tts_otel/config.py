@@ -1,25 +1,35 @@
 """Settings: explicit argument, else environment variable, else default.
 
-Everything is validated here, once, at start: a bad value raises
+Each setting is declared once, as a field of :class:`Settings` (its variable,
+parser, default and the fix its error gives); that table drives the lookup,
+the validation, configure()'s keywords and the README's table. Everything is
+validated here, once, at start: a bad value raises
 :class:`~tts_otel.errors.ConfigurationError` naming the setting and the fix.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import os
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Literal, TypeVar
+from typing import Any, Final, Literal, get_args
 
+from tts_otel._settings import (
+    choice,
+    flag,
+    host,
+    names,
+    path,
+    port,
+    positive_int,
+    resolve,
+    setting,
+    text,
+)
 from tts_otel.errors import ConfigurationError
 
-_log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 Timing = Literal["wall", "cuda_events"]
 TextRecording = Literal["off", "plain", "sha256"]
 
@@ -31,188 +41,89 @@ DEFAULT_METRIC_BUFFER: Final = 4096
 DEFAULT_PROMETHEUS_HOST: Final = "127.0.0.1"
 DEFAULT_PROMETHEUS_PORT: Final = 9464
 
-_TRUE: Final = frozenset({"1", "true", "yes", "on"})
-_FALSE: Final = frozenset({"0", "false", "no", "off", ""})
+
+def _flag(name: str, raw: object) -> bool:
+    """The shared flag parser, raising ConfigurationError for ``name``: for variables
+    read outside this table (the GLM-TTS instrumentor's ``TTS_OTEL_KV_CACHE``)."""
+    try:
+        return flag(raw)
+    except ValueError as error:
+        raise ConfigurationError(name, str(error), "use true or false") from None
+
+
+def _record_text(raw: object) -> TextRecording:
+    if isinstance(raw, str) and raw.strip().lower() in ("hash", "sha256"):
+        return "sha256"
+    try:
+        return "plain" if flag(raw) else "off"
+    except ValueError:
+        raise ValueError(f"{raw!r} is not a text recording mode") from None
+
+
+def exporter_names(raw: object) -> tuple[str, ...]:
+    """``"console, file"`` -> ``("console", "file")``; ``"none"`` means no exporter."""
+    return tuple(name.lower() for name in names(raw) if name.lower() != "none")
 
 
 @dataclass(frozen=True)
 class Settings:
-    service_name: str = DEFAULT_SERVICE_NAME
-    exporters: tuple[str, ...] = ()
-    timing: Timing = "wall"
-    record_text: TextRecording = "off"
-    gpu_memory: bool = True
-    nvml: bool = True
-    output_dir: Path = Path(DEFAULT_OUTPUT_DIR)
-    max_attribute_values: int = DEFAULT_MAX_ATTRIBUTE_VALUES
-    metric_buffer_size: int = DEFAULT_METRIC_BUFFER
-    prometheus_host: str = DEFAULT_PROMETHEUS_HOST
-    prometheus_port: int = DEFAULT_PROMETHEUS_PORT
+    """tts-otel's settings, one row each. ``setting()`` returns a ``dataclasses.field``,
+    not a shared default object, which ruff's RUF009 cannot see."""
 
-
-def _flag(name: str, raw: object) -> bool:
-    value = str(raw).strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ConfigurationError(name, f"{raw!r} is not a boolean", "use true or false")
-
-
-def _positive_int(name: str, raw: object) -> int:
-    try:
-        value = int(str(raw))
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise ConfigurationError(name, f"{raw!r} is not a positive integer", "use e.g. 100")
-    return value
-
-
-def _port(name: str, raw: object) -> int:
-    try:
-        value = int(str(raw))
-    except ValueError:
-        value = -1
-    if not 0 <= value <= 65535:
-        raise ConfigurationError(name, f"{raw!r} is not a TCP port", "use 0 to 65535 (0: any free)")
-    return value
-
-
-def _host(name: str, raw: object) -> str:
-    host = str(raw).strip()
-    if not host:
-        raise ConfigurationError(name, "the address is empty", "use e.g. 127.0.0.1 or 0.0.0.0")
-    return host
-
-
-def _timing(name: str, raw: object) -> Timing:
-    if raw == "wall":
-        return "wall"
-    if raw == "cuda_events":
-        return "cuda_events"
-    raise ConfigurationError(name, f"{raw!r} is not a timing mode", "use 'wall' or 'cuda_events'")
-
-
-def _record_text(name: str, raw: object) -> TextRecording:
-    if raw is True:
-        return "plain"
-    if raw is False or raw is None:
-        return "off"
-    text = str(raw).strip().lower()
-    if text in ("hash", "sha256"):
-        return "sha256"
-    if text in _TRUE:
-        return "plain"
-    if text in _FALSE:
-        return "off"
-    raise ConfigurationError(
-        name, f"{raw!r} is not a text recording mode", "use false, true or hash"
+    service_name: str = setting(DEFAULT_SERVICE_NAME, "OTEL_SERVICE_NAME", text)
+    exporters: tuple[str, ...] = setting(
+        # The OTel variable is honoured so `OTEL_TRACES_EXPORTER=console` works as users expect.
+        (), ("TTS_OTEL_EXPORTERS", "OTEL_TRACES_EXPORTER"), exporter_names,
+        "name exporters, comma-separated", shown="none",
+    )  # fmt: skip
+    timing: Timing = setting(  # noqa: RUF009
+        "wall", "TTS_OTEL_TIMING", choice(*get_args(Timing)), "use 'wall' or 'cuda_events'",
+        doc="`wall`, `cuda_events`",
+    )  # fmt: skip
+    record_text: TextRecording = setting(  # noqa: RUF009
+        "off", "TTS_OTEL_RECORD_TEXT", _record_text, "use false, true or hash",
+        doc="`false`, `true`, `hash`", shown="`false`",
+    )  # fmt: skip
+    gpu_memory: bool = setting(
+        True, "TTS_OTEL_GPU_MEMORY", flag, "use true or false",
+        shown="`true` (when torch has CUDA)",
+    )  # fmt: skip
+    nvml: bool = setting(
+        True, "TTS_OTEL_NVML", flag, "use true or false", shown="`true` (when a driver answers)"
     )
-
-
-def exporter_names(raw: str) -> tuple[str, ...]:
-    """``"console, file"`` -> ``("console", "file")``; ``"none"`` means no exporter."""
-    names = tuple(part.strip().lower() for part in raw.split(",") if part.strip())
-    return tuple(name for name in names if name != "none")
-
-
-# Argument name -> (variable, default as the variable would spell it).
-_VARIABLES: Final = {
-    "timing": ("TTS_OTEL_TIMING", "wall"),
-    "record_text": ("TTS_OTEL_RECORD_TEXT", "false"),
-    "gpu_memory": ("TTS_OTEL_GPU_MEMORY", "true"),
-    "nvml": ("TTS_OTEL_NVML", "true"),
-    "max_attribute_values": ("TTS_OTEL_MAX_ATTRIBUTE_VALUES", str(DEFAULT_MAX_ATTRIBUTE_VALUES)),
-    "metric_buffer_size": ("TTS_OTEL_METRIC_BUFFER", str(DEFAULT_METRIC_BUFFER)),
-    "prometheus host": ("TTS_OTEL_PROMETHEUS_HOST", DEFAULT_PROMETHEUS_HOST),
-    "prometheus port": ("TTS_OTEL_PROMETHEUS_PORT", str(DEFAULT_PROMETHEUS_PORT)),
-}
-
-_warned: set[tuple[str, str]] = set()
-_warned_lock = threading.Lock()
-
-
-def _warn_once(error: ConfigurationError, raw: str, default: str) -> None:
-    """One WARNING per bad variable and value: the service may build handles repeatedly."""
-    with _warned_lock:
-        if (error.setting, raw) in _warned:
-            return
-        _warned.add((error.setting, raw))
-    _log.warning("tts-otel: %s. Using the default %r until it is fixed.", error, default)
-
-
-def _resolve(
-    parse: Callable[[str, object], T],
-    argument: object,
-    argument_name: str,
-    variable: str,
-    default: str,
-    env: Mapping[str, str],
-    lenient: bool,
-) -> T:
-    """Argument, else variable, else default. ``lenient``: a bad variable falls back to
-    the default with one warning, because without configure() the first place settings
-    are read is a request, and a request must never fail for telemetry."""
-    if argument is not None:
-        return parse(argument_name, argument)
-    raw = env.get(variable, default)
-    try:
-        return parse(variable, raw)
-    except ConfigurationError as error:
-        if not lenient:
-            raise
-        _warn_once(error, raw, default)
-        return parse(variable, default)
+    output_dir: Path = setting(  # noqa: RUF009
+        Path(DEFAULT_OUTPUT_DIR), "TTS_OTEL_OUTPUT_DIR", path, doc="`file` exporter"
+    )
+    max_attribute_values: int = setting(
+        DEFAULT_MAX_ATTRIBUTE_VALUES, "TTS_OTEL_MAX_ATTRIBUTE_VALUES", positive_int, "use e.g. 100"
+    )
+    metric_buffer_size: int = setting(
+        DEFAULT_METRIC_BUFFER, "TTS_OTEL_METRIC_BUFFER", positive_int, "use e.g. 4096",
+        doc="request batches",
+    )  # fmt: skip
+    # Both set by configure(prometheus=True | port | "host:port").
+    prometheus_host: str = setting(
+        DEFAULT_PROMETHEUS_HOST, "TTS_OTEL_PROMETHEUS_HOST", host,
+        "use e.g. 127.0.0.1 or 0.0.0.0", doc='the host of `"host:port"`', argument="prometheus",
+        shown=f"`{DEFAULT_PROMETHEUS_HOST}` (when the `prometheus` exporter is on)",
+    )  # fmt: skip
+    prometheus_port: int = setting(
+        DEFAULT_PROMETHEUS_PORT, "TTS_OTEL_PROMETHEUS_PORT", port, "use 0 to 65535 (0: any free)",
+        doc="a port, or the port of `\"host:port\"`", argument="prometheus",
+    )  # fmt: skip
 
 
 def load_settings(
-    *,
-    service_name: str | None = None,
-    exporters: tuple[str, ...] | None = None,
-    timing: str | None = None,
-    record_text: bool | str | None = None,
-    gpu_memory: bool | None = None,
-    nvml: bool | None = None,
-    output_dir: str | Path | None = None,
-    max_attribute_values: int | None = None,
-    metric_buffer_size: int | None = None,
-    prometheus_host: str | None = None,
-    prometheus_port: int | None = None,
-    environ: Mapping[str, str] | None = None,
-    lenient: bool = False,
+    *, environ: Mapping[str, str] | None = None, lenient: bool = False, **arguments: Any
 ) -> Settings:
-    """Resolve every setting from its argument, its variable or its default.
+    """Resolve every setting of :class:`Settings` (by field name) from its argument,
+    its variable or its default; ``None`` or ``""`` means not given.
 
     A bad value raises ConfigurationError; with ``lenient=True`` a bad variable
     is logged once and its default used instead (arguments are always strict).
     """
     env = os.environ if environ is None else environ
-
-    if exporters is None:
-        # The OTel variable is honoured so `OTEL_TRACES_EXPORTER=console` works as users expect.
-        raw = env.get("TTS_OTEL_EXPORTERS", env.get("OTEL_TRACES_EXPORTER", ""))
-        exporters = exporter_names(raw)
-
-    def setting(parse: Callable[[str, object], T], argument: object, name: str) -> T:
-        variable, default = _VARIABLES[name]
-        return _resolve(parse, argument, name, variable, default, env, lenient)
-
-    name = service_name or env.get("OTEL_SERVICE_NAME") or DEFAULT_SERVICE_NAME
-    directory = Path(output_dir or env.get("TTS_OTEL_OUTPUT_DIR", DEFAULT_OUTPUT_DIR))
-    return Settings(
-        service_name=name,
-        exporters=exporters,
-        timing=setting(_timing, timing, "timing"),
-        record_text=setting(_record_text, record_text, "record_text"),
-        gpu_memory=setting(_flag, gpu_memory, "gpu_memory"),
-        nvml=setting(_flag, nvml, "nvml"),
-        output_dir=directory,
-        max_attribute_values=setting(_positive_int, max_attribute_values, "max_attribute_values"),
-        metric_buffer_size=setting(_positive_int, metric_buffer_size, "metric_buffer_size"),
-        prometheus_host=setting(_host, prometheus_host, "prometheus host"),
-        prometheus_port=setting(_port, prometheus_port, "prometheus port"),
-    )
+    return Settings(**resolve(Settings, arguments, env, lenient))
 
 
 # The SDK reads these itself. A bad value there raises a bare ValueError from deep

@@ -6,6 +6,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
+from typing import Literal
 
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
@@ -25,8 +26,6 @@ from tts_otel.nvml import NvmlReader, NvmlSampler, start_nvml_sampler
 from tts_otel.version import __version__
 
 _log = logging.getLogger(__name__)
-
-_UNSET = object()
 
 # What an exporter's health report (ExporterParts.health) holds. Points sent and dropped
 # only grow: a counter, by outcome. What the spool holds rises and falls: a monotonic
@@ -58,7 +57,7 @@ class Telemetry:
         meter_provider: MeterProvider,
         *,
         owns_providers: bool,
-        cuda: CudaRuntime | object | None = _UNSET,
+        cuda: CudaRuntime | Literal["auto"] | None = "auto",
         nvml_reader: NvmlReader | None = None,
         destinations: Sequence[str] = (),
         closers: Sequence[Callable[[], None]] = (),
@@ -99,9 +98,10 @@ class Telemetry:
                     description=description,
                 )  # fmt: skip
         wants_cuda = settings.gpu_memory or settings.timing == "cuda_events"
-        if cuda is _UNSET:
+        # "auto": load torch's CUDA only when a setting uses it (importing torch is slow).
+        if isinstance(cuda, str):  # "auto": torch is imported only for a setting that needs it
             cuda = load_cuda_runtime() if wants_cuda else None
-        self.cuda: CudaRuntime | None = cuda  # type: ignore[assignment]
+        self.cuda: CudaRuntime | None = cuda
         self.cuda_events = settings.timing == "cuda_events" and self.cuda is not None
         if settings.timing == "cuda_events" and self.cuda is None:
             _log.warning("tts-otel: timing='cuda_events' needs torch with CUDA; using wall time")

@@ -1,0 +1,249 @@
+"""Settings declared once: each is a dataclass field whose metadata holds its
+variable, parser, error fix and documentation.
+
+One declaration drives the settings class, the environment lookup, the
+validation and the README's tables (``scripts/settings_table.py``), so a new
+setting cannot be added to one of them and forgotten in another.
+
+The parsers here are shared by every group of settings, so a value means the
+same everywhere. An empty value, from a variable or an argument, means unset
+(the default): the OpenTelemetry specification asks SDKs to read an empty
+variable as an unset one, and ``FOO= cmd`` is how shells clear a variable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+from tts_otel.errors import ConfigurationError
+
+_log = logging.getLogger("tts_otel.config")
+
+T = TypeVar("T")
+S = TypeVar("S", bound=str)
+
+_TRUE: Final = frozenset({"1", "true", "yes", "on"})
+_FALSE: Final = frozenset({"0", "false", "no", "off"})
+_KEY: Final = "tts_otel.setting"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One setting: where its value comes from, how it is checked, how it is documented."""
+
+    name: str  # the field, and the keyword that overrides the variable
+    variables: tuple[str, ...]  # read in order; the first set one wins
+    parse: Callable[[object], Any]  # raises ValueError naming the problem
+    default: Any
+    fix: str  # what the error tells the user to do
+    doc: str  # for the README: the values it takes, or what it means
+    shown: str  # the default as the README shows it
+    argument: str | None  # the configure() keyword that sets it; None: variable only
+
+    def lookup(self, argument: object, env: Mapping[str, str]) -> tuple[str, object] | None:
+        """``(who set it, raw value)``, or ``None`` when nothing did and the default holds."""
+        if not _unset(argument):
+            return f"{self.name} ({self.variables[0]})", argument
+        for variable in self.variables:
+            raw = env.get(variable)
+            if not _unset(raw):
+                return variable, raw
+        return None
+
+    def value(self, argument: object, env: Mapping[str, str], lenient: bool) -> Any:
+        """Argument, else variable, else default. ``lenient``: a bad *variable* falls back
+        to the default with one warning, because without configure() the first place
+        settings are read is a request, and a request must never fail for telemetry."""
+        found = self.lookup(argument, env)
+        if found is None:
+            return self.default
+        who, raw = found
+        try:
+            return self.parse(raw)
+        except ValueError as error:
+            problem = ConfigurationError(who, str(error), self.fix)
+        if not lenient or who not in self.variables:
+            raise problem from None
+        _warn_once(problem, str(raw), self.shown)
+        return self.default
+
+
+@dataclass(frozen=True)
+class _Declared:
+    variables: tuple[str, ...]
+    parse: Callable[[object], Any]
+    fix: str
+    doc: str
+    shown: str | None
+    argument: str | bool
+
+
+def setting(
+    default: T,
+    variable: str | tuple[str, ...],
+    parse: Callable[[object], T],
+    fix: str = "",
+    *,
+    doc: str = "",
+    shown: str | None = None,
+    argument: str | bool = True,
+    repr: bool = True,
+) -> T:
+    """A settings-class field. ``argument``: True, the field's name is the configure()
+    keyword; a string, that keyword; False, the variable alone sets it."""
+    variables = (variable,) if isinstance(variable, str) else variable
+    declared = _Declared(variables, parse, fix, doc, shown, argument)
+    field: T = dataclasses.field(default=default, repr=repr, metadata={_KEY: declared})
+    return field
+
+
+def rows(cls: type[object]) -> tuple[Row, ...]:
+    """The table a settings class declares, in field order."""
+    found = []
+    for field in dataclasses.fields(cls):  # type: ignore[arg-type]
+        declared: _Declared = field.metadata[_KEY]
+        argument = declared.argument
+        found.append(
+            Row(
+                name=field.name,
+                variables=declared.variables,
+                parse=declared.parse,
+                default=field.default,
+                fix=declared.fix,
+                doc=declared.doc,
+                shown=_shown(field.default) if declared.shown is None else declared.shown,
+                argument=field.name if argument is True else argument or None,
+            )
+        )
+    return tuple(found)
+
+
+def resolve(
+    cls: type[object], arguments: Mapping[str, object], env: Mapping[str, str], lenient: bool
+) -> dict[str, Any]:
+    """Every field of ``cls``: its argument, else its variable, else its default."""
+    table = rows(cls)
+    unknown = set(arguments) - {row.name for row in table}
+    if unknown:
+        raise TypeError(f"{cls.__name__} has no setting {', '.join(sorted(unknown))}")
+    return {row.name: row.value(arguments.get(row.name), env, lenient) for row in table}
+
+
+def _unset(raw: object) -> bool:
+    return raw is None or (isinstance(raw, str) and not raw)
+
+
+def _shown(default: object) -> str:
+    if isinstance(default, bool):
+        return "`true`" if default else "`false`"
+    if default is None or default == "" or default == ():
+        return ""
+    return f"`{default}`"
+
+
+_warned: set[tuple[str, str]] = set()
+_warned_lock = threading.Lock()
+
+
+def _warn_once(error: ConfigurationError, raw: str, default: str) -> None:
+    """One WARNING per bad variable and value: the service may build handles repeatedly."""
+    with _warned_lock:
+        if (error.setting, raw) in _warned:
+            return
+        _warned.add((error.setting, raw))
+    _log.warning("tts-otel: %s. Using the default %s until it is fixed.", error, default)
+
+
+# --- the shared parsers: each takes an argument or a variable's text ---------------------
+
+
+def text(raw: object) -> str:
+    return str(raw)
+
+
+def path(raw: object) -> Path:
+    return Path(str(raw))
+
+
+def flag(raw: object) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    value = str(raw).strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(f"{raw!r} is not a boolean")
+
+
+def positive_number(raw: object) -> float:
+    """A finite number above 0: NaN slipped through ``<= 0`` and became a timeout per export."""
+    try:
+        value = float(raw if isinstance(raw, int | float) else str(raw).strip())
+    except (TypeError, ValueError, OverflowError):
+        value = math.nan
+    if isinstance(raw, bool) or not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{raw!r} is not a finite positive number")
+    return value
+
+
+def positive_int(raw: object) -> int:
+    """A whole number above 0; ``1e6`` is one, ``0.4`` is not (it used to become 0)."""
+    try:
+        value = int(raw) if isinstance(raw, int) else int(str(raw).strip())
+    except ValueError:
+        number = positive_number(raw)
+        if not number.is_integer():
+            raise ValueError(f"{raw!r} is not a whole number") from None
+        value = int(number)
+    if isinstance(raw, bool) or value <= 0:
+        raise ValueError(f"{raw!r} is not a positive integer")
+    return value
+
+
+def port(raw: object) -> int:
+    try:
+        value = int(raw) if isinstance(raw, int) else int(str(raw).strip())
+    except ValueError:
+        value = -1
+    if isinstance(raw, bool) or not 0 <= value <= 65535:
+        raise ValueError(f"{raw!r} is not a TCP port")
+    return value
+
+
+def host(raw: object) -> str:
+    address = str(raw).strip()
+    if not address:
+        raise ValueError("the address is empty")
+    return address
+
+
+def choice(*options: S) -> Callable[[object], S]:
+    """One of ``options``, in any case."""
+
+    def parse(raw: object) -> S:
+        value = str(raw).strip().lower()
+        for option in options:
+            if value == option:
+                return option
+        raise ValueError(f"{raw!r} is not one of {', '.join(options)}")
+
+    return parse
+
+
+def names(raw: object) -> tuple[str, ...]:
+    """``"a, b"`` or ``["a", "b"]`` -> ``("a", "b")``."""
+    if isinstance(raw, str):
+        parts: Iterable[object] = raw.split(",")
+    elif isinstance(raw, Iterable):
+        parts = raw
+    else:
+        raise ValueError(f"{raw!r} is not a list of names")
+    return tuple(str(part).strip() for part in parts if str(part).strip())
