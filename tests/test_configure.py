@@ -23,6 +23,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, Sp
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import tts_otel
+from tests.services import free_port
 from tts_otel import report, semconv
 from tts_otel._settings import rows
 from tts_otel.config import Settings, load_settings
@@ -194,10 +195,15 @@ def test_file_exporter_writes_otlp_json_that_reports_read_back(tmp_path: Path) -
 
 
 class _Receiver(BaseHTTPRequestHandler):
+    """An OTLP/HTTP endpoint: the span requests it got, and each POST's path and the
+    value of its ``x-signal`` header."""
+
     received: ClassVar[list[ExportTraceServiceRequest]] = []
+    seen: ClassVar[list[tuple[str, str | None]]] = []
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.seen.append((self.path, self.headers.get("x-signal")))
         if self.path == "/v1/traces":
             message = ExportTraceServiceRequest()
             message.ParseFromString(body)
@@ -394,7 +400,7 @@ def test_configure_takes_no_setting_the_table_lacks() -> None:
     # Keywords that are not settings: what configure() builds with, not how it is set.
     wiring = {"tracer_provider", "meter_provider", "resource_attributes", "set_global",
               "flush_on_signals", "cuda", "nvml_reader"}  # fmt: skip
-    arguments = {row.argument for row in rows(Settings)}
+    arguments = {row.argument for row in rows(Settings) if row.argument is not None}
     assert set(inspect.signature(tts_otel.configure).parameters) - wiring == arguments
 
 
@@ -441,3 +447,81 @@ def test_the_readme_settings_tables_are_current() -> None:
         [sys.executable, str(script), "--check"], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_otel_metrics_exporter_names_the_metric_exporters_apart_from_traces(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "file")
+    monkeypatch.setenv("OTEL_METRICS_EXPORTER", "none")
+    monkeypatch.setenv("TTS_OTEL_OUTPUT_DIR", str(tmp_path))
+    telemetry = tts_otel.configure(set_global=False, nvml=False, flush_on_signals=False)
+    with tts_otel.synthesis(model="m", telemetry=telemetry):
+        pass
+    telemetry.shutdown()
+    assert '"tts.synthesize"' in (tmp_path / "traces.jsonl").read_text()
+    metrics = tmp_path / "metrics.jsonl"
+    assert not metrics.exists() or "tts.request.duration" not in metrics.read_text()
+
+
+def test_exporters_named_in_code_send_both_signals_whatever_otel_metrics_exporter_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_METRICS_EXPORTER", "none")
+    telemetry = tts_otel.configure(
+        exporters="file", output_dir=tmp_path, set_global=False, nvml=False,
+        flush_on_signals=False,
+    )  # fmt: skip
+    with tts_otel.synthesis(model="m", telemetry=telemetry):
+        pass
+    telemetry.shutdown()
+    assert "tts.request.duration" in (tmp_path / "metrics.jsonl").read_text()
+
+
+def test_otel_exporter_prometheus_host_and_port_are_honoured(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    port = free_port()
+    monkeypatch.setenv("OTEL_EXPORTER_PROMETHEUS_HOST", "127.0.0.1")
+    monkeypatch.setenv("OTEL_EXPORTER_PROMETHEUS_PORT", str(port))
+    telemetry = tts_otel.configure(
+        exporters="prometheus", set_global=False, nvml=False, flush_on_signals=False
+    )
+    try:
+        assert any(f"127.0.0.1:{port}" in place for place in telemetry.destinations)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+            assert answer.status == 200
+    finally:
+        telemetry.shutdown()
+
+
+def test_per_signal_otlp_endpoints_and_headers_are_honoured(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    servers = [HTTPServer(("127.0.0.1", 0), _Receiver) for _ in range(2)]
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    traces, metrics = (f"http://127.0.0.1:{s.server_port}" for s in servers)
+    _Receiver.seen.clear()
+    for key, value in {
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"{traces}/t",
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": f"{metrics}/m",
+        "OTEL_EXPORTER_OTLP_TRACES_HEADERS": "x-signal=traces",
+        "OTEL_EXPORTER_OTLP_METRICS_HEADERS": "x-signal=metrics",
+        "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT": "5000",
+    }.items():
+        monkeypatch.setenv(key, value)
+    try:
+        telemetry = tts_otel.configure(
+            exporters="otlp", set_global=False, nvml=False, flush_on_signals=False
+        )
+        with tts_otel.synthesis(model="m", telemetry=telemetry):
+            pass
+        telemetry.shutdown()
+    finally:
+        for server in servers:
+            server.shutdown()
+    assert ("/t", "traces") in _Receiver.seen
+    assert ("/m", "metrics") in _Receiver.seen
+    assert {path for path, _ in _Receiver.seen} == {"/t", "/m"}

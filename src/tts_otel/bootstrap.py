@@ -46,17 +46,21 @@ def _split(
     processors: list[SpanExporter | SpanProcessor] = []
     readers: list[MetricReader] = []
     built: list[ExporterParts] = []
-    for name in names:
+    metric_names = names if settings.metric_exporters is None else settings.metric_exporters
+    for name in dict.fromkeys((*names, *metric_names)):
         try:
             parts = build_exporter(name, settings)
         except ConfigurationError:
             _close(built)
             raise
         built.append(parts)
-        if parts.span_exporter is not None:
+        if parts.span_exporter is not None and name in names:
             processors.append(parts.span_exporter)
-        if parts.metric_reader is not None:
+        if parts.metric_reader is not None and name in metric_names:
             readers.append(parts.metric_reader)
+        elif parts.metric_reader is not None:
+            # Not wanted for metrics: a reader left unregistered warns at every interval.
+            parts.metric_reader.shutdown()
     for item in exporters:
         if isinstance(item, str):
             continue
@@ -160,16 +164,21 @@ def _settings(
     given["exporters"] = None if specs is None else tuple(e for e in specs if isinstance(e, str))
     given["prometheus_host"], given["prometheus_port"] = _prometheus_address(prometheus)
     settings = load_settings(**given)
+    if specs is not None:  # exporters named in code send both signals
+        settings = dataclasses.replace(settings, metric_exporters=None)
     # `prometheus=0` is a port (any free one), not False.
     wants_prometheus = prometheus is not None and prometheus is not False
     if wants_prometheus and "prometheus" not in settings.exporters:
         settings = dataclasses.replace(settings, exporters=(*settings.exporters, "prometheus"))
+    metrics = settings.metric_exporters
+    if wants_prometheus and metrics is not None and "prometheus" not in metrics:
+        settings = dataclasses.replace(settings, metric_exporters=(*metrics, "prometheus"))
     if _sdk_disabled() and settings.exporters:
         # The SDK's providers are no-ops then; opening files and ports for them is not.
         _log.info(
             "tts-otel: OTEL_SDK_DISABLED is set; not starting %s", ", ".join(settings.exporters)
         )
-        settings = dataclasses.replace(settings, exporters=())
+        settings = dataclasses.replace(settings, exporters=(), metric_exporters=None)
     return settings
 
 

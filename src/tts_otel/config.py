@@ -102,13 +102,21 @@ class Settings:
         doc="request batches",
     )  # fmt: skip
     # Both set by configure(prometheus=True | port | "host:port").
+    # Set, it names the exporters of metrics apart from traces, as the OTel spec has it
+    # (exporters given to configure() in code send both signals and win over it).
+    metric_exporters: tuple[str, ...] | None = setting(
+        None, "OTEL_METRICS_EXPORTER", exporter_names, "name exporters, comma-separated",
+        argument=False, shown="the exporters above",
+    )  # fmt: skip
     prometheus_host: str = setting(
-        DEFAULT_PROMETHEUS_HOST, "TTS_OTEL_PROMETHEUS_HOST", host,
+        DEFAULT_PROMETHEUS_HOST, ("TTS_OTEL_PROMETHEUS_HOST", "OTEL_EXPORTER_PROMETHEUS_HOST"),
+        host,
         "use e.g. 127.0.0.1 or 0.0.0.0", doc='the host of `"host:port"`', argument="prometheus",
         shown=f"`{DEFAULT_PROMETHEUS_HOST}` (when the `prometheus` exporter is on)",
     )  # fmt: skip
     prometheus_port: int = setting(
-        DEFAULT_PROMETHEUS_PORT, "TTS_OTEL_PROMETHEUS_PORT", port, "use 0 to 65535 (0: any free)",
+        DEFAULT_PROMETHEUS_PORT, ("TTS_OTEL_PROMETHEUS_PORT", "OTEL_EXPORTER_PROMETHEUS_PORT"),
+        port, "use 0 to 65535 (0: any free)",
         doc="a port, or the port of `\"host:port\"`", argument="prometheus",
     )  # fmt: skip
 
