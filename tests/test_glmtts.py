@@ -525,3 +525,23 @@ def test_threads_do_not_share_prompt_work(instrumented: GLMTTSInstrumentor) -> N
         other.join()
     (trace,) = _check_whole_requests(list(from_sdk(cap.spans())), 1)
     assert len(_named(trace, "speaker_embedding.spk_embedding")) == 1
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("", True), ("false", False), ("yes", True)])
+def test_kv_cache_from_the_environment_where_empty_means_unset(
+    on_path: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    raw: str, expected: bool,
+) -> None:  # fmt: skip
+    monkeypatch.setenv("TTS_OTEL_KV_CACHE", raw)
+    instrumentor = GLMTTSInstrumentor()
+    with caplog.at_level(logging.WARNING, logger="tts_otel"):
+        instrumentor.instrument()
+    try:
+        importlib.import_module("tools.gradio_app")
+        with capture() as cap:
+            _click(EXAMPLES[0]["syn_text"])
+        (root,) = cap.spans_named(semconv.SPAN_SYNTHESIZE)
+        assert dict(root.attributes or {})[semconv.ATTR_KV_CACHE] is expected
+        assert not caplog.records
+    finally:
+        instrumentor.uninstrument()

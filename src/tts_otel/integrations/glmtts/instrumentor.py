@@ -57,8 +57,8 @@ class GLMTTSInstrumentor(ContractWrapping):
         version = kwargs.get("model_version", os.environ.get(ENV_MODEL_VERSION))
         self._model_version = version if isinstance(version, str) and version else None
         kv_cache = kwargs.get("kv_cache")
-        raw = os.environ.get(ENV_KV_CACHE)
-        if kv_cache is None and raw is not None:
+        raw = os.environ.get(ENV_KV_CACHE, "").strip()  # empty means unset, as everywhere
+        if kv_cache is None and raw:
             try:
                 kv_cache = parse_flag(ENV_KV_CACHE, raw)
             except ConfigurationError as error:
