@@ -17,12 +17,13 @@ import pytest
 import yaml
 
 from tests.services import (
-    binary,
+    alertmanager as running_alertmanager,
+)
+from tests.services import (
     free_port,
     free_ports,
     prometheus,
     query,
-    running,
     serving,
     wait_for,
 )
@@ -87,14 +88,7 @@ def alertmanager(tmp_path: Path, webhook: tuple[str, list[dict[str, Any]]]) -> I
     (tmp_path / "am").mkdir()
     config_file = tmp_path / "am" / "alertmanager.yml"
     config_file.write_text(yaml.safe_dump(config))
-    port = free_port()
-    command = [
-        binary("prometheus-alertmanager"), f"--config.file={config_file}",
-        f"--storage.path={tmp_path / 'am' / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
-        "--cluster.listen-address=",
-    ]  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    with running(command, tmp_path / "am" / "alertmanager.log", f"{url}/-/ready"):
+    with running_alertmanager(tmp_path / "am", config_file) as url:
         yield url
 
 

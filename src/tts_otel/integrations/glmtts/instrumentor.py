@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from time import perf_counter
 from typing import Any
 
@@ -166,13 +167,10 @@ class GLMTTSInstrumentor(ContractWrapping):
             return self._streaming(request, instance, wrapped, args, kw)
         prologue = _prologue.take()
         text = prologue.source_text(prologue.llm_text) if prologue else None
-        with synthesis(
-            model=MODEL_NAME, model_version=self._model_version, kv_cache=self._kv_cache,
-            sample_rate=getattr(instance, "sample_rate", None), streaming=True, text=text,
-            prompt_text=prologue.llm_prompt if prologue else None,
-            start=prologue.start if prologue else None,
+        with self._new_request(
+            prologue, sample_rate=getattr(instance, "sample_rate", None), streaming=True,
+            text=text, prompt_text=prologue.llm_prompt if prologue else None,
         ) as request:  # fmt: skip
-            replay(request, prologue)
             return self._streaming(request, instance, wrapped, args, kw)
 
     def _streaming(
@@ -209,13 +207,23 @@ class GLMTTSInstrumentor(ContractWrapping):
         prompt = prompts[0] if isinstance(prompts, list) and prompts else None
         if prologue is not None and isinstance(text, str):
             text = prologue.source_text(text) or text  # the input, not its normalised form
+        with self._new_request(
+            prologue, sample_rate=getattr(token2wav, "sample_rate", None), text=text,
+            prompt_text=prompt,
+        ) as request:  # fmt: skip
+            return self._segments(request, token2wav, wrapped, args, kw)
+
+    @contextlib.contextmanager
+    def _new_request(
+        self, prologue: _prologue.Prologue | None, **described: Any
+    ) -> Iterator[Synthesis]:
+        """A request that starts with the work its caller did just before (``prologue``)."""
         with synthesis(
             model=MODEL_NAME, model_version=self._model_version, kv_cache=self._kv_cache,
-            sample_rate=getattr(token2wav, "sample_rate", None), text=text, prompt_text=prompt,
-            start=prologue.start if prologue else None,
+            start=prologue.start if prologue else None, **described,
         ) as request:  # fmt: skip
             replay(request, prologue)
-            return self._segments(request, token2wav, wrapped, args, kw)
+            yield request
 
     def _segments(
         self, request: Synthesis, token2wav: Any, wrapped: Any, args: Any, kwargs: Any
