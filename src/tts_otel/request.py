@@ -100,7 +100,7 @@ class Synthesis:
         return self._stages.context
 
     @property
-    def gpu(self) -> RequestGpu | None:
+    def gpu(self) -> RequestGpu | None:  # per-request peak memory and CUDA events, if on
         return self._stages.gpu
 
     @property
@@ -222,7 +222,6 @@ class Synthesis:
         # its length and the recorded duration are one number.
         span.end(self._stages.wall_ns(self._start + duration))
 
-    # --- called by stages ---------------------------------------------------
     def stage(self, name: str, parent: Stage | None = None) -> Stage:
         """A stage of this request: ``with req.stage("acoustic"): ...``."""
         return Stage(name, self._stages, parent)

@@ -98,8 +98,7 @@ class Telemetry:
                     description=description,
                 )  # fmt: skip
         wants_cuda = settings.gpu_memory or settings.timing == "cuda_events"
-        # "auto": load torch's CUDA only when a setting uses it (importing torch is slow).
-        if isinstance(cuda, str):  # "auto": torch is imported only for a setting that needs it
+        if isinstance(cuda, str):  # "auto": torch (slow to import) only for a setting using it
             cuda = load_cuda_runtime() if wants_cuda else None
         self.cuda: CudaRuntime | None = cuda
         self.cuda_events = settings.timing == "cuda_events" and self.cuda is not None
