@@ -11,8 +11,8 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoi
 import tts_otel
 from tests.fakes import FakeCuda, FakeDevice, FakeNvml, prometheus_telemetry
 from tts_otel import semconv
-from tts_otel.gpu import load_cuda_runtime
-from tts_otel.nvml import NvmlSampler, default_reader, start_nvml_sampler
+from tts_otel.gpu.cuda import load_cuda_runtime
+from tts_otel.gpu.nvml import NvmlSampler, default_reader, start_nvml_sampler
 from tts_otel.testing import attributes, capture
 
 GIB = 1 << 30
@@ -214,7 +214,7 @@ def test_without_nvml_support_for_throttle_reasons_nothing_is_exported_after_one
     reader = InMemoryMetricReader()
     meter = MeterProvider(metric_readers=[reader]).get_meter("t")
     nvml = FakeNvml([FakeDevice("T4", 1, 2, 3, 4, 5), FakeDevice("T4", 1, 2, 3, 4, 5)])
-    with caplog.at_level(logging.INFO, logger="tts_otel.nvml"):
+    with caplog.at_level(logging.INFO, logger="tts_otel.gpu.nvml"):
         sampler = NvmlSampler(meter, nvml)
         assert _throttled(reader) == {}
         reader.get_metrics_data()
@@ -245,7 +245,7 @@ def test_nvml_failure_turns_the_sampler_off_with_one_line(caplog: pytest.LogCapt
     nvml = FakeNvml([FakeDevice("A10", 1, 2, 3, 4, 5)])
     sampler = NvmlSampler(meter, nvml)
     nvml.fail = True
-    with caplog.at_level(logging.WARNING, logger="tts_otel.nvml"):
+    with caplog.at_level(logging.WARNING, logger="tts_otel.gpu.nvml"):
         for _ in range(3):
             reader.get_metrics_data()
     assert not sampler.enabled
@@ -257,7 +257,7 @@ def test_no_nvml_driver_here_means_no_sampler_and_one_line(
 ) -> None:
     meter = MeterProvider().get_meter("t")
     default_reader.cache_clear()
-    with caplog.at_level(logging.INFO, logger="tts_otel.nvml"):
+    with caplog.at_level(logging.INFO, logger="tts_otel.gpu.nvml"):
         sampler = start_nvml_sampler(meter)
         start_nvml_sampler(meter)  # a second handle does not probe, nor log, again
     if sampler is not None:
@@ -283,9 +283,10 @@ import logging, sys
 sys.modules["torch"] = None  # as if torch were not installed
 logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
 import tts_otel
+from tts_otel.gpu.cuda import load_cuda_runtime
 from tts_otel.testing import capture
 telemetry = tts_otel.configure(exporters=[], set_global=False, nvml=False)  # probes torch
-with capture(cuda=tts_otel.gpu.load_cuda_runtime()) as cap:  # asks again
+with capture(cuda=load_cuda_runtime()) as cap:  # asks again
     with tts_otel.synthesis(model="m", text="hi") as req, req.stage("vocoder"):
         req.audio(seconds=1.0)
 print("spans", len(cap.spans()))
@@ -297,5 +298,6 @@ print("spans", len(cap.spans()))
     assert done.stdout.strip() == "spans 2"
     lines = [line for line in done.stderr.splitlines() if "torch" in line]
     assert lines == [
-        "tts_otel.gpu: tts-otel: torch is not installed; GPU memory and CUDA-event timing are off"
+        "tts_otel.gpu.cuda: tts-otel: torch is not installed; "
+        "GPU memory and CUDA-event timing are off"
     ]

@@ -12,7 +12,7 @@ from opentelemetry.context import Context
 from opentelemetry.util.types import AttributeValue
 
 from tests.services import wait_for
-from tts_otel.metric_buffer import MetricBuffer
+from tts_otel._metric_buffer import MetricBuffer
 
 
 class Recorder:

@@ -10,7 +10,7 @@ import pytest
 
 import tts_otel
 from tts_otel import semconv
-from tts_otel.metric_buffer import MetricBuffer
+from tts_otel._metric_buffer import MetricBuffer
 from tts_otel.testing import TelemetryCapture, attributes, capture
 
 SECRET = "我的银行卡号是6222020200112233445"

@@ -18,7 +18,7 @@ stage, and feeds latency, real-time-factor and size histograms. Names are in
 """
 
 from tts_otel import semconv
-from tts_otel.bootstrap import configure
+from tts_otel._bootstrap import configure
 from tts_otel.errors import ConfigurationError
 from tts_otel.exporters import register_exporter
 from tts_otel.request import Synthesis, current, synthesis

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from opentelemetry.trace import Span
     from opentelemetry.util.types import AttributeValue
 
-    from tts_otel.gpu import GpuInterval, RequestGpu
+    from tts_otel.gpu.cuda import GpuInterval, RequestGpu
     from tts_otel.telemetry import Telemetry
 
 

@@ -14,8 +14,8 @@ from tts_otel import semconv
 from tts_otel._validation import ValueChecker
 
 if TYPE_CHECKING:
-    from tts_otel.instruments import Instruments
-    from tts_otel.metric_buffer import Measurement
+    from tts_otel._instruments import Instruments
+    from tts_otel._metric_buffer import Measurement
 
 
 class Playback:

@@ -15,8 +15,8 @@ from opentelemetry.util.types import AttributeValue
 
 from tts_otel import semconv
 from tts_otel._describe import Description
-from tts_otel.gpu import GpuInterval, RequestGpu
-from tts_otel.metric_buffer import Measurement
+from tts_otel._metric_buffer import Measurement
+from tts_otel.gpu.cuda import GpuInterval, RequestGpu
 from tts_otel.telemetry import Telemetry
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from opentelemetry import trace
 
-from tts_otel.bootstrap import configure
+from tts_otel._bootstrap import configure
 
 _log = logging.getLogger(__name__)
 

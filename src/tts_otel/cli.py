@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from tts_otel import report
-from tts_otel.bootstrap import configure
+from tts_otel._bootstrap import configure
 from tts_otel.config import exporter_names
 from tts_otel.doctor import run_checks
 from tts_otel.errors import ConfigurationError

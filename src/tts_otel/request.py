@@ -21,7 +21,7 @@ from tts_otel._playback import Playback, audio_seconds
 from tts_otel._request_stages import RequestStages
 from tts_otel._spans import mark_error, restore_context, set_span_attribute
 from tts_otel._validation import MAX_COUNT
-from tts_otel.gpu import RequestGpu
+from tts_otel.gpu.cuda import RequestGpu
 from tts_otel.stages import Stage
 from tts_otel.telemetry import Telemetry, get_telemetry
 

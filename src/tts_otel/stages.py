@@ -20,7 +20,7 @@ from tts_otel import semconv
 from tts_otel._context import StageOwner, current_owner, current_segment
 from tts_otel._spans import mark_error, restore_context, set_span_attribute
 from tts_otel._validation import describe, plain
-from tts_otel.gpu import GpuInterval, RequestGpu
+from tts_otel.gpu.cuda import GpuInterval, RequestGpu
 from tts_otel.telemetry import Telemetry, get_telemetry
 
 if TYPE_CHECKING:

@@ -14,15 +14,15 @@ from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
 from opentelemetry.trace import TracerProvider
 
 from tts_otel import semconv
+from tts_otel._cardinality import AttributeGuard
+from tts_otel._instruments import Instruments
+from tts_otel._metric_buffer import DirectRecorder, MetricBuffer
 from tts_otel._signals import SignalFlush
 from tts_otel._validation import ValueChecker
-from tts_otel.cardinality import AttributeGuard
 from tts_otel.config import Settings, load_settings
-from tts_otel.gpu import CudaRuntime, load_cuda_runtime
+from tts_otel.gpu.cuda import CudaRuntime, load_cuda_runtime
+from tts_otel.gpu.nvml import NvmlReader, NvmlSampler, start_nvml_sampler
 from tts_otel.ids import protect_ids
-from tts_otel.instruments import Instruments
-from tts_otel.metric_buffer import DirectRecorder, MetricBuffer
-from tts_otel.nvml import NvmlReader, NvmlSampler, start_nvml_sampler
 from tts_otel.version import __version__
 
 _log = logging.getLogger(__name__)

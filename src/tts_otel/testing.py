@@ -27,7 +27,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.util.types import AttributeValue
 
-from tts_otel.bootstrap import configure
+from tts_otel._bootstrap import configure
 from tts_otel.config import exporter_names
 from tts_otel.telemetry import Telemetry, get_telemetry, set_telemetry
 

@@ -29,8 +29,8 @@ from tts_otel._settings import rows
 from tts_otel.config import Settings, check_sdk_environment, exporter_names, load_settings
 from tts_otel.errors import ConfigurationError
 from tts_otel.exporters import ExporterParts, build_exporter
-from tts_otel.gpu import CudaRuntime
-from tts_otel.nvml import NvmlReader
+from tts_otel.gpu.cuda import CudaRuntime
+from tts_otel.gpu.nvml import NvmlReader
 from tts_otel.telemetry import Telemetry, set_telemetry
 
 _log = logging.getLogger(__name__)

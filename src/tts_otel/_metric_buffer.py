@@ -5,7 +5,7 @@ Recording into the SDK costs about 8 us per histogram record on this project's
 request records ten or more. The request path only appends one batch to a
 bounded deque. A tts-otel thread records the deque every DRAIN_INTERVAL_S,
 and every collection first records what is left (see
-:func:`tts_otel.instruments.Instruments.create`), so every collection still
+:func:`tts_otel._instruments.Instruments.create`), so every collection still
 sees every request that finished before it.
 
 Why a thread, not only the collection: Python runs one thread at a time, so
