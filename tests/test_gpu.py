@@ -40,6 +40,23 @@ def test_peak_memory_per_request_and_per_nested_stage() -> None:
     assert metric.unit == "By"
 
 
+def test_a_peak_after_a_nested_stage_still_counts_for_the_request() -> None:
+    # When the inner stage ends, every open interval holds the same peak. Intervals
+    # compared by value made the request's interval the one closed in its place, so
+    # the outer stage's later, higher peak never reached the request.
+    cuda = FakeCuda(allocated=1 * GIB)
+    with capture(cuda=cuda) as cap:
+        with tts_otel.synthesis(model="m") as req:
+            with req.stage("acoustic"):
+                with req.stage("acoustic.llm"):
+                    cuda.allocate(1 * GIB)
+                    cuda.free(1 * GIB)
+                cuda.allocate(4 * GIB)
+                cuda.free(4 * GIB)
+    (request,) = cap.spans_named(semconv.SPAN_SYNTHESIZE)
+    assert attributes(request)[semconv.ATTR_GPU_MEMORY_PEAK] == 5 * GIB
+
+
 def test_leak_shows_as_growing_request_peaks() -> None:
     cuda = FakeCuda(allocated=GIB)
     with capture(cuda=cuda) as cap:

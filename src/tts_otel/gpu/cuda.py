@@ -78,7 +78,7 @@ def load_cuda_runtime() -> CudaRuntime | None:
     return TorchCuda(torch)
 
 
-@dataclass
+@dataclass(eq=False, repr=False)  # identity: two intervals alike are still two
 class GpuInterval:
     """One open or closed stage (or the whole request) as the GPU saw it."""
 
@@ -87,7 +87,7 @@ class GpuInterval:
     end_event: object | None = None
 
 
-@dataclass
+@dataclass(eq=False, repr=False)
 class RequestGpu:
     """Folds CUDA's single peak counter into per-interval peaks.
 
