@@ -30,7 +30,7 @@ _TEXT_MODES: dict[object, TextRecording] = {
 }
 
 
-@dataclass
+@dataclass(eq=False, repr=False)
 class Description:
     """Filled in place, so a request whose description fails midway keeps what was done."""
 

@@ -10,7 +10,7 @@ from opentelemetry.metrics import CallbackOptions, Counter, Histogram, Meter, Ob
 from tts_otel import semconv
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)  # created at import: no eq or repr to build
 class Instruments:
     request_duration: Histogram
     stage_duration: Histogram

@@ -9,7 +9,7 @@ from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.trace.export import SpanExporter
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ExporterParts:
     """A span exporter and/or a metric reader, where the data goes (for people),
     and what to close at shutdown beyond the SDK parts (a server socket)."""
