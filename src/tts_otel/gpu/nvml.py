@@ -99,7 +99,8 @@ class PynvmlReader:
 
 
 class NvmlSampler:
-    """Registers the ``hw.gpu.*`` observable gauges, one series per device.
+    """Registers the ``hw.gpu.*``, ``hw.power``, ``hw.temperature`` and ``tts.gpu.throttled``
+    observable gauges, one series per device.
 
     A reader error at collection time logs once and turns the sampler off:
     a driver that went away must not fill the log every export interval.
