@@ -15,7 +15,7 @@ One user request is one ``tts.synthesize`` trace: ``generate_long`` (or
 learns of it, and the work its callers did just before in the same context
 (prompt normalisation, speaker embedding, for streaming the LLM) is
 adopted into it, with the request's span starting at that work (see
-``_prologue``). Each text segment gets its own ``text_normalization``,
+``prologue``). Each text segment gets its own ``text_normalization``,
 ``acoustic`` (``acoustic.llm``, ``acoustic.flow``) and ``vocoder`` spans.
 Audio is counted from what the call returns, when it returns: that is when
 the caller can play it, streaming or not.
