@@ -28,8 +28,10 @@ from opentelemetry.sdk.trace import ReadableSpan
 sys.path.insert(0, str(Path(__file__).parent.parent))
 
 import tts_otel
-from tts_otel.exporters.influxdb import DEFAULT_SPAN_DIMENSIONS, InfluxWriter, influx_settings
-from tts_otel.exporters.line_protocol import span_lines, tag_value
+from tts_otel.exporters.influxdb.line_protocol import tag_value
+from tts_otel.exporters.influxdb.settings import DEFAULT_SPAN_DIMENSIONS, influx_settings
+from tts_otel.exporters.influxdb.spans import span_lines
+from tts_otel.exporters.influxdb.writer import InfluxWriter
 from tts_otel.testing import capture
 
 

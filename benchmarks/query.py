@@ -24,8 +24,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tts_otel.exporters.influxdb import DEFAULT_SPAN_DIMENSIONS, InfluxWriter, influx_settings
-from tts_otel.exporters.line_protocol import SPANS, go_json, line
+from tts_otel.exporters.influxdb.line_protocol import go_json, line
+from tts_otel.exporters.influxdb.settings import DEFAULT_SPAN_DIMENSIONS, influx_settings
+from tts_otel.exporters.influxdb.spans import SPANS
+from tts_otel.exporters.influxdb.writer import InfluxWriter
 
 # tests.services starts influxd on loopback, as the other benchmarks do.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))

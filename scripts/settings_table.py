@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tts_otel._settings import Row, rows
 from tts_otel.config import Settings
-from tts_otel.exporters.influx_config import PREFIX, InfluxSettings
+from tts_otel.exporters.influxdb.settings import PREFIX, InfluxSettings
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

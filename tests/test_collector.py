@@ -26,7 +26,7 @@ from tests.services import (
     running,
     wait_for,
 )
-from tts_otel.exporters.influxdb import DEFAULT_SPAN_DIMENSIONS
+from tts_otel.exporters.influxdb.settings import DEFAULT_SPAN_DIMENSIONS
 from tts_otel.telemetry import Telemetry, set_telemetry
 
 torch = pytest.importorskip("torch")

@@ -29,7 +29,7 @@ from tts_otel._settings import rows
 from tts_otel.config import Settings, load_settings
 from tts_otel.errors import ConfigurationError
 from tts_otel.exporters import build_exporter
-from tts_otel.exporters.influx_config import InfluxSettings, influx_settings
+from tts_otel.exporters.influxdb.settings import InfluxSettings, influx_settings
 from tts_otel.telemetry import get_telemetry, set_telemetry
 from tts_otel.testing import TelemetryCapture, capture
 

@@ -15,7 +15,7 @@ import yaml
 
 from dashboards import generate
 from deploy.kubernetes.generate import service_monitors
-from tts_otel.exporters.influx_config import InfluxSettings
+from tts_otel.exporters.influxdb.settings import InfluxSettings
 
 PROVISIONING = Path(generate.__file__).parent / "provisioning"
 DATASOURCES = PROVISIONING / "datasources" / "tts-otel.yaml"

@@ -29,14 +29,14 @@ from tests.services import InfluxServer, free_port, influxdb
 from tts_otel import cli
 from tts_otel.config import Settings
 from tts_otel.errors import ConfigurationError
-from tts_otel.exporters.influxdb import (
+from tts_otel.exporters.influxdb.exporter import (
     InfluxDBMetricExporter,
     InfluxDBSpanExporter,
-    InfluxWriter,
-    influx_settings,
     influxdb_exporter,
 )
-from tts_otel.exporters.line_protocol import MAX_TAG_BYTES
+from tts_otel.exporters.influxdb.line_protocol import MAX_TAG_BYTES
+from tts_otel.exporters.influxdb.settings import influx_settings
+from tts_otel.exporters.influxdb.writer import InfluxWriter
 
 DB = "tts"
 URL = "TTS_OTEL_INFLUXDB_URL"
@@ -349,3 +349,23 @@ def test_doctor_names_the_tls_fix_for_an_untrusted_certificate(
     assert "certificate" in out
     assert "start InfluxDB" not in out
     assert "SSL_CERT_FILE" in out
+
+
+def test_the_paths_users_may_have_imported_still_work() -> None:
+    """The SDK's entry points and ``tts_otel.exporters.influxdb``'s names from before
+    it became a package."""
+    from importlib.metadata import entry_points
+
+    import tts_otel.exporters.influxdb as package
+    from tts_otel.exporters.influxdb import settings
+
+    loaded = {
+        group: next(e for e in entry_points(group=group) if e.name == "influxdb").load()
+        for group in ("opentelemetry_traces_exporter", "opentelemetry_metrics_exporter")
+    }
+    assert loaded["opentelemetry_traces_exporter"] is InfluxDBSpanExporter
+    assert loaded["opentelemetry_metrics_exporter"] is InfluxDBMetricExporter
+    assert package.influxdb_exporter is influxdb_exporter
+    assert package.influx_settings is settings.influx_settings is influx_settings
+    assert package.InfluxSettings is settings.InfluxSettings
+    assert package.InfluxWriter is InfluxWriter

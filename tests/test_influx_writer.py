@@ -12,12 +12,9 @@ from pathlib import Path
 import pytest
 
 from tests.fakes import prometheus_telemetry
-from tts_otel.exporters.influxdb import (
-    InfluxWriter,
-    RetryableError,
-    UnreachableError,
-    influx_settings,
-)
+from tts_otel.exporters.influxdb.settings import influx_settings
+from tts_otel.exporters.influxdb.transport import RetryableError, UnreachableError
+from tts_otel.exporters.influxdb.writer import InfluxWriter
 
 REFUSED = UnreachableError("cannot reach InfluxDB: [Errno 111] Connection refused")
 

@@ -22,8 +22,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import tts_otel
 from tests.services import InfluxServer, free_port, influxdb
-from tts_otel.exporters.influxdb import InfluxWriter, influx_settings
-from tts_otel.exporters.line_protocol import REPLACEMENT, line
+from tts_otel.exporters.influxdb.line_protocol import REPLACEMENT, line
+from tts_otel.exporters.influxdb.settings import influx_settings
+from tts_otel.exporters.influxdb.writer import InfluxWriter
 from tts_otel.telemetry import Telemetry, set_telemetry
 
 torch = pytest.importorskip("torch")

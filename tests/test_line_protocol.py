@@ -9,15 +9,15 @@ import re
 import pytest
 
 import tts_otel
-from tts_otel.exporters.line_protocol import (
+from tts_otel.exporters.influxdb.line_protocol import (
     MAX_STRING_BYTES,
     REPLACEMENT,
     go_float,
     go_json,
     line,
-    metric_lines,
-    span_lines,
 )
+from tts_otel.exporters.influxdb.metrics import metric_lines
+from tts_otel.exporters.influxdb.spans import span_lines
 from tts_otel.testing import TelemetryCapture
 
 

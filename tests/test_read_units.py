@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tts_otel.exporters.influx_config import influx_settings
+from tts_otel.exporters.influxdb.settings import influx_settings
 from tts_otel.read import assemble, flux, influxql, waterfall
 from tts_otel.read.records import SpanRecord
 from tts_otel.read.selection import Selection, SelectionError, parse_spec, parse_time, selection

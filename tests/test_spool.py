@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from tests.test_influx_writer import SwitchableTransport
-from tts_otel.exporters.influx_config import DEFAULT_SPOOL_BYTES
-from tts_otel.exporters.influxdb import InfluxWriter, influx_settings
-from tts_otel.exporters.spool import DiskSpool
+from tts_otel.exporters.influxdb.settings import DEFAULT_SPOOL_BYTES, influx_settings
+from tts_otel.exporters.influxdb.spool import DiskSpool
+from tts_otel.exporters.influxdb.writer import InfluxWriter
 
 
 def _writer(spool: Path, transport: SwitchableTransport) -> InfluxWriter:
@@ -70,7 +70,7 @@ def test_two_writers_in_one_process_replay_each_batch_once_after_a_restart(
 _SPOOLER = """
 import sys
 from pathlib import Path
-from tts_otel.exporters.spool import DiskSpool
+from tts_otel.exporters.influxdb.spool import DiskSpool
 spool = DiskSpool(Path(sys.argv[1]), 1 << 30)
 for index in range(int(sys.argv[3])):
     spool.add(f"{sys.argv[2]} f={index}i {index}\\n".encode(), 1)
@@ -130,7 +130,8 @@ _FULL_DISK = """
 import json, logging, resource, signal, sys
 from pathlib import Path
 from tests.test_influx_writer import SwitchableTransport
-from tts_otel.exporters.influxdb import InfluxWriter, influx_settings
+from tts_otel.exporters.influxdb.settings import influx_settings
+from tts_otel.exporters.influxdb.writer import InfluxWriter
 
 records = []
 class Keep(logging.Handler):

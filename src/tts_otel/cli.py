@@ -19,7 +19,7 @@ from tts_otel._bootstrap import configure
 from tts_otel.config import exporter_names
 from tts_otel.doctor import run_checks
 from tts_otel.errors import ConfigurationError
-from tts_otel.exporters.influxdb import influx_settings
+from tts_otel.exporters.influxdb.settings import influx_settings
 from tts_otel.read import commands as commands_
 from tts_otel.read.commands import guarded
 

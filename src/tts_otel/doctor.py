@@ -13,8 +13,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tts_otel.exporters.influx_config import InfluxSettings
-from tts_otel.exporters.influx_transport import (
+from tts_otel.exporters.influxdb.settings import InfluxSettings
+from tts_otel.exporters.influxdb.transport import (
     PermanentError,
     RetryableError,
     V1Transport,
@@ -22,7 +22,7 @@ from tts_otel.exporters.influx_transport import (
     authorization,
     tls_context,
 )
-from tts_otel.exporters.influxdb import SPAN_STORAGE_FIX
+from tts_otel.exporters.influxdb.writer import SPAN_STORAGE_FIX
 
 
 @dataclass(frozen=True)

@@ -133,4 +133,6 @@ register_exporter("otlp", _otlp)
 register_exporter(
     "prometheus", _lazy("tts_otel.exporters.prometheus", "prometheus_endpoint", "prometheus")
 )
-register_exporter("influxdb", _lazy("tts_otel.exporters.influxdb", "influxdb_exporter", "influxdb"))
+register_exporter(
+    "influxdb", _lazy("tts_otel.exporters.influxdb.exporter", "influxdb_exporter", "influxdb")
+)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tts_otel.errors import ConfigurationError
-from tts_otel.exporters.influx_config import influx_settings
+from tts_otel.exporters.influxdb.settings import influx_settings
 from tts_otel.read import compare as comparing
 from tts_otel.read import summary, waterfall
 from tts_otel.read.assemble import Facts, Request, facts, requests

@@ -14,7 +14,7 @@ from collections.abc import Collection, Iterator, Sequence
 from typing import Any, Final
 
 from tts_otel import semconv
-from tts_otel.exporters.influx_config import PREFIX, InfluxSettings
+from tts_otel.exporters.influxdb.settings import PREFIX, InfluxSettings
 from tts_otel.read.records import (
     ATTRIBUTES,
     DURATION,

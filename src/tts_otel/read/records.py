@@ -11,7 +11,7 @@ from typing import Any, Final
 
 from opentelemetry.sdk.trace import ReadableSpan
 
-# Fields of the spans measurement the read side uses (see exporters/line_protocol.py).
+# Fields of the spans measurement the read side uses (see exporters/influxdb/line_protocol.py).
 NAME: Final = "span.name"
 PARENT: Final = "parent_span_id"
 DURATION: Final = "duration_nano"

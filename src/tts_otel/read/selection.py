@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from tts_otel import semconv
-from tts_otel.exporters.line_protocol import tag_value
+from tts_otel.exporters.influxdb.line_protocol import tag_value
 
 # Short names people type -> the attribute (and, where it is one, InfluxDB tag) key.
 DIMENSIONS: Final = {

@@ -9,7 +9,7 @@ from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 from typing import Final, Protocol
 
-from tts_otel.exporters.influx_config import InfluxSettings
+from tts_otel.exporters.influxdb.settings import InfluxSettings
 from tts_otel.read.records import SpanRecord, from_otlp_json
 from tts_otel.read.selection import Selection
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from tts_otel import semconv
-from tts_otel.exporters.line_protocol import tag_value
+from tts_otel.exporters.influxdb.line_protocol import tag_value
 from tts_otel.read.assemble import Facts
 from tts_otel.read.selection import short_name
 from tts_otel.read.stats import sorted_percentile

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Final
 
 from tts_otel import semconv
-from tts_otel.exporters.line_protocol import tag_value
+from tts_otel.exporters.influxdb.line_protocol import tag_value
 from tts_otel.read.assemble import Request
 from tts_otel.read.records import SpanRecord
 from tts_otel.read.selection import DIMENSIONS, short_name

@@ -1,7 +1,6 @@
-"""The direct InfluxDB exporter: spans and metrics in the collector's schema, without a collector.
+"""The writer both InfluxDB exporters share: batches sent in order, retried, paused, spooled.
 
-Batching is the SDK's (BatchSpanProcessor, PeriodicExportingMetricReader);
-each export is one bounded, synchronous write on the SDK's own thread, never
+Each export is one bounded, synchronous write on the SDK's own thread, never
 on the request path. 429 and 5xx are retried with exponential backoff and
 jitter, honouring ``Retry-After``, within one deadline per export. What still
 fails goes to a bounded spool and is replayed in order once the server
@@ -17,39 +16,23 @@ Shutdown makes one last attempt to deliver the spool. Any other 4xx is
 permanent: it is logged once per cause, with the server's message, and its
 points are counted as dropped.
 Credentials never appear in logs, errors or ``repr``.
-
-Settings come from arguments or ``TTS_OTEL_INFLUXDB_*`` variables; see
-:func:`influx_settings`.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 import random
 import re
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any, Final
-
-from opentelemetry.sdk.metrics.export import (
-    MetricExporter,
-    MetricExportResult,
-    MetricsData,
-    PeriodicExportingMetricReader,
-)
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from typing import Final
 
 from tts_otel._fork import reset_after_fork
-from tts_otel.config import Settings
-from tts_otel.exporters.influx_config import (
-    DEFAULT_SPAN_DIMENSIONS,
-    DEFAULT_SPOOL_BYTES,
-    InfluxSettings,
-    influx_settings,
-)
-from tts_otel.exporters.influx_transport import (
+from tts_otel.exporters.influxdb.settings import InfluxSettings
+from tts_otel.exporters.influxdb.spool import DiskSpool, MemorySpool, Spool
+from tts_otel.exporters.influxdb.transport import (
     PartialWriteError,
     PermanentError,
     RetryableError,
@@ -59,20 +42,10 @@ from tts_otel.exporters.influx_transport import (
     V2Transport,
     dropped_by_partial_write,
 )
-from tts_otel.exporters.line_protocol import metric_lines, span_lines
-from tts_otel.exporters.parts import ExporterParts
-from tts_otel.exporters.spool import DiskSpool, MemorySpool, Spool
 
 _log = logging.getLogger(__name__)
 
-__all__ = [
-    "DEFAULT_SPAN_DIMENSIONS", "DEFAULT_SPOOL_BYTES", "InfluxDBMetricExporter",
-    "InfluxDBSpanExporter", "InfluxSettings", "InfluxWriter", "RetryableError",
-    "UnreachableError", "influx_settings", "influxdb_exporter",
-]  # fmt: skip
 
-
-# --- the writer both exporters share ------------------------------------------
 # What InfluxDB 1.x (TSM, inmem index) answers once the collector's span schema
 # (trace_id and span_id as tags: one new series per span) meets its defaults.
 _SERIES_LIMITS: Final = ("max-values-per-tag limit exceeded", "max-series-per-database limit")
@@ -92,6 +65,14 @@ def _key_too_long(line: str) -> bool:
         return False
     key = _KEY_END.match(line)
     return key is not None and len(key.group().encode("utf-8", "replace")) > MAX_KEY_BYTES
+
+
+class Outcome(enum.Enum):
+    """What became of one batch offered to the server."""
+
+    SENT = "sent"  # stored: all of it, or all a partial write kept (the rest counted as dropped)
+    DROPPED = "dropped"  # refused for good: counted as dropped, never offered again
+    RETRY = "retry"  # the server could not take it now: keep it for later
 
 
 class InfluxWriter:
@@ -160,13 +141,15 @@ class InfluxWriter:
                 self.spool.add(body, len(lines))
                 return False
             deadline = time.monotonic() + self.settings.export_deadline_s
-            outcome = self._send(body, len(lines), deadline) if self._replay(deadline) else "retry"
-            if outcome == "retry":
+            outcome = (
+                self._send(body, len(lines), deadline) if self._replay(deadline) else Outcome.RETRY
+            )
+            if outcome is Outcome.RETRY:
                 self.spool.add(body, len(lines))
                 self._pause()
                 return False
             self._pauses = 0
-            return outcome == "sent"
+            return outcome is Outcome.SENT
 
     def _storable(self, lines: Sequence[str]) -> Sequence[str]:
         """``lines`` without points InfluxDB would refuse: one refused point fails no other."""
@@ -178,7 +161,9 @@ class InfluxWriter:
 
     def _replay(self, deadline: float) -> bool:
         """Send spooled batches, oldest first; ``False`` if the server still cannot take them."""
-        return self.spool.replay(lambda body, points: self._send(body, points, deadline) != "retry")
+        return self.spool.replay(
+            lambda body, points: self._send(body, points, deadline) is not Outcome.RETRY
+        )
 
     def _pause(self) -> None:
         """Leave the server alone for a while after an export found it unreachable."""
@@ -186,7 +171,7 @@ class InfluxWriter:
         longest = min(self.BACKOFF_MAX_S, self.BACKOFF_BASE_S * 2**self._pauses)
         self._pause_until = time.monotonic() + random.uniform(longest / 2, longest)
 
-    def _send(self, body: bytes, points: int, deadline: float) -> str:
+    def _send(self, body: bytes, points: int, deadline: float) -> Outcome:
         attempt = 0
         while True:
             try:
@@ -196,11 +181,11 @@ class InfluxWriter:
                 self.sent_points += points - dropped
                 self.rejected_points += dropped
                 self._log_partial_write(str(error))
-                return "sent"
+                return Outcome.SENT
             except PermanentError as error:
                 self.rejected_points += points
                 self._log_refusal(str(error).split(":")[0], str(error))
-                return "dropped"
+                return Outcome.DROPPED
             except RetryableError as error:
                 delay = min(self.BACKOFF_MAX_S, self.BACKOFF_BASE_S * 2**attempt)
                 delay = (
@@ -213,18 +198,18 @@ class InfluxWriter:
                     or time.monotonic() + delay > deadline
                 ):
                     self._log_outage(f"{error}; batches are spooled and replayed when it answers")
-                    return "retry"
+                    return Outcome.RETRY
                 self._stop.wait(delay)
                 continue
             except Exception as error:  # a transport's own bug must not reach the SDK's thread
                 self.rejected_points += points
                 self._log_refusal(type(error).__name__, f"{type(error).__name__}: {error}")
-                return "dropped"
+                return Outcome.DROPPED
             self.sent_points += points
             if self._outage_logged:
                 _log.info("tts-otel: InfluxDB at %s accepts writes again", self.settings.url)
                 self._outage_logged.clear()
-            return "sent"
+            return Outcome.SENT
 
     def _log_partial_write(self, message: str) -> None:
         if any(limit in message for limit in _SERIES_LIMITS):
@@ -262,70 +247,3 @@ class InfluxWriter:
                 self._closed = True
                 self._replay(time.monotonic() + self.settings.export_deadline_s)
                 self._transport.close()
-
-
-class InfluxDBSpanExporter(SpanExporter):
-    """Spans to InfluxDB. No arguments: ``TTS_OTEL_INFLUXDB_*`` (the SDK entry point does that).
-
-    A ``writer`` passed in belongs to the caller, who closes it.
-    """
-
-    def __init__(
-        self, settings: InfluxSettings | None = None, *, writer: InfluxWriter | None = None
-    ) -> None:
-        self._owns_writer = writer is None
-        self._writer = writer or InfluxWriter(settings or influx_settings())
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        lines = list(span_lines(spans, self._writer.settings.span_dimensions))
-        ok = self._writer.write(lines)
-        return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
-
-    def shutdown(self) -> None:
-        if self._owns_writer:
-            self._writer.close()
-
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        return True
-
-
-class InfluxDBMetricExporter(MetricExporter):
-    """Metrics to InfluxDB (telegraf-prometheus-v1). No arguments: ``TTS_OTEL_INFLUXDB_*``.
-
-    A ``writer`` passed in belongs to the caller, who closes it.
-    """
-
-    def __init__(
-        self, settings: InfluxSettings | None = None, *, writer: InfluxWriter | None = None
-    ) -> None:
-        super().__init__()
-        self._owns_writer = writer is None
-        self._writer = writer or InfluxWriter(settings or influx_settings())
-
-    def export(
-        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
-    ) -> MetricExportResult:
-        lines = list(metric_lines(metrics_data, self._writer.refuse))
-        ok = self._writer.write(lines)
-        return MetricExportResult.SUCCESS if ok else MetricExportResult.FAILURE
-
-    def force_flush(self, timeout_millis: float = 10_000) -> bool:
-        return True
-
-    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        if self._owns_writer:
-            self._writer.close()
-
-
-def influxdb_exporter(_settings: Settings) -> ExporterParts:
-    """The ``influxdb`` exporter name: one writer for spans and metrics, closed after both
-    providers have made their last export."""
-    settings = influx_settings()
-    writer = InfluxWriter(settings)
-    return ExporterParts(
-        span_exporter=InfluxDBSpanExporter(writer=writer),
-        metric_reader=PeriodicExportingMetricReader(InfluxDBMetricExporter(writer=writer)),
-        where=f"influxdb: {settings.target}",
-        close=writer.close,
-        health=("influxdb", writer.health),
-    )

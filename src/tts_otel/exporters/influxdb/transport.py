@@ -19,7 +19,7 @@ import urllib.request
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from tts_otel.exporters.influx_config import InfluxSettings
+from tts_otel.exporters.influxdb.settings import InfluxSettings
 
 
 class RetryableError(Exception):
