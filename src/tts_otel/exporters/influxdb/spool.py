@@ -16,6 +16,7 @@ costs the batch, counted, and one log line; no fragment is left behind.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import itertools
 import logging
@@ -151,12 +152,11 @@ class DiskSpool:
         )
         fragment = self._directory / (name + _FRAGMENT)
         try:
-            descriptor = os.open(fragment, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            descriptor = self._new_fragment(fragment)
         except OSError as error:
             self._refused(points, error)
             return
         try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX)  # so that no starting writer removes it
             with open(descriptor, "wb", closefd=False) as output:
                 output.write(body)
             os.replace(fragment, self._directory / name)
@@ -170,6 +170,24 @@ class DiskSpool:
             self._failing = False
             _log.info("tts-otel: the spool directory %s takes batches again", self._directory)
         self._bound()
+
+    def _new_fragment(self, fragment: Path) -> int:
+        """A new file at ``fragment``, open and locked, so that no starting writer removes it.
+        One may have removed it between the open and the lock, taking it for a dead
+        writer's (one batch in three was lost so when three processes started at once):
+        then it is made again."""
+        for _ in range(3):
+            descriptor = os.open(fragment, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX)
+                if os.fstat(descriptor).st_nlink:
+                    return descriptor
+            except OSError:
+                self._unlink(fragment.name)
+                os.close(descriptor)
+                raise
+            os.close(descriptor)
+        raise FileNotFoundError(errno.ENOENT, "removed as soon as it was made", str(fragment))
 
     def _refused(self, points: int, error: OSError) -> None:
         self.dropped_points += points
