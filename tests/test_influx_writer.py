@@ -6,14 +6,19 @@ once) runs on a real influxd in test_influxdb.py.
 
 from __future__ import annotations
 
+import gzip
+import threading
 import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
 from tests.fakes import prometheus_telemetry
 from tts_otel.exporters.influxdb.settings import influx_settings
-from tts_otel.exporters.influxdb.transport import RetryableError, UnreachableError
+from tts_otel.exporters.influxdb.transport import RetryableError, UnreachableError, V1Transport
 from tts_otel.exporters.influxdb.writer import InfluxWriter
 
 REFUSED = UnreachableError("cannot reach InfluxDB: [Errno 111] Connection refused")
@@ -161,4 +166,72 @@ def test_the_spool_is_exported_as_gauges_beside_the_sent_and_dropped_counter(
     assert samples["tts_exporter_spool_usage_bytes"] == [(exporter, 18.0)]
     assert samples["tts_exporter_spool_limit_bytes"] == [
         (exporter, float(writer.settings.spool_bytes))
+    ]
+
+
+# --- the v1 transport's connection --------------------------------------------
+class _Write(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive
+    seen: ClassVar[list[tuple[tuple[str, int], str, bytes]]] = []
+    hang_up = False  # close each connection after answering, without saying so
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.seen.append((self.client_address, self.path, gzip.decompress(body)))
+        self.send_response(204)
+        self.end_headers()
+        self.close_connection = self.hang_up
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def endpoint() -> Iterator[ThreadingHTTPServer]:
+    _Write.seen, _Write.hang_up = [], False
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Write)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def _v1(url: str) -> V1Transport:
+    return V1Transport(influx_settings(environ={}, url=url, database="tts"))
+
+
+def test_v1_writes_share_one_connection(endpoint: ThreadingHTTPServer) -> None:
+    transport = _v1(f"http://127.0.0.1:{endpoint.server_port}")
+    for index in range(3):
+        transport.write(f"m f={index}i {index}\n".encode())
+    transport.close()
+    assert [body for _, _, body in _Write.seen] == [b"m f=0i 0\n", b"m f=1i 1\n", b"m f=2i 2\n"]
+    assert len({client for client, _, _ in _Write.seen}) == 1
+    assert {path for _, path, _ in _Write.seen} == {"/write?db=tts&precision=ns"}
+
+
+def test_a_connection_the_server_closed_while_idle_is_replaced_at_once(
+    endpoint: ThreadingHTTPServer,
+) -> None:
+    _Write.hang_up = True
+    transport = _v1(f"http://127.0.0.1:{endpoint.server_port}")
+    for index in range(3):
+        transport.write(f"m f={index}i {index}\n".encode())
+        time.sleep(0.05)  # the server's close arrives before the next write
+    transport.close()
+    assert len(_Write.seen) == 3
+    assert len({client for client, _, _ in _Write.seen}) == 3
+
+
+def test_v1_goes_through_the_proxy_urllib_would_use(
+    endpoint: ThreadingHTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for variable in ("no_proxy", "NO_PROXY", "HTTP_PROXY"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{endpoint.server_port}")
+    transport = _v1("http://influxdb.invalid:8086")
+    transport.write(b"m f=1i 1\n")
+    transport.close()
+    assert [path for _, path, _ in _Write.seen] == [
+        "http://influxdb.invalid:8086/write?db=tts&precision=ns"
     ]

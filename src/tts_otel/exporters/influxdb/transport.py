@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import base64
 import gzip
+import http.client
 import re
 import ssl
-import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping
+from typing import Any, Final, Protocol
 
+from tts_otel._fork import reset_after_fork
 from tts_otel.exporters.influxdb.settings import InfluxSettings
 
 
@@ -107,13 +108,19 @@ def classify(status: int, message: str, headers: Mapping[str, str] | None) -> Ex
 
 
 class V1Transport:
-    """``POST /write?db=&rp=&precision=ns`` with Basic auth: InfluxDB 1.x, and 2.x's v1 API."""
+    """``POST /write?db=&rp=&precision=ns`` with Basic auth: InfluxDB 1.x, and 2.x's v1 API.
+
+    One connection, kept between writes as influxdb-client keeps v2's: a new one
+    per batch cost a TCP (and TLS) handshake every export. A kept connection the
+    server has closed meanwhile is replaced once, at once. ``HTTP(S)_PROXY`` and
+    ``NO_PROXY`` apply, as they did through urllib.
+    """
 
     def __init__(self, settings: InfluxSettings) -> None:
         query = {"db": settings.database, "precision": "ns"}
         if settings.retention_policy:
             query["rp"] = settings.retention_policy
-        self._url = f"{settings.url}/write?{urllib.parse.urlencode(query)}"
+        url = f"{settings.url}/write?{urllib.parse.urlencode(query)}"
         self._headers = {"Content-Type": "text/plain; charset=utf-8"}
         header = authorization(settings)
         if header is not None:
@@ -121,25 +128,94 @@ class V1Transport:
         self._gzip = settings.gzip
         if self._gzip:
             self._headers["Content-Encoding"] = "gzip"
-        self._timeout = settings.timeout_s
-        self._tls = tls_context(settings)
+        self._open, self._target, proxy_headers = _connection(
+            url, settings.timeout_s, tls_context(settings)
+        )
+        self._headers.update(proxy_headers)
+        self._connection: http.client.HTTPConnection | None = None
+        # A child must not write on its parent's socket.
+        reset_after_fork(self, V1Transport._forget)
 
     def write(self, body: bytes) -> None:
         data = gzip.compress(body, compresslevel=1) if self._gzip else body
-        request = urllib.request.Request(self._url, data=data, headers=self._headers, method="POST")
+        kept = self._connection is not None
         try:
-            with urllib.request.urlopen(request, timeout=self._timeout, context=self._tls):
-                return
-        except urllib.error.HTTPError as error:
-            message = error.read().decode("utf-8", "replace")
-            raise classify(error.code, message, dict(error.headers)) from None
-        except (urllib.error.URLError, OSError) as error:
-            raise UnreachableError(
-                f"cannot reach InfluxDB: {getattr(error, 'reason', error)}"
-            ) from None
+            try:
+                status, answer, headers = self._exchange(data)
+            except _STALE:
+                if not kept:
+                    raise
+                status, answer, headers = self._exchange(data)  # on a new connection
+        except OSError as error:
+            raise UnreachableError(f"cannot reach InfluxDB: {error}") from None
+        if not 200 <= status < 300:
+            raise classify(status, answer.decode("utf-8", "replace"), headers)
+
+    def _exchange(self, data: bytes) -> tuple[int, bytes, dict[str, str]]:
+        if self._connection is None:
+            self._connection = self._open()
+        try:
+            self._connection.request("POST", self._target, body=data, headers=self._headers)
+            response = self._connection.getresponse()
+            answer = response.read()
+        except BaseException:
+            self.close()
+            raise
+        if response.will_close:
+            self.close()
+        return response.status, answer, dict(response.getheaders())
+
+    def _forget(self) -> None:
+        self._connection = None
 
     def close(self) -> None:
-        """Nothing held between writes."""
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+# A kept connection the server closed while it was idle fails with one of these
+# before any answer: the batch was not taken, and a new connection may send it.
+_STALE: Final = (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)
+
+
+def _connection(
+    url: str, timeout: float, tls: ssl.SSLContext | None
+) -> tuple[Callable[[], http.client.HTTPConnection], str, dict[str, str]]:
+    """What urllib would do for ``url``, proxies included: (a function that opens a
+    connection, the request target, headers to add to each request)."""
+    parts = urllib.parse.urlsplit(url)
+    target = urllib.parse.urlunsplit(parts._replace(scheme="", netloc=""))
+    proxy = None
+    if not urllib.request.proxy_bypass(parts.netloc):
+        proxy = urllib.request.getproxies().get(parts.scheme)
+    via, tunnel, headers = parts, False, {}
+    if proxy is not None:
+        via = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        tunnel, headers = parts.scheme == "https", _proxy_authorization(via)
+        if not tunnel:  # a plain HTTP proxy takes the whole URL, and its credentials
+            target = url
+    secure = parts.scheme == "https" if proxy is None or tunnel else via.scheme == "https"
+
+    def open_connection() -> http.client.HTTPConnection:
+        host, port = via.hostname or "", via.port
+        connection = (
+            http.client.HTTPSConnection(host, port, timeout=timeout, context=tls)
+            if secure
+            else http.client.HTTPConnection(host, port, timeout=timeout)
+        )
+        if tunnel:
+            connection.set_tunnel(parts.hostname or "", parts.port, headers)
+        return connection
+
+    return open_connection, target, {} if tunnel else headers
+
+
+def _proxy_authorization(proxy: urllib.parse.SplitResult) -> dict[str, str]:
+    if not proxy.username:
+        return {}
+    secret = f"{urllib.parse.unquote(proxy.username)}:{urllib.parse.unquote(proxy.password or '')}"
+    return {"Proxy-Authorization": "Basic " + base64.b64encode(secret.encode()).decode()}
 
 
 class V2Transport:
