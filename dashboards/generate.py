@@ -27,21 +27,44 @@ from tts_otel import semconv
 HERE = Path(__file__).parent
 Json = dict[str, Any]
 
-# The names the Prometheus exporter gives tts-otel's metrics: dots become
-# underscores, a seconds unit adds _seconds, counters get _total.
-HISTOGRAMS = {
-    semconv.METRIC_REQUEST_DURATION: "tts_request_duration_seconds",
-    semconv.METRIC_STAGE_DURATION: "tts_stage_duration_seconds",
-    semconv.METRIC_STAGE_GPU_DURATION: "tts_stage_gpu_duration_seconds",
-    semconv.METRIC_TIME_TO_FIRST_AUDIO: "tts_request_time_to_first_audio_seconds",
-    semconv.METRIC_REAL_TIME_FACTOR: "tts_real_time_factor",
-    semconv.METRIC_AUDIO_DURATION: "tts_audio_duration_seconds",
-    semconv.METRIC_GPU_MEMORY_PEAK: "tts_gpu_memory_peak_bytes",
+# The metrics the Prometheus dashboard reads, with the units their instruments declare.
+HISTOGRAM_UNITS = {
+    semconv.METRIC_REQUEST_DURATION: semconv.UNIT_SECONDS,
+    semconv.METRIC_STAGE_DURATION: semconv.UNIT_SECONDS,
+    semconv.METRIC_STAGE_GPU_DURATION: semconv.UNIT_SECONDS,
+    semconv.METRIC_TIME_TO_FIRST_AUDIO: semconv.UNIT_SECONDS,
+    semconv.METRIC_REAL_TIME_FACTOR: semconv.UNIT_RATIO,
+    semconv.METRIC_AUDIO_DURATION: semconv.UNIT_SECONDS,
+    semconv.METRIC_GPU_MEMORY_PEAK: semconv.UNIT_BYTES,
 }
-COUNTERS = {
-    semconv.METRIC_REQUESTS: "tts_requests_total",
-    semconv.METRIC_TELEMETRY_DROPPED: "tts_telemetry_dropped_total",
+COUNTER_UNITS = {
+    semconv.METRIC_REQUESTS: semconv.UNIT_REQUESTS,
+    semconv.METRIC_TELEMETRY_DROPPED: semconv.UNIT_POINTS,
 }
+# Prometheus's names for OpenTelemetry metrics, as the Python exporter and the collector
+# both write them: runs of characters other than letters, digits and ":" become "_", the
+# unit's word follows (an annotation such as {request} is no unit, and "1" adds none),
+# counters end in _total, and a histogram is its _bucket, _sum and _count series.
+UNIT_WORDS = {
+    semconv.UNIT_SECONDS: "seconds",
+    semconv.UNIT_BYTES: "bytes",
+    semconv.UNIT_WATTS: "watts",
+    semconv.UNIT_CELSIUS: "celsius",
+}
+
+
+def prometheus_name(name: str, unit: str, *, counter: bool = False) -> str:
+    words = [re.sub(r"[^a-zA-Z0-9:]+", "_", name)]
+    word = UNIT_WORDS.get(unit, "")
+    if word and not words[0].endswith("_" + word):
+        words.append(word)
+    if counter:
+        words.append("total")
+    return "_".join(words)
+
+
+HISTOGRAMS = {name: prometheus_name(name, unit) for name, unit in HISTOGRAM_UNITS.items()}
+COUNTERS = {name: prometheus_name(name, unit, counter=True) for name, unit in COUNTER_UNITS.items()}
 EMITTED = frozenset(
     {f"{name}_{suffix}" for name in HISTOGRAMS.values() for suffix in ("bucket", "sum", "count")}
     | set(COUNTERS.values())
