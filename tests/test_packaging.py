@@ -49,6 +49,14 @@ SCRIPT = textwrap.dedent(
             assert f"tts-otel[{{extra}}]" in str(error), error
         else:
             raise AssertionError(name + " configured without its extra")
+    # opentelemetry-instrument's configurator with no exporter named: OTLP by
+    # default, which without its extra is a warning, not a service that will not start.
+    os.environ.pop("TTS_OTEL_EXPORTERS", None)
+    os.environ.pop("OTEL_TRACES_EXPORTER", None)
+    from opentelemetry import trace
+    from tts_otel.autoconfigure import Configurator
+    Configurator().configure()
+    assert not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
     print("core ok")
     """
 )

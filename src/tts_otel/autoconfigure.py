@@ -19,6 +19,7 @@ from typing import Any
 from opentelemetry import trace
 
 from tts_otel._bootstrap import configure
+from tts_otel.errors import ConfigurationError
 
 _log = logging.getLogger(__name__)
 
@@ -34,9 +35,18 @@ class Configurator:
             _log.info("tts-otel: tracer provider already set up; tts-otel uses it")
             return
         named = os.environ.get("TTS_OTEL_EXPORTERS") or os.environ.get("OTEL_TRACES_EXPORTER")
-        if not named:
+        if named:  # asked for: a bad or missing exporter fails at start, naming the fix
+            configure(exporters=named)
+            return
+        try:
+            configure(exporters=DEFAULT_EXPORTERS)
+        except ConfigurationError as error:
+            # Nobody asked for OTLP: without its extra, run unexported rather than
+            # stop the service at start.
+            _log.warning("tts-otel: %s; no exporter is named, so nothing is exported", error)
+            configure(exporters=())
+        else:
             _log.info(
                 "tts-otel: no TTS_OTEL_EXPORTERS or OTEL_TRACES_EXPORTER; exporting %s",
                 DEFAULT_EXPORTERS,
             )
-        configure(exporters=named or DEFAULT_EXPORTERS)
