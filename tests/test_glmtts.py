@@ -196,6 +196,25 @@ def test_jsonl_generate_gives_one_whole_request_per_item(script: Any, tmp_path: 
     assert speaker.count == len(EXAMPLES)
 
 
+def test_prompt_work_that_failed_is_not_adopted_by_the_next_request(
+    script: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An item whose prompt audio cannot be read fails before generate_long; the next
+    # item's request must start with its own prompt work, not the failed item's.
+    data = tmp_path / "examples"
+    data.mkdir()
+    broken = {**EXAMPLES[0], "uttid": "broken", "prompt_speech": "examples/prompt/missing.wav"}
+    lines = [json.dumps(item, ensure_ascii=False) for item in (broken, EXAMPLES[1])]
+    (data / "mixed.jsonl").write_text("\n".join(lines) + "\n")
+    monkeypatch.chdir(tmp_path)
+    with capture() as cap:
+        script.jsonl_generate("mixed", str(tmp_path))
+    (trace,) = _check_whole_requests(list(from_sdk(cap.spans())), 1)
+    prologue = [s for s in _named(trace, "text_normalization")
+                if semconv.ATTR_SEGMENT_INDEX not in s.attributes]  # fmt: skip
+    assert len(prologue) == 3  # its own prompt and text normalisation, and the split
+
+
 def test_a_failing_item_is_one_failed_request_and_the_next_items_go_on(
     script: Any, tmp_path: Path
 ) -> None:

@@ -84,6 +84,11 @@ def _fresh(now: float) -> Prologue:
 
 
 def add(record: Record) -> None:
+    if record.error is not None:
+        # The caller's request failed before the call that would have started it
+        # (jsonl_generate logs it and goes on): the next request must not adopt it.
+        _current.set(None)
+        return
     current = _fresh(record.start)
     records = (*current.records, record)[-MAX_RECORDS:]
     _current.set(dataclasses.replace(current, records=records, last=record.end))

@@ -60,5 +60,7 @@ class TTSFrontEnd:
 
 
 def _audio(path: Any) -> torch.Generator:
+    if "missing" in repr(path):  # GLM-TTS loads the prompt file: a wrong path raises
+        raise FileNotFoundError(f"No such file: {path!r}")
     """Prompt audio stands in as noise seeded by its path: no files, the global RNG untouched."""
     return torch.Generator().manual_seed(zlib.crc32(repr(path).encode()))
