@@ -86,13 +86,18 @@ class GLMTTSInstrumentor(ContractWrapping):
                                        speech_tokens=tokens))  # fmt: skip
         return result
 
-    def _plain_stage(self, entry: Wrapped, name: str, wrapped: Any, args: Any, kw: Any) -> Any:
+    def _plain_stage(
+        self, entry: Wrapped, name: str, wrapped: Any, args: Any, kw: Any,
+        attributes: Mapping[str, int] | None = None,
+    ) -> Any:  # fmt: skip
         request = current()
         if request is None:
             return self._outside(entry, name, None, wrapped, args, kw)
         self._states.of(request).close_group()
         with Stage(name) as stage:
             stage.set_attribute(ATTR_CODE_FUNCTION, entry.qualname)
+            for key, value in (attributes or {}).items():
+                stage.set_attribute(key, value)
             return wrapped(*args, **kw)
 
     def _normalize(self, entry: Wrapped, wrapped: Any, instance: Any, args: Any, kw: Any) -> Any:
@@ -149,13 +154,10 @@ class GLMTTSInstrumentor(ContractWrapping):
         state = None if request is None else self._states.of(request)
         if state is None or state.block is None:
             return self._plain_stage(entry, semconv.STAGE_VOCODER, wrapped, args, kw)
-        state.close_group()
-        with Stage(semconv.STAGE_VOCODER) as stage:
-            # Streaming renders block by block inside one call: internal timings,
-            # named as such; the audio the caller gets is counted on return.
-            stage.set_attribute(ATTR_CODE_FUNCTION, entry.qualname)
-            stage.set_attribute(semconv.ATTR_STREAM_BLOCK_INDEX, state.block)
-            result = wrapped(*args, **kw)
+        # Streaming renders block by block inside one call: internal timings, named
+        # as such; the audio the caller gets is counted on return.
+        block = {semconv.ATTR_STREAM_BLOCK_INDEX: state.block}
+        result = self._plain_stage(entry, semconv.STAGE_VOCODER, wrapped, args, kw, block)
         if state.first_block_ready is None:
             state.first_block_ready = perf_counter()
         state.block += 1
