@@ -28,7 +28,7 @@ from tts_otel import report, semconv
 from tts_otel._settings import rows
 from tts_otel.config import Settings, load_settings
 from tts_otel.errors import ConfigurationError
-from tts_otel.exporters import build_exporter
+from tts_otel.exporters import ExporterParts, build_exporter
 from tts_otel.exporters.influxdb.settings import InfluxSettings, influx_settings
 from tts_otel.telemetry import get_telemetry, set_telemetry
 from tts_otel.testing import TelemetryCapture, capture
@@ -462,6 +462,22 @@ def test_otel_metrics_exporter_names_the_metric_exporters_apart_from_traces(
     assert '"tts.synthesize"' in (tmp_path / "traces.jsonl").read_text()
     metrics = tmp_path / "metrics.jsonl"
     assert not metrics.exists() or "tts.request.duration" not in metrics.read_text()
+
+
+def test_an_exporter_named_for_metrics_only_has_its_span_exporter_shut_down(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    spans = InMemorySpanExporter()
+    reader = InMemoryMetricReader()
+    tts_otel.register_exporter("probe", lambda _s: ExporterParts(spans, reader))
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
+    monkeypatch.setenv("OTEL_METRICS_EXPORTER", "probe")
+    telemetry = tts_otel.configure(set_global=False, nvml=False, flush_on_signals=False)
+    with tts_otel.synthesis(model="m", telemetry=telemetry):
+        pass
+    assert spans._stopped  # not exporting traces: its span exporter holds nothing open
+    assert reader.get_metrics_data() is not None
+    telemetry.shutdown()
 
 
 def test_exporters_named_in_code_send_both_signals_whatever_otel_metrics_exporter_says(

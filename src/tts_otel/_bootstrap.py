@@ -54,12 +54,15 @@ def _split(
             _close(built)
             raise
         built.append(parts)
+        # A part the signal does not want is shut down, not left holding what it opened
+        # (a reader left unregistered also warns at every interval).
         if parts.span_exporter is not None and name in names:
             processors.append(parts.span_exporter)
+        elif parts.span_exporter is not None:
+            parts.span_exporter.shutdown()
         if parts.metric_reader is not None and name in metric_names:
             readers.append(parts.metric_reader)
         elif parts.metric_reader is not None:
-            # Not wanted for metrics: a reader left unregistered warns at every interval.
             parts.metric_reader.shutdown()
     for item in exporters:
         if isinstance(item, str):
