@@ -69,30 +69,27 @@ def service_monitors() -> list[Json]:
     exporter writes job and instance from each sender's resource: honorLabels
     keeps them, so the alerts group by the TTS service, not by the collector.
     """
-    service = {
+    return [
+        _service_monitor("tts", [{"port": "metrics", "path": "/metrics", "interval": "15s"}]),
+        _service_monitor("otelcol-tts", [
+            {"port": "prometheus", "path": "/metrics", "interval": "15s", "honorLabels": True},
+            {"port": "telemetry", "path": "/metrics", "interval": "30s"},
+        ]),
+    ]  # fmt: skip
+
+
+def _service_monitor(name: str, endpoints: list[dict[str, Any]]) -> dict[str, Any]:
+    """Scrapes the Services labelled app.kubernetes.io/name=``name``; job from that label."""
+    return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "ServiceMonitor",
-        "metadata": {"name": "tts", "labels": dict(LABELS)},
+        "metadata": {"name": name, "labels": dict(LABELS)},
         "spec": {
             "jobLabel": "app.kubernetes.io/name",
-            "selector": {"matchLabels": {"app.kubernetes.io/name": "tts"}},
-            "endpoints": [{"port": "metrics", "path": "/metrics", "interval": "15s"}],
+            "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
+            "endpoints": endpoints,
         },
     }
-    collector = {
-        "apiVersion": "monitoring.coreos.com/v1",
-        "kind": "ServiceMonitor",
-        "metadata": {"name": "otelcol-tts", "labels": dict(LABELS)},
-        "spec": {
-            "jobLabel": "app.kubernetes.io/name",
-            "selector": {"matchLabels": {"app.kubernetes.io/name": "otelcol-tts"}},
-            "endpoints": [
-                {"port": "prometheus", "path": "/metrics", "interval": "15s", "honorLabels": True},
-                {"port": "telemetry", "path": "/metrics", "interval": "30s"},
-            ],
-        },
-    }
-    return [service, collector]
 
 
 class _Dumper(yaml.SafeDumper):
