@@ -119,24 +119,32 @@ class _StuckExporter(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
+def _requests_behind(stuck: _StuckExporter, requests: int) -> TelemetryCapture:
+    """``requests`` requests of two spans each, made once ``stuck`` holds the first export."""
+    reader = InMemoryMetricReader()
+    telemetry = tts_otel.configure(
+        exporters=[stuck, reader], set_global=False, nvml=False, flush_on_signals=False
+    )
+    for index in range(requests):
+        with tts_otel.synthesis(model="m") as req, req.stage("vocoder"):
+            pass
+        if index == 0:
+            assert stuck.entered.wait(5)
+    return TelemetryCapture(telemetry, InMemorySpanExporter(), reader)
+
+
 def test_spans_the_sdk_queue_drops_are_counted_when_sdk_metrics_are_on(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED", "true")
     monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "4")
     monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "1")
-    stuck, reader = _StuckExporter(), InMemoryMetricReader()
-    telemetry = tts_otel.configure(exporters=[stuck, reader], set_global=False, nvml=False)
-    for index in range(5):  # 10 spans: one taken by the stuck export, 4 queued, 5 dropped
-        with tts_otel.synthesis(model="m") as req, req.stage("vocoder"):
-            pass
-        if index == 0:
-            assert stuck.entered.wait(5)
-    sdk_metrics = TelemetryCapture(telemetry, InMemorySpanExporter(), reader)
+    stuck = _StuckExporter()
+    sdk_metrics = _requests_behind(stuck, 5)  # 10 spans: 1 taken by the export, 4 queued
     dropped = sdk_metrics.counter("otel.sdk.processor.span.processed", {"error.type": "queue_full"})
     assert dropped == 5
     stuck.release.set()
-    telemetry.shutdown()
+    sdk_metrics.telemetry.shutdown()
 
 
 def test_spans_the_sdk_queue_drops_are_counted_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -145,23 +153,15 @@ def test_spans_the_sdk_queue_drops_are_counted_by_default(monkeypatch: pytest.Mo
     monkeypatch.delenv("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED", raising=False)
     monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "8")
     monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "1")
-    stuck, reader = _StuckExporter(), InMemoryMetricReader()
-    telemetry = tts_otel.configure(
-        exporters=[stuck, reader], set_global=False, nvml=False, flush_on_signals=False
-    )
-    for index in range(20):  # 40 spans: one taken by the stuck export, 8 queued, 31 dropped
-        with tts_otel.synthesis(model="m") as req, req.stage("vocoder"):
-            pass
-        if index == 0:
-            assert stuck.entered.wait(5)
-    counts = TelemetryCapture(telemetry, InMemorySpanExporter(), reader)
+    stuck = _StuckExporter()
+    counts = _requests_behind(stuck, 20)  # 40 spans: 1 taken by the export, 8 queued, 31 dropped
     dropped = counts.counter(
         semconv.METRIC_TELEMETRY_DROPPED, {semconv.ATTR_TELEMETRY_SIGNAL: "spans"}
     )
     assert dropped == 31
     assert counts.counter("otel.sdk.processor.span.processed") == 0  # the SDK's stays off
     stuck.release.set()
-    telemetry.shutdown()
+    counts.telemetry.shutdown()
 
 
 def test_readers_cannot_join_an_existing_meter_provider() -> None:
