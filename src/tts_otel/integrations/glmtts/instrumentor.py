@@ -224,7 +224,7 @@ class GLMTTSInstrumentor(ContractWrapping):
             model=MODEL_NAME, model_version=self._model_version, kv_cache=self._kv_cache,
             start=prologue.start if prologue else None, **described,
         ) as request:  # fmt: skip
-            replay(request, prologue)
+            replay(self._states.of(request), prologue)
             yield request
 
     def _segments(

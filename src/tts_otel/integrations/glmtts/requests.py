@@ -62,22 +62,21 @@ def count_tokens(request: Synthesis, stage: Stage, generated: int | None, second
         stage.set_attribute(semconv.ATTR_TOKENS_PER_SECOND, generated / seconds)
 
 
-def replay(request: Synthesis, prologue: _prologue.Prologue | None) -> None:
-    """The adopted work as stages of ``request``, at the times it ran."""
+def replay(state: RequestState, prologue: _prologue.Prologue | None) -> None:
+    """The adopted work as stages of the request, at the times it ran, grouped as the
+    handlers group work done inside a request."""
     if prologue is None:
         return
-    group: Stage | None = None
-    ended = 0.0
     for record in prologue.records:
-        if group is not None and group.name != record.group:
-            group.end(at=ended)
-            group = None
-        if record.group is not None and group is None:
-            group = request.stage(record.group).start(current=False, at=record.start)
-        stage = request.stage(record.stage, parent=group).start(current=False, at=record.start)
+        if record.group is None:
+            state.close_group()
+            parent = None
+        else:
+            parent = state.child_of(record.group, at=record.start)
+        stage = state.request.stage(record.stage, parent=parent)
+        stage.start(current=False, at=record.start)
         stage.set_attribute(ATTR_CODE_FUNCTION, record.function)
-        count_tokens(request, stage, record.speech_tokens, record.end - record.start)
+        count_tokens(state.request, stage, record.speech_tokens, record.end - record.start)
         stage.end(record.error, at=record.end)
-        ended = record.end
-    if group is not None:
-        group.end(at=ended)
+        state.group_ended_at = record.end
+    state.close_group()
