@@ -98,3 +98,41 @@ def test_a_registered_exporter_needs_only_what_tts_otel_exporters_exports() -> N
         assert [s.name for s in spans.get_finished_spans()] == ["tts.synthesize"]
     finally:
         telemetry.shutdown()
+
+
+LOADED_AT_START = textwrap.dedent(
+    """
+    import sys
+    import tts_otel
+
+    def loaded():
+        return {{m for m in {start_time!r} if m in sys.modules}}
+
+    assert loaded() == set(), loaded()
+    from tts_otel import configure
+    tts_otel.register_exporter
+    assert loaded() == set({start_time!r}), loaded()
+    assert configure is tts_otel.configure
+    try:
+        tts_otel.no_such_name
+    except AttributeError as error:
+        assert "no_such_name" in str(error)
+    else:
+        raise AssertionError("an unknown name resolved")
+    print("ok")
+    """
+)
+
+
+def test_importing_leaves_what_only_configure_needs_to_configure() -> None:
+    """Settings table, exporters and the SDK's export pipeline load when configure() or
+    register_exporter() is first used: that keeps ``import tts_otel`` near the SDK's own
+    import (benchmarks/import_time.py), and this keeps it there."""
+    start_time = ("tts_otel._bootstrap", "tts_otel.config", "tts_otel.exporters",
+                  "opentelemetry.sdk.trace.export")  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", LOADED_AT_START.format(start_time=start_time)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"

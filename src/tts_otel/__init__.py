@@ -17,14 +17,19 @@ stage, and feeds latency, real-time-factor and size histograms. Names are in
 :mod:`tts_otel.semconv`.
 """
 
+import importlib
+from typing import TYPE_CHECKING
+
 from tts_otel import semconv
-from tts_otel._bootstrap import configure
 from tts_otel.errors import ConfigurationError
-from tts_otel.exporters import register_exporter
 from tts_otel.request import Synthesis, current, synthesis
 from tts_otel.stages import Stage, stage
 from tts_otel.telemetry import Telemetry, get_telemetry
 from tts_otel.version import __version__
+
+if TYPE_CHECKING:
+    from tts_otel._bootstrap import configure
+    from tts_otel.exporters import register_exporter
 
 __all__ = [
     "ConfigurationError",
@@ -40,3 +45,17 @@ __all__ = [
     "stage",
     "synthesis",
 ]
+
+# These two bring the settings table, the exporters and the SDK's export pipeline, which
+# a service needs once, at start: they load on first use (PEP 562), which keeps
+# `import tts_otel` within 20 ms of the SDK's own import (benchmarks/import_time.py).
+_LOADED_ON_USE = {"configure": "tts_otel._bootstrap", "register_exporter": "tts_otel.exporters"}
+
+
+def __getattr__(name: str) -> object:
+    module = _LOADED_ON_USE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tts_otel' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -6,7 +6,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
@@ -19,11 +19,13 @@ from tts_otel._instruments import Instruments
 from tts_otel._metric_buffer import DirectRecorder, MetricBuffer
 from tts_otel._signals import SignalFlush
 from tts_otel._validation import ValueChecker
-from tts_otel.config import Settings, load_settings
 from tts_otel.gpu.cuda import CudaRuntime, load_cuda_runtime
 from tts_otel.gpu.nvml import NvmlReader, NvmlSampler, start_nvml_sampler
 from tts_otel.ids import protect_ids
 from tts_otel.version import __version__
+
+if TYPE_CHECKING:
+    from tts_otel.config import Settings
 
 _log = logging.getLogger(__name__)
 
@@ -212,6 +214,10 @@ def get_telemetry() -> Telemetry:
         return active
     with _active_lock:
         if _active is None:
+            # Here, not at import: the settings table is the slowest part of importing
+            # tts_otel, and a service that calls configure() reads it there.
+            from tts_otel.config import load_settings
+
             _active = Telemetry(
                 load_settings(exporters=(), lenient=True),
                 trace.get_tracer_provider(),
