@@ -109,6 +109,24 @@ def test_full_metric_buffer_drops_oldest_and_counts(monkeypatch: pytest.MonkeyPa
         assert dropped == 6
 
 
+def test_a_collection_records_what_waits_and_reports_how_much(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(MetricBuffer, "DRAIN_INTERVAL_S", 3600.0)  # only collections drain
+    with capture() as cap:
+        for _ in range(3):
+            with tts_otel.synthesis(model="m"):
+                pass
+        first = cap.metrics()  # one collection: it records the buffer before reading
+        requests = first[semconv.METRIC_REQUESTS].data.data_points
+        assert sum(p.value for p in requests) == 3
+        buffered = first[semconv.METRIC_TELEMETRY_BUFFERED].data.data_points
+        # A bare request records two measurements: its duration and its count.
+        assert [p.value for p in buffered] == [3 * 2]
+        second = cap.metrics()[semconv.METRIC_TELEMETRY_BUFFERED].data.data_points
+        assert [p.value for p in second] == [0]
+
+
 def test_metrics_recorded_before_a_collection_are_all_seen(cap: TelemetryCapture) -> None:
     for batch in range(3):
         for _ in range(4):

@@ -28,21 +28,11 @@ class Instruments(NamedTuple):
     requests: Counter
 
     @classmethod
-    def create(
-        cls,
-        meter: Meter,
-        before_collect: Callable[[], None],
-        dropped: Callable[[], Iterable[tuple[str, int]]],
-    ) -> Instruments:
-        """Create the instruments on ``meter``.
-
-        ``before_collect`` runs at the start of every collection (it records the
-        buffered measurements); ``dropped`` yields ``(signal, count)`` pairs for
-        the ``tts.telemetry.dropped`` counter.
-        """
+    def create(cls, meter: Meter, dropped: Callable[[], Iterable[tuple[str, int]]]) -> Instruments:
+        """Create the instruments on ``meter``; ``dropped`` yields ``(signal, count)``
+        pairs for the ``tts.telemetry.dropped`` counter."""
 
         def observe_dropped(_options: CallbackOptions) -> Iterable[Observation]:
-            before_collect()
             return [
                 Observation(count, {semconv.ATTR_TELEMETRY_SIGNAL: signal})
                 for signal, count in dropped()

@@ -139,6 +139,7 @@ METRIC_SPEECH_TOKENS: Final = "tts.acoustic.speech_tokens"
 METRIC_GPU_MEMORY_PEAK: Final = "tts.gpu.memory.peak"
 METRIC_REQUESTS: Final = "tts.requests"
 METRIC_TELEMETRY_DROPPED: Final = "tts.telemetry.dropped"
+METRIC_TELEMETRY_BUFFERED: Final = "tts.telemetry.buffered"  # gauge: found waiting at collection
 METRIC_EXPORTER_POINTS: Final = "tts.exporter.points"  # counter: sent, dropped
 METRIC_EXPORTER_SPOOL_POINTS: Final = "tts.exporter.spool.points"  # gauges: what the spool holds
 METRIC_EXPORTER_SPOOL_USAGE: Final = "tts.exporter.spool.usage"

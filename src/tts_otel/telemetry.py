@@ -88,7 +88,9 @@ class Telemetry:
         )
         self._health = tuple(health)
         self._dropped_spans = tuple(dropped_spans)
-        self.instruments = Instruments.create(meter, self.buffer.drain, self._dropped)
+        self.instruments = Instruments.create(meter, self._dropped)
+        if isinstance(self.buffer, MetricBuffer):
+            self.buffer.record_at_collection(meter)
         if self._health:
             meter.create_observable_counter(
                 semconv.METRIC_EXPORTER_POINTS, callbacks=[self._observe_counts],
