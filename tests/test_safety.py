@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+from typing import cast
 
 import pytest
+from opentelemetry.sdk.metrics.export import Metric, NumberDataPoint
 
 import tts_otel
 from tts_otel import semconv
@@ -118,13 +120,14 @@ def test_a_collection_records_what_waits_and_reports_how_much(
             with tts_otel.synthesis(model="m"):
                 pass
         first = cap.metrics()  # one collection: it records the buffer before reading
-        requests = first[semconv.METRIC_REQUESTS].data.data_points
-        assert sum(p.value for p in requests) == 3
-        buffered = first[semconv.METRIC_TELEMETRY_BUFFERED].data.data_points
+
+        def values(metrics: dict[str, Metric], name: str) -> list[float]:
+            return [cast(NumberDataPoint, p).value for p in metrics[name].data.data_points]
+
+        assert values(first, semconv.METRIC_REQUESTS) == [3]
         # A bare request records two measurements: its duration and its count.
-        assert [p.value for p in buffered] == [3 * 2]
-        second = cap.metrics()[semconv.METRIC_TELEMETRY_BUFFERED].data.data_points
-        assert [p.value for p in second] == [0]
+        assert values(first, semconv.METRIC_TELEMETRY_BUFFERED) == [3 * 2]
+        assert values(cap.metrics(), semconv.METRIC_TELEMETRY_BUFFERED) == [0]
 
 
 def test_metrics_recorded_before_a_collection_are_all_seen(cap: TelemetryCapture) -> None:

@@ -9,7 +9,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Literal
 
 from opentelemetry import metrics, trace
-from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
+from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
 from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
 from opentelemetry.trace import TracerProvider
 
@@ -92,15 +92,7 @@ class Telemetry:
         if isinstance(self.buffer, MetricBuffer):
             self.buffer.record_at_collection(meter)
         if self._health:
-            meter.create_observable_counter(
-                semconv.METRIC_EXPORTER_POINTS, callbacks=[self._observe_counts],
-                unit=semconv.UNIT_POINTS, description="Points an exporter sent or dropped.",
-            )  # fmt: skip
-            for key, (name, unit, description) in _SPOOL_LEVELS.items():
-                meter.create_observable_gauge(
-                    name, callbacks=[self._observer_of_level(key)], unit=unit,
-                    description=description,
-                )  # fmt: skip
+            self._observe_health(meter)
         wants_cuda = settings.gpu_memory or settings.timing == "cuda_events"
         if isinstance(cuda, str):  # "auto": torch (slow to import) only for a setting using it
             cuda = load_cuda_runtime() if wants_cuda else None
@@ -114,6 +106,17 @@ class Telemetry:
         self._signals = SignalFlush(self.force_flush) if flush_on_signals else None
         if self._signals is not None:
             self._signals.install()
+
+    def _observe_health(self, meter: Meter) -> None:
+        meter.create_observable_counter(
+            semconv.METRIC_EXPORTER_POINTS, callbacks=[self._observe_counts],
+            unit=semconv.UNIT_POINTS, description="Points an exporter sent or dropped.",
+        )  # fmt: skip
+        for key, (name, unit, description) in _SPOOL_LEVELS.items():
+            meter.create_observable_gauge(
+                name, callbacks=[self._observer_of_level(key)], unit=unit,
+                description=description,
+            )  # fmt: skip
 
     def _dropped(self) -> Iterable[tuple[str, int]]:
         yield ("metrics", self.buffer.dropped)
