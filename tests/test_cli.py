@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import tts_otel
-from tts_otel import cli
+from tts_otel.cli import main as cli
 from tts_otel.telemetry import set_telemetry
 
 pytest.importorskip("torch")

@@ -24,8 +24,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import tts_otel
 from tests.services import free_port
-from tts_otel import report, semconv
+from tts_otel import semconv
 from tts_otel._settings import rows
+from tts_otel.cli.read.records import from_otlp_json, from_sdk
+from tts_otel.cli.read.summary import summarize
 from tts_otel.config import Settings, load_settings
 from tts_otel.errors import ConfigurationError
 from tts_otel.exporters import ExporterParts, build_exporter
@@ -185,8 +187,8 @@ def test_file_exporter_writes_otlp_json_that_reports_read_back(tmp_path: Path) -
             req.audio(samples=24000 * (index + 1))
     telemetry.shutdown()
 
-    from_file = report.summarize(report.from_otlp_json(tmp_path / "traces.jsonl"))
-    live = report.summarize(report.from_sdk(collected.get_finished_spans()))
+    from_file = summarize(from_otlp_json(tmp_path / "traces.jsonl"))
+    live = summarize(from_sdk(collected.get_finished_spans()))
     assert from_file == live
     assert from_file.requests == 3
     assert from_file.audio_seconds == 6.0

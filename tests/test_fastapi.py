@@ -18,7 +18,7 @@ import pytest
 
 from tests.services import free_port, running
 from tests.test_shutdown import request_spans
-from tts_otel import report
+from tts_otel.cli.read.records import SpanRecord, from_otlp_json
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
@@ -43,8 +43,8 @@ def _call(base: str, endpoint: str, request_id: str, slow: bool = False) -> int:
 
 def _check_traces(directory: Path, request_ids: dict[str, str]) -> None:
     """Each request id: one request span, alone in its trace, with exactly its stages."""
-    spans = list(report.from_otlp_json(directory / "traces.jsonl"))
-    by_trace: dict[str, list[report.SpanRecord]] = defaultdict(list)
+    spans = list(from_otlp_json(directory / "traces.jsonl"))
+    by_trace: dict[str, list[SpanRecord]] = defaultdict(list)
     for span in spans:
         by_trace[span.trace_id].append(span)
     requests = request_spans(directory)

@@ -38,9 +38,9 @@ from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF  # noqa: E402
 
 from tts_otel import semconv  # noqa: E402
+from tts_otel.cli.read.records import SpanRecord, from_otlp_json, from_sdk  # noqa: E402
 from tts_otel.integrations.glmtts import CONTRACT, GLMTTSInstrumentor  # noqa: E402
 from tts_otel.integrations.glmtts import prologue as _prologue  # noqa: E402
-from tts_otel.report import SpanRecord, from_otlp_json, from_sdk  # noqa: E402
 from tts_otel.testing import capture  # noqa: E402
 
 STANDIN = Path(__file__).parent / "glmtts_standin"

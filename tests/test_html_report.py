@@ -27,8 +27,8 @@ import pytest
 from numpy.typing import NDArray
 
 from tts_otel import semconv
-from tts_otel.html_report import MissingExtraError, write_html
-from tts_otel.report import SpanRecord
+from tts_otel.cli.html_report import MissingExtraError, write_html
+from tts_otel.cli.read.records import SpanRecord
 
 START_NS = 1_755_000_000 * 10**9
 HOUR_NS = 3600 * 10**9
@@ -318,8 +318,8 @@ def test_the_slowest_requests_are_the_slowest(tmp_path: Path) -> None:
 
 def test_real_spans_from_the_reference_pipeline(tmp_path: Path) -> None:
     pytest.importorskip("torch")
+    from tts_otel.cli.read.records import from_sdk
     from tts_otel.reference import TEXTS, ReferencePipeline
-    from tts_otel.report import from_sdk
     from tts_otel.testing import capture
 
     with capture() as captured:
@@ -338,7 +338,7 @@ def test_real_spans_from_the_reference_pipeline(tmp_path: Path) -> None:
 def test_without_plotly_the_error_names_the_extra(tmp_path: Path) -> None:
     code = (
         "import sys, pathlib; sys.modules['plotly'] = None\n"
-        "from tts_otel.html_report import write_html\n"
+        "from tts_otel.cli.html_report import write_html\n"
         "write_html(pathlib.Path(sys.argv[1]), [])\n"
     )
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "x.html")],

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import tts_otel
-from tts_otel import report
+from tts_otel.cli.read.records import SpanRecord, from_otlp_json
 from tts_otel.telemetry import get_telemetry, set_telemetry
 
 REQUESTS = 5
@@ -53,11 +53,11 @@ def _restore_active() -> Iterator[None]:
     set_telemetry(None)
 
 
-def request_spans(directory: Path) -> list[report.SpanRecord]:
+def request_spans(directory: Path) -> list[SpanRecord]:
     path = directory / "traces.jsonl"
     if not path.exists():
         return []
-    return [span for span in report.from_otlp_json(path) if span.name == "tts.synthesize"]
+    return [span for span in from_otlp_json(path) if span.name == "tts.synthesize"]
 
 
 def _stop_child(

@@ -9,10 +9,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from tts_otel import semconv
-from tts_otel.html_report import _charts as charts
-from tts_otel.html_report._aggregate import SAMPLE_SIZE, SLOWEST, Aggregate
-from tts_otel.html_report._plotly import load as load_plotly
-from tts_otel.report import SpanRecord
+from tts_otel.cli.html_report import _charts as charts
+from tts_otel.cli.html_report._aggregate import SAMPLE_SIZE, SLOWEST, Aggregate
+from tts_otel.cli.html_report._plotly import load as load_plotly
+from tts_otel.cli.read.records import SpanRecord
 
 _COMPARISON_COLUMNS: Final = ("stage", "metric", "a", "b", "diff", "low", "high", "verdict")
 _STYLE: Final = """
@@ -132,7 +132,7 @@ def write_html(
 ) -> None:
     """Write the report to ``path``: one self-contained HTML file that needs no network.
 
-    ``spans`` is read once, streaming (see :mod:`tts_otel.html_report._aggregate`
+    ``spans`` is read once, streaming (see :mod:`tts_otel.cli.html_report._aggregate`
     for what is kept). ``comparison`` rows, when given, come from ``tts-otel compare``:
     keys ``stage`` (a stage or ``request``), ``metric`` (``p50``, ``p95`` or
     ``rtf``), ``a``, ``b``, ``diff``, ``low``, ``high`` (floats, seconds for

@@ -14,14 +14,15 @@ from typing import Any
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from tts_otel import report
 from tts_otel._bootstrap import configure
+from tts_otel.cli.doctor import run_checks
+from tts_otel.cli.read import commands as commands_
+from tts_otel.cli.read import summary
+from tts_otel.cli.read.commands import guarded
+from tts_otel.cli.read.records import from_sdk
 from tts_otel.config import exporter_names
-from tts_otel.doctor import run_checks
 from tts_otel.errors import ConfigurationError
 from tts_otel.exporters.influxdb.settings import influx_settings
-from tts_otel.read import commands as commands_
-from tts_otel.read.commands import guarded
 
 
 def _latency(raw: str) -> tuple[str, float]:
@@ -95,7 +96,7 @@ def demo(args: argparse.Namespace) -> int:
             print(f"serving {place} for {args.serve_for:g} s", file=sys.stderr)
         time.sleep(args.serve_for)
     telemetry.shutdown()
-    print(report.render(report.summarize(report.from_sdk(collected.get_finished_spans()))))
+    print(summary.render(summary.summarize(from_sdk(collected.get_finished_spans()))))
     for place in telemetry.destinations:
         print(f"telemetry went to {place}")
     return 0
@@ -148,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _read_commands(commands: Any) -> None:
-    """trace, report and compare: the read side (tts_otel.read.commands)."""
+    """trace, report and compare: the read side (tts_otel.cli.read.commands)."""
     read = commands.add_parser("report", help="per-stage p50/p95/p99 and share of request time")
     read.add_argument(
         "traces", nargs="?", help="OTLP JSON file or directory (default tts-otel-out)"
@@ -194,7 +195,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("tts-otel: --requests must be at least 1", file=sys.stderr)
         return 2
     return int(args.handler(args))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -12,13 +12,11 @@ from collections.abc import Callable, Collection, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from tts_otel.errors import ConfigurationError
-from tts_otel.exporters.influxdb.settings import influx_settings
-from tts_otel.read import compare as comparing
-from tts_otel.read import summary, waterfall
-from tts_otel.read.assemble import Facts, Request, facts, requests
-from tts_otel.read.records import SpanRecord
-from tts_otel.read.selection import (
+from tts_otel.cli.read import compare as comparing
+from tts_otel.cli.read import summary, waterfall
+from tts_otel.cli.read.assemble import Facts, Request, facts, requests
+from tts_otel.cli.read.records import SpanRecord
+from tts_otel.cli.read.selection import (
     Selection,
     SelectionError,
     dimension,
@@ -26,7 +24,9 @@ from tts_otel.read.selection import (
     parse_time,
     selection,
 )
-from tts_otel.read.sources import Progress, ReadError, Source, file_source, influx_source
+from tts_otel.cli.read.sources import Progress, ReadError, Source, file_source, influx_source
+from tts_otel.errors import ConfigurationError
+from tts_otel.exporters.influxdb.settings import influx_settings
 
 _TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 _OVERRIDES = ("url", "api", "db", "rp", "org", "bucket")
@@ -192,7 +192,7 @@ def _spans_of(found: Iterable[Request]) -> Iterator[SpanRecord]:
 
 def _html(path: str, spans: Iterable[SpanRecord], **options: Any) -> None:
     # Imported when asked: the renderer and its plotting library load only for --html.
-    from tts_otel.html_report import write_html
+    from tts_otel.cli.html_report import write_html
 
     write_html(Path(path), spans, **options)
     print(f"wrote {path}", file=sys.stderr)

@@ -11,10 +11,11 @@ from datetime import UTC, datetime
 from typing import Final
 
 from tts_otel import semconv
+from tts_otel.cli.read import assemble
+from tts_otel.cli.read.assemble import Request
+from tts_otel.cli.read.records import SpanRecord
+from tts_otel.cli.read.selection import DIMENSIONS, Selection, short_name
 from tts_otel.exporters.influxdb.line_protocol import tag_value
-from tts_otel.read.assemble import Request
-from tts_otel.read.records import SpanRecord
-from tts_otel.read.selection import DIMENSIONS, short_name
 
 WIDTH: Final = 40
 _SHOWN_DIMENSIONS: Final = tuple(key for key in DIMENSIONS.values() if key != "service.name")
@@ -50,6 +51,11 @@ def latest(requests: Iterable[Request], count: int) -> list[Request]:
 
 def render(requests: Iterable[Request]) -> str:
     return "\n\n".join(_waterfall(request) for request in requests)
+
+
+def render_trees(spans: Iterable[SpanRecord], last: int = 1) -> str:
+    """The last ``last`` requests among spans at hand (by start time), as waterfalls."""
+    return render(latest(assemble.requests(spans, Selection(), ordered=False), last))
 
 
 def _details(span: SpanRecord) -> str:

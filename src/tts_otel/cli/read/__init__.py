@@ -2,5 +2,5 @@
 requests as they stream, then summarised (``report``), drawn (``trace``) or compared
 (``compare``).
 
-Nothing is imported here, so that :mod:`tts_otel.report` can use :mod:`.stats` without a cycle.
+Nothing is imported here: a module of the read side is imported alone, with only what it needs.
 """

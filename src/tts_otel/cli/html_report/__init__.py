@@ -14,7 +14,7 @@ imports plotly only when a page is drawn, so importing this package costs
 nothing when the extra is absent.
 """
 
-from tts_otel.html_report._page import write_html
-from tts_otel.html_report._plotly import MissingExtraError
+from tts_otel.cli.html_report._page import write_html
+from tts_otel.cli.html_report._plotly import MissingExtraError
 
 __all__ = ["MissingExtraError", "write_html"]

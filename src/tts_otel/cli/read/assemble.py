@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tts_otel import semconv
-from tts_otel.read.records import SpanRecord
-from tts_otel.read.selection import Selection, outcome
+from tts_otel.cli.read.records import SpanRecord
+from tts_otel.cli.read.selection import Selection, outcome
 
 
 @dataclass(slots=True)

@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from tts_otel import semconv
+from tts_otel.cli.read import assemble
+from tts_otel.cli.read.assemble import Facts
+from tts_otel.cli.read.records import SpanRecord
+from tts_otel.cli.read.selection import Selection, short_name
+from tts_otel.cli.read.stats import sorted_percentile
 from tts_otel.exporters.influxdb.line_protocol import tag_value
-from tts_otel.read.assemble import Facts
-from tts_otel.read.selection import short_name
-from tts_otel.read.stats import sorted_percentile
 
 STAGE_ORDER = (
     semconv.STAGE_SPEAKER_EMBEDDING,
@@ -103,6 +105,15 @@ class Accumulator:
             request_p99_ms=_ms(durations, 99), stages=tuple(rows),
             audio_seconds=self.audio_seconds, processing_seconds=processing,
         )  # fmt: skip
+
+
+def summarize(spans: Iterable[SpanRecord]) -> Summary:
+    """The table ``demo`` prints, from spans at hand: stage times are summed per request
+    (segments repeat stages), then ranked."""
+    group = Accumulator()
+    for request in assemble.requests(spans, Selection(), ordered=False):
+        group.add(assemble.facts(request))
+    return group.summary()
 
 
 GroupKey = tuple[int, tuple[str, ...]]
