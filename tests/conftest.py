@@ -7,6 +7,20 @@ import pytest
 from tts_otel.testing import TelemetryCapture, capture
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "torch: runs torch (the reference workload, the GLM-TTS stand-ins); "
+        "skipped where torch is not installed",
+    )
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # The rest of the suite runs without torch, as the core does.
+    if item.get_closest_marker("torch") is not None:
+        pytest.importorskip("torch")
+
+
 @pytest.fixture
 def cap() -> Iterator[TelemetryCapture]:
     with capture() as telemetry:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,8 +12,6 @@ import tts_otel
 from tts_otel.cli import main as cli
 from tts_otel.telemetry import set_telemetry
 
-pytest.importorskip("torch")
-
 
 @pytest.fixture(autouse=True)
 def _restore_active():  # type: ignore[no-untyped-def]
@@ -19,6 +19,7 @@ def _restore_active():  # type: ignore[no-untyped-def]
     set_telemetry(None)
 
 
+@pytest.mark.torch
 def test_demo_prints_all_four_stages_and_writes_otlp_json(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -37,9 +38,23 @@ def test_demo_prints_all_four_stages_and_writes_otlp_json(
     assert "requests 3 (errors 0)" in capsys.readouterr().out
 
 
+@pytest.mark.torch
 def test_demo_with_unknown_exporter_fails_clearly(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["demo", "--requests", "1", "--exporter", "zipkinx"]) == 2
     assert "unknown exporter 'zipkinx'" in capsys.readouterr().err
+
+
+def test_demo_without_torch_names_the_extra_to_install() -> None:
+    blocked = (
+        "import sys; sys.modules['torch'] = None; from tts_otel.cli.main import main; "
+        "raise SystemExit(main(['demo', '--requests', '1']))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", blocked], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert "pip install 'tts-otel[torch]'" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_report_without_traces_says_what_to_do(
@@ -49,6 +64,7 @@ def test_report_without_traces_says_what_to_do(
     assert "run `tts-otel demo` first" in capsys.readouterr().err
 
 
+@pytest.mark.torch
 def test_trace_prints_the_last_request_as_a_tree(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -93,6 +109,7 @@ def test_trace_last_zero_is_rejected_not_everything(
     assert "at least 1" in captured.err
 
 
+@pytest.mark.torch
 def test_report_by_every_and_compare_read_the_demo_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -29,10 +29,6 @@ from tests.services import (
 from tts_otel.exporters.influxdb.settings import DEFAULT_SPAN_DIMENSIONS
 from tts_otel.telemetry import Telemetry, set_telemetry
 
-torch = pytest.importorskip("torch")
-
-from tts_otel.reference import TEXTS, ReferencePipeline  # noqa: E402
-
 ROOT = Path(__file__).parent.parent
 V1_CONFIG = ROOT / "collector" / "config-influxdb-v1.yaml"
 CONFIGS = [ROOT / "collector" / "config.yaml", V1_CONFIG]
@@ -173,9 +169,12 @@ def _spans(
     return wait_for(arrived, 90, f"{expected} spans in {database} {where}")
 
 
+@pytest.mark.torch
 def test_a_run_reaches_influxdb_and_prometheus_through_the_collector(
     stack: tuple[InfluxServer, Collector], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from tts_otel.reference import TEXTS, ReferencePipeline
+
     server, collector = stack
     _otlp_env(monkeypatch, collector)
     collected = InMemorySpanExporter()
@@ -228,10 +227,13 @@ def _schema(server: InfluxServer, database: str) -> dict[str, dict[str, object]]
     return schema
 
 
+@pytest.mark.torch
 def test_both_paths_write_the_same_schema(
     stack: tuple[InfluxServer, Collector], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """One run exported down both paths at once: collector -> db collector, direct -> db direct."""
+    from tts_otel.reference import TEXTS, ReferencePipeline
+
     server, collector = stack
     _otlp_env(monkeypatch, collector)
     monkeypatch.setenv("TTS_OTEL_INFLUXDB_URL", server.url)
@@ -268,9 +270,12 @@ def test_both_paths_write_the_same_schema(
     assert per_stage("collector") == per_stage("direct")
 
 
+@pytest.mark.torch
 def test_persistent_queue_survives_sigkill_while_influxdb_is_down(
     stack: tuple[InfluxServer, Collector], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from tts_otel.reference import TEXTS, ReferencePipeline
+
     server, collector = stack
     _otlp_env(monkeypatch, collector)
     server.kill()
@@ -315,12 +320,15 @@ def _post_empty_traces(url: str, context: ssl.SSLContext, token: str | None = No
         return error.code
 
 
+@pytest.mark.torch
 def test_otlp_over_tls_with_a_bearer_token_and_host_name_reaches_influxdb(
     otelcol: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The shipped config with TLS on, auth.yaml and host.yaml merged over it, as the README
     says to run it; the service's standard OTLP exporter set up by its OTEL_EXPORTER_OTLP_*
     variables only."""
+    from tts_otel.reference import TEXTS, ReferencePipeline
+
     token = "s3cret-token"
     cert, key = _self_signed_certificate(tmp_path)
     with influxdb(tmp_path / "influx") as server:

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+import tts_otel
 from dashboards import generate
 from tests.services import (
     InfluxServer,
@@ -28,12 +29,7 @@ from tests.services import (
     serving,
     wait_for,
 )
-
-torch = pytest.importorskip("torch")
-
-import tts_otel  # noqa: E402
-from tts_otel.reference import TEXTS, ReferencePipeline  # noqa: E402
-from tts_otel.telemetry import set_telemetry  # noqa: E402
+from tts_otel.telemetry import set_telemetry
 
 ALL = ".*"  # a template variable set to All, with the dashboards' allValue
 GRAFANA_VARIABLE = re.compile(r"\$[_a-zA-Z]")  # not the "$/" closing a regex
@@ -60,7 +56,10 @@ def test_generation_fails_on_a_metric_tts_otel_does_not_emit() -> None:
         generate._check_metrics(dashboard)
 
 
+@pytest.mark.torch
 def test_prometheus_panels_answer_on_a_real_prometheus(tmp_path: Path) -> None:
+    from tts_otel.reference import TEXTS, ReferencePipeline
+
     port = free_port()
     telemetry = tts_otel.configure(
         service_name="tts", prometheus=port, set_global=False, nvml=False, cuda=None
@@ -112,9 +111,12 @@ def test_prometheus_panels_answer_on_a_real_prometheus(tmp_path: Path) -> None:
         set_telemetry(None)
 
 
+@pytest.mark.torch
 def test_influxdb_panels_answer_on_a_real_influxd(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from tts_otel.reference import TEXTS, ReferencePipeline
+
     database = "tts"
     with influxdb(tmp_path / "influx") as server:
         server.create_database(database)

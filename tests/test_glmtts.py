@@ -30,18 +30,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry.instrumentation.utils import suppress_instrumentation
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
-torch = pytest.importorskip("torch")
-
-from opentelemetry.instrumentation.utils import suppress_instrumentation  # noqa: E402
-from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF  # noqa: E402
-
-from tts_otel import semconv  # noqa: E402
-from tts_otel.cli.read.records import SpanRecord, from_otlp_json, from_sdk  # noqa: E402
-from tts_otel.integrations.glmtts import CONTRACT, GLMTTSInstrumentor  # noqa: E402
-from tts_otel.integrations.glmtts import prologue as _prologue  # noqa: E402
-from tts_otel.testing import capture  # noqa: E402
+from tts_otel import semconv
+from tts_otel.cli.read.records import SpanRecord, from_otlp_json, from_sdk
+from tts_otel.integrations.glmtts import CONTRACT, GLMTTSInstrumentor
+from tts_otel.integrations.glmtts import prologue as _prologue
+from tts_otel.testing import capture
 
 STANDIN = Path(__file__).parent / "glmtts_standin"
 STANDIN_MODULES = ("cosyvoice", "llm", "flow", "utils", "glmtts_inference", "tools")
@@ -61,6 +58,7 @@ def _purge() -> None:
 
 @pytest.fixture
 def on_path() -> Iterator[None]:
+    pytest.importorskip("torch")  # the stand-ins do small real torch work
     sys.path.insert(0, str(STANDIN))
     try:
         yield
@@ -450,6 +448,7 @@ def _check_exported(out: Path, requests: int) -> list[list[SpanRecord]]:
     return traces
 
 
+@pytest.mark.torch
 def test_zero_code_script_run_as_main_gives_whole_requests(tmp_path: Path) -> None:
     (tmp_path / "examples").mkdir()
     (tmp_path / "examples" / "example_zh.jsonl").write_text(
@@ -471,6 +470,7 @@ def test_zero_code_script_run_as_main_gives_whole_requests(tmp_path: Path) -> No
     assert "(segment 1)" in shown.stdout
 
 
+@pytest.mark.torch
 def test_zero_code_web_ui_module_gives_whole_requests(tmp_path: Path) -> None:
     out = tmp_path / "out"
     _zero_code(STANDIN, out, "-m", "tools.gradio_app", "--requests", "4")
@@ -480,6 +480,7 @@ def test_zero_code_web_ui_module_gives_whole_requests(tmp_path: Path) -> None:
 DISTRO = Path(__file__).parent.parent / ".cache" / "otel-distro"
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("configurator", [None, "tts_otel"], ids=["first-found", "tts_otel"])
 def test_zero_code_beside_opentelemetry_distro_exports_each_request_once(
     tmp_path: Path, configurator: str | None
@@ -507,6 +508,7 @@ def test_zero_code_beside_opentelemetry_distro_exports_each_request_once(
     assert done.stdout.count('"name": "tts.speaker_embedding"') == 3
 
 
+@pytest.mark.torch
 def test_readme_example_prints_the_span_tree() -> None:
     root = Path(__file__).parent.parent
     done = subprocess.run(

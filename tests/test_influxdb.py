@@ -27,10 +27,6 @@ from tts_otel.exporters.influxdb.settings import influx_settings
 from tts_otel.exporters.influxdb.writer import InfluxWriter
 from tts_otel.telemetry import Telemetry, set_telemetry
 
-torch = pytest.importorskip("torch")
-
-from tts_otel.reference import TEXTS, ReferencePipeline  # noqa: E402
-
 DB = "tts"
 
 
@@ -53,6 +49,8 @@ def _env(
 
 
 def _run(requests: int, collected: InMemorySpanExporter | None = None) -> Telemetry:
+    from tts_otel.reference import TEXTS, ReferencePipeline
+
     extra = [SimpleSpanProcessor(collected)] if collected is not None else []
     telemetry = tts_otel.configure(
         service_name="tts-influx",
@@ -73,6 +71,7 @@ def _restore_active() -> Iterator[None]:
     set_telemetry(None)
 
 
+@pytest.mark.torch
 def test_a_workload_run_lands_in_the_collectors_schema(
     server: InfluxServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -149,6 +148,7 @@ def test_unicode_survives_the_real_server(
     assert row[expected_key] == documented(value, tag_like=False)
 
 
+@pytest.mark.torch
 def test_wrong_password_is_one_clear_error_and_synthesis_goes_on(
     server: InfluxServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -164,6 +164,7 @@ def test_wrong_password_is_one_clear_error_and_synthesis_goes_on(
     assert server.query("SHOW MEASUREMENTS", DB) == []
 
 
+@pytest.mark.torch
 def test_server_never_started_costs_synthesis_nothing_but_spooling(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -177,9 +178,12 @@ def test_server_never_started_costs_synthesis_nothing_but_spooling(
     assert health["spooled"] > 0
 
 
+@pytest.mark.torch
 def test_server_killed_and_restarted_stores_every_span_once(
     server: InfluxServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from tts_otel.reference import TEXTS, ReferencePipeline
+
     _env(monkeypatch, server.url)
     collected = InMemorySpanExporter()
     telemetry = tts_otel.configure(
@@ -217,6 +221,7 @@ telemetry.shutdown()
 """
 
 
+@pytest.mark.torch
 def test_disk_spool_survives_a_restart_of_the_exporting_process(
     server: InfluxServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -361,6 +366,7 @@ def test_doctor_names_the_failing_check_and_its_fix(
     assert "wrong" not in out
 
 
+@pytest.mark.torch
 def test_demo_exports_to_influxdb_and_says_where(
     server: InfluxServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
