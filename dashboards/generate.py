@@ -8,7 +8,7 @@ which configuration; is the service faster than real time; how much GPU
 memory a request takes. Generation fails when a Prometheus panel queries a
 metric tts-otel does not emit. The InfluxDB dashboard reads latency from raw
 span durations: Grafana cannot de-accumulate the cumulative bucket fields the
-collector's schema writes. tests/test_dashboards.py runs every query, with
+collector's schema writes. tests/operations/test_dashboards.py runs every query, with
 Grafana's variables substituted, against a real Prometheus and a real influxd
 filled by a real run.
 """

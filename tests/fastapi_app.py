@@ -5,7 +5,7 @@ in its thread pool), ``/async`` and ``/sync`` return a whole utterance
 (``slow=1``: one stage takes a second, to be in flight at SIGTERM). Each request
 tags its span with ``app.request_id`` so the test can find its trace.
 ``APP_STYLE=import`` configures tts-otel at import; ``lifespan`` in the ASGI
-lifespan, as the README shows. Run by tests/test_fastapi.py:
+lifespan, as the README shows. Run by tests/integrations/test_fastapi.py:
 ``python -m uvicorn tests.fastapi_app:app``.
 """
 

@@ -6,7 +6,7 @@
 
 alerts/tts-*.yml stay the one source: the PrometheusRule carries their groups
 unchanged, so `promtool` and the unit tests in alerts/tests/ cover what the
-Prometheus Operator loads (tests/test_kubernetes.py runs them on the
+Prometheus Operator loads (tests/operations/test_kubernetes.py runs them on the
 extracted groups). `--runbook-base` sets the one base of every alert's
 runbook_url in alerts/tts-alerts.yml, then writes the manifests.
 """

@@ -1,6 +1,6 @@
 """The contract with GLM-TTS: what is wrapped, by import path, which parameter names
 and positions the handlers read, and how to find GLM-TTS's modules without importing
-them. tests/test_glmtts.py fails when the stand-ins (kept to GLM-TTS's signatures)
+them. tests/integrations/test_glmtts.py fails when the stand-ins (kept to GLM-TTS's signatures)
 drift from it."""
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ from tts_otel.integrations.glmtts import CONTRACT, GLMTTSInstrumentor
 from tts_otel.integrations.glmtts import prologue as _prologue
 from tts_otel.testing import capture
 
-STANDIN = Path(__file__).parent / "glmtts_standin"
+STANDIN = Path(__file__).parent.parent / "glmtts_standin"
 STANDIN_MODULES = ("cosyvoice", "llm", "flow", "utils", "glmtts_inference", "tools")
 EXAMPLES = [
     json.loads(line)
@@ -477,7 +477,7 @@ def test_zero_code_web_ui_module_gives_whole_requests(tmp_path: Path) -> None:
     _check_exported(out, 4)
 
 
-DISTRO = Path(__file__).parent.parent / ".cache" / "otel-distro"
+DISTRO = Path(__file__).parent.parent.parent / ".cache" / "otel-distro"
 
 
 @pytest.mark.torch
@@ -510,7 +510,7 @@ def test_zero_code_beside_opentelemetry_distro_exports_each_request_once(
 
 @pytest.mark.torch
 def test_readme_example_prints_the_span_tree() -> None:
-    root = Path(__file__).parent.parent
+    root = Path(__file__).parent.parent.parent
     done = subprocess.run(
         [sys.executable, str(root / "examples" / "glmtts_spans.py")],
         env={**os.environ, "PYTHONPATH": str(STANDIN)}, capture_output=True, text=True,

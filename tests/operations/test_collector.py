@@ -29,7 +29,7 @@ from tests.services import (
 from tts_otel.exporters.influxdb.settings import DEFAULT_SPAN_DIMENSIONS
 from tts_otel.telemetry import Telemetry, set_telemetry
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parent.parent.parent
 V1_CONFIG = ROOT / "collector" / "config-influxdb-v1.yaml"
 CONFIGS = [ROOT / "collector" / "config.yaml", V1_CONFIG]
 AUTH = ROOT / "collector" / "auth.yaml"

@@ -16,7 +16,7 @@ import yaml
 from deploy.kubernetes.generate import runbook_bases
 from tests.services import alertmanager, binary, get_json, wait_for
 
-ALERTS = Path(__file__).parent.parent / "alerts"
+ALERTS = Path(__file__).parent.parent.parent / "alerts"
 RULE_FILES = sorted(ALERTS.glob("tts-*.yml"))
 
 

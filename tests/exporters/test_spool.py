@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_influx_writer import SwitchableTransport
+from tests.exporters.test_influx_writer import SwitchableTransport
 from tts_otel.exporters.influxdb.settings import DEFAULT_SPOOL_BYTES, influx_settings
 from tts_otel.exporters.influxdb.spool import DiskSpool
 from tts_otel.exporters.influxdb.writer import InfluxWriter
@@ -129,7 +129,7 @@ def test_the_bound_holds_for_the_whole_directory_and_overflow_is_counted(tmp_pat
 _FULL_DISK = """
 import json, logging, resource, signal, sys
 from pathlib import Path
-from tests.test_influx_writer import SwitchableTransport
+from tests.exporters.test_influx_writer import SwitchableTransport
 from tts_otel.exporters.influxdb.settings import influx_settings
 from tts_otel.exporters.influxdb.writer import InfluxWriter
 
@@ -155,7 +155,7 @@ print(json.dumps({"results": results, "health": dict(writer.health()), "records"
 def test_a_disk_that_refuses_writes_costs_counted_points_one_log_and_no_fragments(
     tmp_path: Path,
 ) -> None:
-    root = Path(__file__).parent.parent
+    root = Path(__file__).parent.parent.parent
     done = subprocess.run(
         [sys.executable, "-c", _FULL_DISK, str(tmp_path)],
         capture_output=True, text=True, cwd=root, timeout=60,

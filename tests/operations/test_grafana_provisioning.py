@@ -20,7 +20,7 @@ from tts_otel.exporters.influxdb.settings import InfluxSettings
 PROVISIONING = Path(generate.__file__).parent / "provisioning"
 DATASOURCES = PROVISIONING / "datasources" / "tts-otel.yaml"
 PROVIDERS = PROVISIONING / "dashboards" / "tts-otel.yaml"
-COLLECTOR_V1 = Path(__file__).parent.parent / "collector" / "config-influxdb-v1.yaml"
+COLLECTOR_V1 = Path(__file__).parent.parent.parent / "collector" / "config-influxdb-v1.yaml"
 
 
 def _datasources() -> list[dict[str, Any]]:

@@ -34,7 +34,7 @@ import tts_otel  # noqa: E402
 from tts_otel.reference import TEXTS, ReferencePipeline  # noqa: E402
 from tts_otel.telemetry import set_telemetry  # noqa: E402
 
-ALERTS = Path(__file__).parent.parent / "alerts"
+ALERTS = Path(__file__).parent.parent.parent / "alerts"
 
 
 def _scaled(rule_file: Path, target: Path) -> Path:

@@ -1,8 +1,8 @@
 """The v2 API for real: influxd 1.8.10 (built from Go modules) with Flux on and auth.
 
-Debian's 1.6.7 (tests/test_influxdb.py, tests/test_collector.py) has no /api/v2,
-so until these tests the direct exporter's v2 path (influxdb-client) and the
-collector's v2 config (collector/config.yaml) had only met a checking endpoint.
+Debian's 1.6.7 (tests/exporters/test_influxdb.py, tests/operations/test_collector.py)
+has no /api/v2, so until these tests the direct exporter's v2 path (influxdb-client)
+and the collector's v2 config (collector/config.yaml) had only met a checking endpoint.
 Here both write into a real server, and what lands is read back with InfluxQL
 and with Flux, which must agree: the read side may use either.
 """
@@ -17,15 +17,15 @@ import pytest
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from tests.operations.test_collector import _configure, _otlp_env, _schema, _spans, otelcol  # noqa: F401
 from tests.services import Collector, Influx18Server, influxdb18, wait_for
-from tests.test_collector import _configure, _otlp_env, _schema, _spans, otelcol  # noqa: F401
 from tts_otel.telemetry import set_telemetry
 
 torch = pytest.importorskip("torch")
 
 from tts_otel.reference import TEXTS, ReferencePipeline  # noqa: E402
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parent.parent.parent
 V2_CONFIG = ROOT / "collector" / "config.yaml"
 # Flux columns that describe the query or the table, not the stored point.
 _FLUX_META = frozenset({"result", "table", "_start", "_stop", "_measurement"})
