@@ -7,6 +7,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 # What the extras (and the service) bring; the core must not need any of it.
 OPTIONAL = (
     "prometheus_client", "influxdb_client", "google.protobuf", "pynvml", "torch", "numpy",
@@ -71,11 +73,18 @@ def test_the_core_runs_a_request_without_the_extras_and_names_the_missing_one() 
     assert done.stdout.strip().endswith("core ok")
 
 
-def test_a_registered_exporter_needs_only_what_tts_otel_exporters_exports() -> None:
+def test_a_registered_exporter_needs_only_what_tts_otel_exporters_exports(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     import tts_otel
+    from tts_otel import exporters
     from tts_otel.exporters import ExporterParts, Settings
+
+    # The registry is process-wide: "memory" must not outlive this test (a later test
+    # lists the exporters an unknown name can choose from).
+    monkeypatch.setattr(exporters, "_registry", dict(exporters._registry))
 
     spans = InMemorySpanExporter()
     seen: list[Settings] = []
