@@ -64,10 +64,19 @@ def _stop_child(
     tmp_path: Path, signal_name: str, before: str = ""
 ) -> subprocess.CompletedProcess[str]:
     script = _CHILD.format(before=before, requests=REQUESTS, signal=signal_name)
+    # The child starts with the signals' default actions, as a service does: a test run
+    # launched in the background (nohup, `cmd &`) inherits SIGINT ignored, and Python
+    # then leaves it ignored.
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(script), str(tmp_path)],
         capture_output=True, text=True, timeout=60, check=False,
+        preexec_fn=_default_signal_actions,
     )  # fmt: skip
+
+
+def _default_signal_actions() -> None:
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, signal.SIG_DFL)
 
 
 @pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
@@ -100,6 +109,8 @@ def test_flush_on_signals_false_leaves_the_handlers_alone() -> None:
 
 def test_an_ignored_signal_stays_ignored_and_shutdown_restores_handlers() -> None:
     previous_term = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # Python's own SIGINT handler, whatever this run inherited (see _stop_child).
+    inherited_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     previous_int = signal.getsignal(signal.SIGINT)
     try:
         telemetry = tts_otel.configure(set_global=False, nvml=False)
@@ -109,6 +120,7 @@ def test_an_ignored_signal_stays_ignored_and_shutdown_restores_handlers() -> Non
         assert signal.getsignal(signal.SIGINT) is previous_int
     finally:
         signal.signal(signal.SIGTERM, previous_term)
+        signal.signal(signal.SIGINT, inherited_int)
 
 
 def test_configure_outside_the_main_thread_installs_nothing() -> None:
