@@ -5,10 +5,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-from typing import cast
 
 import pytest
-from opentelemetry.sdk.metrics.export import Metric, NumberDataPoint
 
 import tts_otel
 from tts_otel import semconv
@@ -109,25 +107,6 @@ def test_full_metric_buffer_drops_oldest_and_counts(monkeypatch: pytest.MonkeyPa
         assert cap.counter(semconv.METRIC_REQUESTS) == 2
         dropped = cap.counter(semconv.METRIC_TELEMETRY_DROPPED, {"tts.telemetry.signal": "metrics"})
         assert dropped == 6
-
-
-def test_a_collection_records_what_waits_and_reports_how_much(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(MetricBuffer, "DRAIN_INTERVAL_S", 3600.0)  # only collections drain
-    with capture() as cap:
-        for _ in range(3):
-            with tts_otel.synthesis(model="m"):
-                pass
-        first = cap.metrics()  # one collection: it records the buffer before reading
-
-        def values(metrics: dict[str, Metric], name: str) -> list[float]:
-            return [cast(NumberDataPoint, p).value for p in metrics[name].data.data_points]
-
-        assert values(first, semconv.METRIC_REQUESTS) == [3]
-        # A bare request records two measurements: its duration and its count.
-        assert values(first, semconv.METRIC_TELEMETRY_BUFFERED) == [3 * 2]
-        assert values(cap.metrics(), semconv.METRIC_TELEMETRY_BUFFERED) == [0]
 
 
 def test_metrics_recorded_before_a_collection_are_all_seen(cap: TelemetryCapture) -> None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from typing import NamedTuple
 
-from opentelemetry.metrics import CallbackOptions, Counter, Histogram, Meter, Observation
+from opentelemetry.metrics import Counter, Histogram, Meter
 
 from tts_otel import semconv
 
@@ -28,22 +28,8 @@ class Instruments(NamedTuple):
     requests: Counter
 
     @classmethod
-    def create(cls, meter: Meter, dropped: Callable[[], Iterable[tuple[str, int]]]) -> Instruments:
-        """Create the instruments on ``meter``; ``dropped`` yields ``(signal, count)``
-        pairs for the ``tts.telemetry.dropped`` counter."""
-
-        def observe_dropped(_options: CallbackOptions) -> Iterable[Observation]:
-            return [
-                Observation(count, {semconv.ATTR_TELEMETRY_SIGNAL: signal})
-                for signal, count in dropped()
-            ]
-
-        meter.create_observable_counter(
-            semconv.METRIC_TELEMETRY_DROPPED,
-            callbacks=[observe_dropped],
-            unit=semconv.UNIT_POINTS,
-            description="Telemetry items tts-otel dropped (buffer overflow, invalid values).",
-        )
+    def create(cls, meter: Meter) -> Instruments:
+        """Create the instruments on ``meter``."""
 
         def histogram(
             name: str, unit: str, description: str, buckets: Sequence[float]

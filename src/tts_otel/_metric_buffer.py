@@ -4,9 +4,8 @@ Recording into the SDK costs about 8 us per histogram record on this project's
 2-core reference machine (attribute cleaning, hashing, exemplar sampling); a
 request records ten or more. The request path only appends one batch to a
 bounded deque. A tts-otel thread records the deque every DRAIN_INTERVAL_S,
-and every collection first records what is left
-(:meth:`MetricBuffer.record_at_collection`), so every collection still sees
-every request that finished before it.
+and every collection first records what is left (:mod:`tts_otel._observers`),
+so every collection still sees every request that finished before it.
 
 Why a thread, not only the collection: Python runs one thread at a time, so
 recording a whole export interval's backlog in one go stalls the requests
@@ -21,14 +20,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Final, TypeAlias
 
 from opentelemetry.context import Context
-from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from opentelemetry.util.types import AttributeValue
 
-from tts_otel import semconv
 from tts_otel._fork import reset_after_fork
 
 _log = logging.getLogger(__name__)
@@ -87,24 +84,6 @@ class MetricBuffer:
     def _drain_periodically(self) -> None:
         while not self._stop.wait(self.DRAIN_INTERVAL_S):
             self.drain()
-
-    def record_at_collection(self, meter: Meter) -> None:
-        """Make every collection on ``meter`` first record what waits here.
-
-        An observable callback is the one hook the SDK offers into a collection, and it
-        runs every callback before reading the synchronous instruments
-        (``MeasurementConsumer.collect``), so the collection sees every request that
-        finished before it. The callback's gauge reports what it found waiting: it
-        rises when the drainer falls behind, before the buffer overflows and drops.
-        """
-
-        def drain(_options: CallbackOptions) -> Iterable[Observation]:
-            return [Observation(self.drain())]
-
-        meter.create_observable_gauge(
-            semconv.METRIC_TELEMETRY_BUFFERED, callbacks=[drain], unit=semconv.UNIT_POINTS,
-            description="Measurements a collection found waiting to be recorded into the SDK.",
-        )  # fmt: skip
 
     def drain(self) -> int:
         """Record what waits; returns how many measurements that was."""

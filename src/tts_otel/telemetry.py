@@ -9,7 +9,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Literal
 
 from opentelemetry import metrics, trace
-from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
+from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
 from opentelemetry.trace import TracerProvider
 
@@ -17,6 +17,7 @@ from tts_otel import semconv
 from tts_otel._cardinality import AttributeGuard
 from tts_otel._instruments import Instruments
 from tts_otel._metric_buffer import DirectRecorder, MetricBuffer
+from tts_otel._observers import observe
 from tts_otel._signals import SignalFlush
 from tts_otel._validation import ValueChecker
 from tts_otel.gpu.cuda import CudaRuntime, load_cuda_runtime
@@ -29,18 +30,34 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger(__name__)
 
-# What an exporter's health report (ExporterParts.health) holds. Points sent and dropped
-# only grow: a counter, by outcome. What the spool holds rises and falls: a monotonic
-# counter would turn each drain into a reset and rate() into nonsense, so these are gauges.
-_COUNTED = frozenset({"sent", "dropped"})
-_SPOOL_LEVELS: dict[str, tuple[str, str, str]] = {
-    "spooled": (semconv.METRIC_EXPORTER_SPOOL_POINTS, semconv.UNIT_POINTS,
-                "Points waiting in the exporter's spool for the backend."),
-    "spool_bytes": (semconv.METRIC_EXPORTER_SPOOL_USAGE, semconv.UNIT_BYTES,
-                    "Bytes the exporter's spool holds; past its limit the oldest are dropped."),
-    "spool_limit_bytes": (semconv.METRIC_EXPORTER_SPOOL_LIMIT, semconv.UNIT_BYTES,
-                          "The bound on the bytes of the exporter's spool."),
-}  # fmt: skip
+
+class _Report:
+    """What one handle shows every collection (:class:`tts_otel._observers.Observed`)."""
+
+    def __init__(
+        self,
+        buffer: MetricBuffer | DirectRecorder,
+        values: ValueChecker,
+        dropped_spans: Sequence[Callable[[], int]],
+        health: Sequence[tuple[str, Callable[[], Iterable[tuple[str, int]]]]],
+    ) -> None:
+        self._buffer, self._values = buffer, values
+        self._dropped_spans, self._health = dropped_spans, health
+
+    def record_buffered(self) -> int:
+        return self._buffer.drain()
+
+    def dropped(self) -> Iterable[tuple[str, int]]:
+        yield ("metrics", self._buffer.dropped)
+        yield ("invalid_value", self._values.dropped)
+        if self._dropped_spans:
+            yield ("spans", sum(count() for count in self._dropped_spans))
+        if self._health:
+            exported = (n for _, h in self._health for outcome, n in h() if outcome == "dropped")
+            yield ("export", sum(exported))
+
+    def health(self) -> Iterable[tuple[str, Iterable[tuple[str, int]]]]:
+        return [(name, report()) for name, report in self._health]
 
 
 class Telemetry:
@@ -88,11 +105,9 @@ class Telemetry:
         )
         self._health = tuple(health)
         self._dropped_spans = tuple(dropped_spans)
-        self.instruments = Instruments.create(meter, self._dropped)
-        if isinstance(self.buffer, MetricBuffer):
-            self.buffer.record_at_collection(meter)
-        if self._health:
-            self._observe_health(meter)
+        self.instruments = Instruments.create(meter)
+        self._report = _Report(self.buffer, self.values, self._dropped_spans, self._health)
+        observe(meter, self._report)
         wants_cuda = settings.gpu_memory or settings.timing == "cuda_events"
         if isinstance(cuda, str):  # "auto": torch (slow to import) only for a setting using it
             cuda = load_cuda_runtime() if wants_cuda else None
@@ -107,52 +122,11 @@ class Telemetry:
         if self._signals is not None:
             self._signals.install()
 
-    def _observe_health(self, meter: Meter) -> None:
-        meter.create_observable_counter(
-            semconv.METRIC_EXPORTER_POINTS, callbacks=[self._observe_counts],
-            unit=semconv.UNIT_POINTS, description="Points an exporter sent or dropped.",
-        )  # fmt: skip
-        for key, (name, unit, description) in _SPOOL_LEVELS.items():
-            meter.create_observable_gauge(
-                name, callbacks=[self._observer_of_level(key)], unit=unit,
-                description=description,
-            )  # fmt: skip
-
-    def _dropped(self) -> Iterable[tuple[str, int]]:
-        yield ("metrics", self.buffer.dropped)
-        yield ("invalid_value", self.values.dropped)
-        if self._dropped_spans:
-            yield ("spans", sum(count() for count in self._dropped_spans))
-        if self._health:
-            exported = (n for _, h in self._health for outcome, n in h() if outcome == "dropped")
-            yield ("export", sum(exported))
-
     def exporter_health(self) -> dict[str, dict[str, int]]:
         """Points each exporter sent and dropped, and what its spool holds now against its
         bound: ``{"influxdb": {"sent": ..., "dropped": ..., "spooled": ..., "spool_bytes": ...,
         "spool_limit_bytes": ...}}``."""
         return {name: dict(report()) for name, report in self._health}
-
-    def _observe_counts(self, _options: CallbackOptions) -> Iterable[Observation]:
-        return [
-            Observation(
-                points, {semconv.ATTR_EXPORTER: name, semconv.ATTR_EXPORTER_OUTCOME: outcome}
-            )
-            for name, report in self._health
-            for outcome, points in report()
-            if outcome in _COUNTED
-        ]
-
-    def _observer_of_level(self, key: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
-        def observe(_options: CallbackOptions) -> Iterable[Observation]:
-            return [
-                Observation(value, {semconv.ATTR_EXPORTER: name})
-                for name, report in self._health
-                for found, value in report()
-                if found == key
-            ]
-
-        return observe
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Export everything recorded so far; returns ``False`` if a provider timed out."""
