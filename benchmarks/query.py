@@ -157,7 +157,7 @@ def _cpu(pid: int) -> float:
 # showed this process's 53 MiB, whatever it used itself.
 PEAK_RSS = """
 import sys
-from tts_otel.cli.main import main
+from tts_otel.cli import main
 try:
     code = main(sys.argv[1:])
 finally:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import tts_otel
-from tts_otel.cli import main as cli
+from tts_otel.cli import command as cli
 from tts_otel.telemetry import set_telemetry
 
 
@@ -46,7 +46,7 @@ def test_demo_with_unknown_exporter_fails_clearly(capsys: pytest.CaptureFixture[
 
 def test_demo_without_torch_names_the_extra_to_install() -> None:
     blocked = (
-        "import sys; sys.modules['torch'] = None; from tts_otel.cli.main import main; "
+        "import sys; sys.modules['torch'] = None; from tts_otel.cli import main; "
         "raise SystemExit(main(['demo', '--requests', '1']))"
     )
     done = subprocess.run(

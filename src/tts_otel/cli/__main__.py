@@ -1,5 +1,6 @@
 """``python -m tts_otel.cli``: the ``tts-otel`` command."""
 
-from tts_otel.cli.main import main
+from tts_otel.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":
+    raise SystemExit(main())
