@@ -118,6 +118,7 @@ LOADED_AT_START = textwrap.dedent(
         return {{m for m in {start_time!r} if m in sys.modules}}
 
     assert loaded() == set(), loaded()
+    assert {{"configure", "register_exporter"}} <= set(dir(tts_otel))  # completion sees them
     from tts_otel import configure
     tts_otel.register_exporter
     assert loaded() == set({start_time!r}), loaded()

@@ -17,7 +17,7 @@ stage, and feeds latency, real-time-factor and size histograms. Names are in
 :mod:`tts_otel.semconv`.
 """
 
-import importlib
+import importlib as _importlib
 from typing import TYPE_CHECKING
 
 from tts_otel import semconv
@@ -51,11 +51,16 @@ __all__ = [
 # `import tts_otel` within 20 ms of the SDK's own import (benchmarks/import_time.py).
 _LOADED_ON_USE = {"configure": "tts_otel._bootstrap", "register_exporter": "tts_otel.exporters"}
 
+if not TYPE_CHECKING:  # type checkers see the imports above, and a misspelt name stays one
 
-def __getattr__(name: str) -> object:
-    module = _LOADED_ON_USE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'tts_otel' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+    def __getattr__(name: str) -> object:
+        module = _LOADED_ON_USE.get(name)
+        if module is None:
+            raise AttributeError(f"module 'tts_otel' has no attribute {name!r}")
+        value = getattr(_importlib.import_module(module), name)
+        globals()[name] = value
+        return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LOADED_ON_USE})
