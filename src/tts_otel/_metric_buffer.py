@@ -101,7 +101,8 @@ class MetricBuffer:
             return sum(len(batch) for batch in batches)
 
     def _refused(self) -> None:
-        self.dropped += 1
+        with self._lock:  # push() counts its drops under it too
+            self.dropped += 1
         if not self._refusal_logged:
             self._refusal_logged = True
             _log.exception("tts-otel: the SDK refused a measurement; it is dropped and counted")
