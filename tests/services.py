@@ -145,6 +145,10 @@ def query(base_url: str, promql: str) -> list[dict[str, Any]]:
     return list(answer["data"]["result"])
 
 
+# The database the tests write to and read from.
+DATABASE = "tts"
+
+
 class InfluxServer:
     """Debian's influxd 1.x on loopback with authentication; can be killed and started again."""
 

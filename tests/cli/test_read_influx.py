@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 
 import tts_otel
-from tests.services import Influx18Server, free_port, influxdb, influxdb18
+from tests.services import DATABASE, Influx18Server, free_port, influxdb, influxdb18
 from tts_otel.cli import command as cli
 from tts_otel.cli.read.influxql import InfluxQLSource
 from tts_otel.cli.read.selection import Selection
 from tts_otel.exporters.influxdb.settings import influx_settings
 from tts_otel.telemetry import Telemetry, set_telemetry
 
-DB = "tts"
+DB = DATABASE
 REQUESTS = 24
 
 

@@ -25,7 +25,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from tests.services import InfluxServer, free_port, influxdb
+from tests.services import DATABASE, InfluxServer, free_port, influxdb
 from tts_otel.cli import command as cli
 from tts_otel.config import Settings
 from tts_otel.errors import ConfigurationError
@@ -38,15 +38,8 @@ from tts_otel.exporters.influxdb.line_protocol import MAX_TAG_BYTES
 from tts_otel.exporters.influxdb.settings import influx_settings
 from tts_otel.exporters.influxdb.writer import InfluxWriter
 
-DB = "tts"
+DB = DATABASE
 URL = "TTS_OTEL_INFLUXDB_URL"
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[InfluxServer]:
-    with influxdb(tmp_path / "influx") as running:
-        running.create_database(DB)
-        yield running
 
 
 def _settings(server: InfluxServer, **overrides: Any) -> dict[str, Any]:

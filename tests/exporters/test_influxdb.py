@@ -21,20 +21,13 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import tts_otel
-from tests.services import InfluxServer, free_port, influxdb
+from tests.services import DATABASE, InfluxServer, free_port
 from tts_otel.exporters.influxdb.line_protocol import REPLACEMENT, line
 from tts_otel.exporters.influxdb.settings import influx_settings
 from tts_otel.exporters.influxdb.writer import InfluxWriter
 from tts_otel.telemetry import Telemetry, set_telemetry
 
-DB = "tts"
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[InfluxServer]:
-    with influxdb(tmp_path / "influx") as running:
-        running.create_database(DB)
-        yield running
+DB = DATABASE
 
 
 def _env(
