@@ -103,10 +103,8 @@ class Telemetry:
             if isinstance(meter_provider, SdkMeterProvider)
             else DirectRecorder()
         )
-        self._health = tuple(health)
-        self._dropped_spans = tuple(dropped_spans)
         self.instruments = Instruments.create(meter)
-        self._report = _Report(self.buffer, self.values, self._dropped_spans, self._health)
+        self._report = _Report(self.buffer, self.values, tuple(dropped_spans), tuple(health))
         observe(meter, self._report)
         wants_cuda = settings.gpu_memory or settings.timing == "cuda_events"
         if isinstance(cuda, str):  # "auto": torch (slow to import) only for a setting using it
@@ -126,7 +124,7 @@ class Telemetry:
         """Points each exporter sent and dropped, and what its spool holds now against its
         bound: ``{"influxdb": {"sent": ..., "dropped": ..., "spooled": ..., "spool_bytes": ...,
         "spool_limit_bytes": ...}}``."""
-        return {name: dict(report()) for name, report in self._health}
+        return {name: dict(report) for name, report in self._report.health()}
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Export everything recorded so far; returns ``False`` if a provider timed out."""
