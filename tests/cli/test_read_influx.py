@@ -78,20 +78,27 @@ def _v2_env(monkeypatch: pytest.MonkeyPatch, server: Influx18Server) -> None:
         monkeypatch.setenv(f"TTS_OTEL_INFLUXDB_{name}", value)
 
 
+def _store(output_dir: Path) -> str:
+    """The workload, written to InfluxDB (as the environment says) and to files in
+    ``output_dir``; returns the failed request's trace id."""
+    telemetry = tts_otel.configure(
+        service_name="tts-read", exporters=["influxdb", "file"], output_dir=output_dir,
+        set_global=False, nvml=False, cuda=None, flush_on_signals=False,
+    )  # fmt: skip
+    try:
+        return _workload(telemetry)
+    finally:
+        telemetry.shutdown()
+        set_telemetry(None)
+
+
 @pytest.fixture(scope="module")
 def stored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stored]:
     tmp = tmp_path_factory.mktemp("read")
     with influxdb18(tmp / "influx") as server, pytest.MonkeyPatch.context() as patch:
         server.create_database(DB)
         _v1_env(patch, server.url)
-        telemetry = tts_otel.configure(
-            service_name="tts-read", exporters=["influxdb", "file"], output_dir=tmp / "out",
-            set_global=False, nvml=False, cuda=None, flush_on_signals=False,
-        )  # fmt: skip
-        failed = _workload(telemetry)
-        telemetry.shutdown()
-        set_telemetry(None)
-        yield Stored(server, tmp / "out", failed)
+        yield Stored(server, tmp / "out", _store(tmp / "out"))
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
@@ -220,13 +227,7 @@ def test_debian_influxd_1_6_answers_the_same_influxql(
     with influxdb(tmp_path / "influx16") as old:
         old.create_database(DB)
         _v1_env(monkeypatch, old.url)
-        telemetry = tts_otel.configure(
-            service_name="tts-read", exporters=["influxdb", "file"], output_dir=tmp_path / "out",
-            set_global=False, nvml=False, cuda=None, flush_on_signals=False,
-        )  # fmt: skip
-        _workload(telemetry)
-        telemetry.shutdown()
-        set_telemetry(None)
+        _store(tmp_path / "out")
         for command in (["report", "--by", "kv_cache"], ["trace", "--slowest", "2"]):
             from_file = _run(capsys, *command, str(tmp_path / "out"))
             assert _run(capsys, *command, "--influxdb") == from_file
