@@ -80,3 +80,34 @@ def test_a_second_handle_on_the_same_meter_provider_is_collected_too() -> None:
         for handle in handles:
             handle.shutdown()
         provider.shutdown()
+
+
+def test_each_exporters_health_is_read_once_per_collection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A disk spool's report lists its folder: five reads per collection were five scans."""
+    from tts_otel import exporters
+    from tts_otel.exporters import ExporterParts, Settings
+
+    reads: list[int] = []
+
+    def report() -> list[tuple[str, int]]:
+        reads.append(1)
+        return [("sent", 7), ("dropped", 2), ("spooled", 3), ("spool_bytes", 300),
+                ("spool_limit_bytes", 1000)]  # fmt: skip
+
+    def spooling(_settings: Settings) -> ExporterParts:
+        return ExporterParts(where="memory", health=("spooling", report))
+
+    monkeypatch.setattr(exporters, "_registry", dict(exporters._registry))
+    tts_otel.register_exporter("spooling", spooling)
+    with capture(exporters="spooling") as cap:
+        metrics = cap.metrics()  # one collection
+        assert len(reads) == 1
+    exporter = {semconv.ATTR_EXPORTER: "spooling"}
+    assert values(metrics, semconv.METRIC_EXPORTER_POINTS, **exporter,
+                  **{semconv.ATTR_EXPORTER_OUTCOME: "dropped"}) == [2]  # fmt: skip
+    assert values(metrics, semconv.METRIC_EXPORTER_SPOOL_POINTS, **exporter) == [3]
+    assert values(metrics, semconv.METRIC_EXPORTER_SPOOL_USAGE, **exporter) == [300]
+    assert values(metrics, semconv.METRIC_TELEMETRY_DROPPED,
+                  **{semconv.ATTR_TELEMETRY_SIGNAL: "export"}) == [2]  # fmt: skip

@@ -47,7 +47,8 @@ class Observed(Protocol):
         """Record the measurements waiting to be recorded; how many there were."""
 
     def dropped(self) -> Iterable[tuple[str, int]]:
-        """``(signal, count)``: what was dropped, by signal."""
+        """``(signal, count)``: what tts-otel dropped, by signal (exporters report theirs
+        in :meth:`health`)."""
 
     def health(self) -> Iterable[tuple[str, Iterable[tuple[str, int]]]]:
         """``(exporter, ((key, value), ...))``: each exporter's health report."""
@@ -58,6 +59,9 @@ class _MeterObservers:
         # Weak: a handle that is gone no longer reports (the SDK holds these callbacks
         # for the meter provider's life, and must not keep every handle alive with them).
         self._handles: weakref.WeakSet[Observed] = weakref.WeakSet()
+        # Every exporter's health report, read once per collection by its first callback:
+        # a disk spool's report lists its folder, and each callback reading it was a scan.
+        self._reports: list[tuple[str, dict[str, int]]] = []
         meter.create_observable_gauge(
             semconv.METRIC_TELEMETRY_BUFFERED, callbacks=[self._record_buffered],
             unit=semconv.UNIT_POINTS,
@@ -81,22 +85,26 @@ class _MeterObservers:
         self._handles.add(handle)
 
     def _record_buffered(self, _options: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(sum(handle.record_buffered() for handle in list(self._handles)))]
+        handles = list(self._handles)
+        recorded = sum(handle.record_buffered() for handle in handles)
+        self._reports = [(name, dict(report)) for h in handles for name, report in h.health()]
+        return [Observation(recorded)]
 
     def _dropped(self, _options: CallbackOptions) -> Iterable[Observation]:
         totals: Counter[str] = Counter()
         for handle in list(self._handles):
             for signal, count in handle.dropped():
                 totals[signal] += count
+        if self._reports:
+            totals["export"] += sum(report.get("dropped", 0) for _, report in self._reports)
         return [Observation(n, {semconv.ATTR_TELEMETRY_SIGNAL: s}) for s, n in totals.items()]
 
     def _health(self, keys: Iterable[str]) -> Counter[tuple[str, str]]:
         wanted, totals = set(keys), Counter[tuple[str, str]]()
-        for handle in list(self._handles):
-            for exporter, report in handle.health():
-                for key, value in report:
-                    if key in wanted:
-                        totals[exporter, key] += value
+        for exporter, report in self._reports:
+            for key, value in report.items():
+                if key in wanted:
+                    totals[exporter, key] += value
         return totals
 
     def _exported(self, _options: CallbackOptions) -> Iterable[Observation]:

@@ -52,9 +52,6 @@ class _Report:
         yield ("invalid_value", self._values.dropped)
         if self._dropped_spans:
             yield ("spans", sum(count() for count in self._dropped_spans))
-        if self._health:
-            exported = (n for _, h in self._health for outcome, n in h() if outcome == "dropped")
-            yield ("export", sum(exported))
 
     def health(self) -> Iterable[tuple[str, Iterable[tuple[str, int]]]]:
         return [(name, report()) for name, report in self._health]
