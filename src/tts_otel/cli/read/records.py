@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import format_span_id, format_trace_id
 
 # Fields of the spans measurement the read side uses (see exporters/influxdb/line_protocol.py).
 NAME: Final = "span.name"
@@ -44,9 +45,9 @@ def from_sdk(spans: Iterable[ReadableSpan]) -> Iterator[SpanRecord]:
         if span.context is None or span.start_time is None or span.end_time is None:
             continue
         yield SpanRecord(
-            trace_id=format(span.context.trace_id, "032x"),
-            span_id=format(span.context.span_id, "016x"),
-            parent_id=format(span.parent.span_id, "016x") if span.parent else "",
+            trace_id=format_trace_id(span.context.trace_id),
+            span_id=format_span_id(span.context.span_id),
+            parent_id=format_span_id(span.parent.span_id) if span.parent else "",
             name=span.name,
             start_ns=span.start_time,
             end_ns=span.end_time,

@@ -12,6 +12,7 @@ from opentelemetry.sdk.metrics.export import (
     MetricsData,
     Sum,
 )
+from opentelemetry.trace import format_span_id, format_trace_id
 
 from tts_otel.exporters.influxdb.line_protocol import (
     FieldValue,
@@ -91,8 +92,8 @@ def _exemplar_lines(name: str, point: Any) -> Iterator[str]:
         if not exemplar.trace_id or not exemplar.span_id:
             continue
         tags = {k: tag_value(v) for k, v in (exemplar.filtered_attributes or {}).items()}
-        tags["trace_id"] = format(exemplar.trace_id, "032x")
-        tags["span_id"] = format(exemplar.span_id, "016x")
+        tags["trace_id"] = format_trace_id(exemplar.trace_id)
+        tags["span_id"] = format_span_id(exemplar.span_id)
         rendered = line(name + EXEMPLAR_SUFFIX, tags, {"gauge": exemplar.value},
                         exemplar.time_unix_nano)  # fmt: skip
         if rendered is not None:

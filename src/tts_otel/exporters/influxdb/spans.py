@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Final, NamedTuple
 
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import SpanContext, SpanKind, StatusCode
+from opentelemetry.trace import SpanContext, SpanKind, StatusCode, format_span_id, format_trace_id
 
 from tts_otel.exporters.influxdb.line_protocol import (
     FieldValue,
@@ -59,8 +59,8 @@ def span_lines(spans: Iterable[ReadableSpan], dimensions: frozenset[str]) -> Ite
         base = shared.get(key)
         if base is None:
             base = shared[key] = _shared(span.resource.attributes, scope_attributes, dimensions)
-        trace_id = format(context.trace_id, "032x")
-        span_id = format(context.span_id, "016x")
+        trace_id = format_trace_id(context.trace_id)
+        span_id = format_span_id(context.span_id)
         yield _span_line(span, context, base, dimensions, (trace_id, span_id))
         if span.events:
             yield from _event_lines(span, trace_id, span_id)
@@ -138,7 +138,7 @@ def _span_fields(span: ReadableSpan, context: SpanContext) -> list[str]:
     if trace_state:
         fields.append("trace_state=" + string_field(trace_state))
     if span.parent is not None:
-        fields.append(f'parent_span_id="{span.parent.span_id:016x}"')
+        fields.append(f'parent_span_id="{format_span_id(span.parent.span_id)}"')
     if span.name:
         fields.append("span.name=" + string_field(span.name))
     fields.append(f'span.kind="{_KINDS.get(span.kind, "Internal")}"')
