@@ -33,7 +33,6 @@ from tts_otel.errors import ConfigurationError
 Timing = Literal["wall", "cuda_events"]
 TextRecording = Literal["off", "plain", "sha256"]
 
-TIMINGS: Final = ("wall", "cuda_events")
 DEFAULT_SERVICE_NAME: Final = "tts"
 DEFAULT_OUTPUT_DIR: Final = "tts-otel-out"
 DEFAULT_MAX_ATTRIBUTE_VALUES: Final = 100

@@ -9,7 +9,7 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, get_args
 
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -20,7 +20,7 @@ from tts_otel.cli.read import commands as commands_
 from tts_otel.cli.read import summary
 from tts_otel.cli.read.commands import guarded
 from tts_otel.cli.read.records import from_sdk
-from tts_otel.config import exporter_names
+from tts_otel.config import DEFAULT_OUTPUT_DIR, Timing, exporter_names
 from tts_otel.errors import ConfigurationError
 from tts_otel.exporters.influxdb.settings import influx_settings
 
@@ -132,9 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--serve-for", type=float, default=0.0, metavar="SECONDS",
         help="keep the process (and a prometheus endpoint) up this long after the requests",
     )  # fmt: skip
-    run.add_argument("--output-dir", default="tts-otel-out")
+    run.add_argument("--output-dir", default=DEFAULT_OUTPUT_DIR)
     run.add_argument("--service-name", default="tts-reference")
-    run.add_argument("--timing", choices=("wall", "cuda_events"), default=None)
+    run.add_argument("--timing", choices=get_args(Timing), default=None)
     run.add_argument("--flow-steps", type=int, default=10)
     run.add_argument(
         "--inject-latency", type=_latency, action="append", default=[], metavar="STAGE=SECONDS",
@@ -152,7 +152,7 @@ def _read_commands(commands: Any) -> None:
     """trace, report and compare: the read side (tts_otel.cli.read.commands)."""
     read = commands.add_parser("report", help="per-stage p50/p95/p99 and share of request time")
     read.add_argument(
-        "traces", nargs="?", help="OTLP JSON file or directory (default tts-otel-out)"
+        "traces", nargs="?", help=f"OTLP JSON file or directory (default {DEFAULT_OUTPUT_DIR})"
     )
     read.add_argument("--by", metavar="DIM[,DIM]", help="one table per value, e.g. kv_cache")
     read.add_argument("--every", metavar="DURATION", help="a trend: one line per bucket, e.g. 1h")
@@ -164,7 +164,7 @@ def _read_commands(commands: Any) -> None:
         "targets",
         nargs="*",
         metavar="[TRACE_ID] [FILE]",
-        help="one trace by id; OTLP JSON file or directory (default tts-otel-out)",
+        help=f"one trace by id; OTLP JSON file or directory (default {DEFAULT_OUTPUT_DIR})",
     )
     tree.add_argument("--last", type=_at_least_one, default=1, help="how many requests (default 1)")
     tree.add_argument("--slowest", type=_at_least_one, metavar="N", help="the N slowest requests")
@@ -175,7 +175,7 @@ def _read_commands(commands: Any) -> None:
     versus.add_argument("a", metavar="A", help="e.g. model_version=1.0, kv_cache=true or 2d..1d")
     versus.add_argument("b", metavar="B", help="as A")
     versus.add_argument(
-        "traces", nargs="?", help="OTLP JSON file or directory (default tts-otel-out)"
+        "traces", nargs="?", help=f"OTLP JSON file or directory (default {DEFAULT_OUTPUT_DIR})"
     )
     versus.add_argument("--resamples", type=_at_least_one, default=1000, help="bootstrap rounds")
     versus.add_argument(

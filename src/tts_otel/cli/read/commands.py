@@ -25,6 +25,7 @@ from tts_otel.cli.read.selection import (
     selection,
 )
 from tts_otel.cli.read.sources import Progress, ReadError, Source, file_source, influx_source
+from tts_otel.config import DEFAULT_OUTPUT_DIR
 from tts_otel.errors import ConfigurationError
 from tts_otel.exporters.influxdb.settings import influx_settings
 
@@ -60,7 +61,7 @@ def open_source(args: argparse.Namespace, path: str | None) -> Source:
     if not args.influxdb:
         if given:
             raise ReadError("--influxdb-* options need --influxdb")
-        return file_source(path or "tts-otel-out")
+        return file_source(path or DEFAULT_OUTPUT_DIR)
     if path is not None:
         raise ReadError(f"give a trace file ({path}) or --influxdb, not both")
     return influx_source(influx_settings(**given))
