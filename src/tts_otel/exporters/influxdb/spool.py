@@ -51,9 +51,6 @@ class Spool(Protocol):
         """Offer batches oldest first, removing those sent; ``False`` at the first refused."""
         ...
 
-    @property
-    def points(self) -> int: ...
-
     def held(self) -> tuple[int, int]:
         """(points, bytes) waiting now: bytes count against the bound."""
         ...
@@ -86,10 +83,6 @@ class MemorySpool:
                 return False
             self._pop()
         return True
-
-    @property
-    def points(self) -> int:
-        return self._points
 
     def held(self) -> tuple[int, int]:
         return self._points, self._bytes
@@ -197,14 +190,19 @@ class DiskSpool:
                        "cannot take now are dropped and counted until it takes them",
                        self._directory, error.strerror or error)  # fmt: skip
 
-    def _bound(self) -> None:
-        """Drop the oldest batches of the whole directory until it fits the bound."""
+    def _sizes(self) -> list[tuple[str, int]]:
+        """Each batch of the whole directory, oldest first, with its size in bytes."""
         sizes = []
         for name in self._batches():
             try:
                 sizes.append((name, (self._directory / name).stat().st_size))
             except OSError:
                 continue  # replayed by another writer meanwhile
+        return sizes
+
+    def _bound(self) -> None:
+        """Drop the oldest batches of the whole directory until it fits the bound."""
+        sizes = self._sizes()
         total = sum(size for _, size in sizes)
         for name, size in sizes:
             if total <= self._max_bytes:
@@ -265,17 +263,7 @@ class DiskSpool:
             return False
         return True
 
-    @property
-    def points(self) -> int:
-        return sum(_points(name) for name in self._batches())
-
     def held(self) -> tuple[int, int]:
         """What the whole directory holds, as :meth:`_bound` counts it against the bound."""
-        points = size = 0
-        for name in self._batches():
-            try:
-                size += (self._directory / name).stat().st_size
-            except OSError:
-                continue  # replayed by another writer meanwhile
-            points += _points(name)
-        return points, size
+        sizes = self._sizes()
+        return sum(_points(name) for name, _ in sizes), sum(size for _, size in sizes)
