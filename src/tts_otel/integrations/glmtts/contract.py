@@ -17,6 +17,7 @@ from typing import Any
 from tts_otel import semconv
 
 SCRIPT = "glmtts_inference"
+WEB_UI = "tools.gradio_app"
 
 
 @dataclass(frozen=True)
@@ -52,9 +53,17 @@ CONTRACT: tuple[Wrapped, ...] = (
     Wrapped("utils.vocos_util", "Vocos2DInference.__call__", ("xs_mel_tr",), "_vocoder", 32_000),
     Wrapped("utils.tts_model_util", "Token2Wav.token2wav_stream",
             ("syn_token", "block_sizes", "look_future_sizes", "fade_sec", "embedding"), "_stream"),
+    Wrapped("utils.tts_model_util", "Token2Wav.token2wav_with_cache",
+            ("token_bt", "n_timesteps", "prompt_token", "prompt_feat", "embedding"),
+            "_resynthesis"),
+    Wrapped(SCRIPT, "load_models", ("use_phoneme", "sample_rate"), "_model_load"),
     Wrapped(SCRIPT, "generate_long",
             ("frontend", "text_frontend", "llm", "flow", "text_info", "cache", "device",
              "embedding"), "_request"),
+    # The web UI's click handler: one user request, from model loading to the audio returned.
+    Wrapped(WEB_UI, "run_inference",
+            ("prompt_text", "prompt_audio_path", "input_text", "seed", "sample_rate",
+             "use_cache"), "_web_request"),
 )  # fmt: skip
 
 GROUPED = {  # child stage, the stage it is grouped under
@@ -103,12 +112,14 @@ def findable(module: str) -> bool:
     return importlib.machinery.PathFinder.find_spec(top, [folder]) is not None
 
 
-def is_glmtts_script(module: ModuleType) -> bool | None:
-    """Whether ``__main__`` is glmtts_inference.py; ``None`` while it cannot tell yet."""
+def main_module_name(module: ModuleType) -> str | None:
+    """The GLM-TTS module ``__main__`` runs (``python glmtts_inference.py``: the script;
+    ``python -m tools.gradio_app``: the web UI), ``""`` for another program, ``None`` while
+    it cannot tell yet."""
     spec: importlib.machinery.ModuleSpec | None = getattr(module, "__spec__", None)
-    if spec is not None and spec.name == SCRIPT:
-        return True
+    if spec is not None and spec.name in (SCRIPT, WEB_UI):
+        return spec.name
     path: str | None = getattr(module, "__file__", None)
     if path is None:
         return None
-    return os.path.splitext(os.path.basename(path))[0] == SCRIPT
+    return SCRIPT if os.path.splitext(os.path.basename(path))[0] == SCRIPT else ""

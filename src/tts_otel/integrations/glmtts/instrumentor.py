@@ -13,6 +13,7 @@ from tts_otel import semconv
 from tts_otel.config import _flag as parse_flag
 from tts_otel.errors import ConfigurationError
 from tts_otel.integrations.glmtts import prologue as _prologue
+from tts_otel.integrations.glmtts import web_ui
 from tts_otel.integrations.glmtts.contract import (
     GROUPED,
     Wrapped,
@@ -25,9 +26,11 @@ from tts_otel.integrations.glmtts.requests import (
     count_tokens,
     replay,
 )
+from tts_otel.integrations.glmtts.web_ui import GradioHooks
 from tts_otel.integrations.glmtts.wrapping import ContractWrapping
 from tts_otel.request import Synthesis, current, synthesis
 from tts_otel.stages import Stage
+from tts_otel.telemetry import Telemetry, get_telemetry
 
 _log = logging.getLogger(__name__)
 
@@ -42,7 +45,9 @@ class GLMTTSInstrumentor(ContractWrapping):
     ``instrument(model_version=..., kv_cache=...)`` sets attributes GLM-TTS
     does not expose; without them, ``TTS_OTEL_MODEL_VERSION`` and
     ``TTS_OTEL_KV_CACHE`` (GLM-TTS's LLM always decodes with a KV cache, so
-    ``kv_cache`` defaults to ``True``).
+    ``kv_cache`` defaults to ``True``). ``tracer_provider=`` and ``meter_provider=``,
+    as every OpenTelemetry instrumentor takes them, send GLM-TTS's requests there
+    instead of to the active handle's providers.
     """
 
     # BaseInstrumentor is a singleton whose __init__ runs on every
@@ -50,9 +55,13 @@ class GLMTTSInstrumentor(ContractWrapping):
     _states: States
     _model_version: str | None
     _kv_cache: bool | None
+    _telemetry: Telemetry | None
+    _gradio: GradioHooks | None = None
 
     def instrumentation_dependencies(self) -> Collection[str]:
-        return ()  # GLM-TTS is not a pip package: nothing to check
+        # GLM-TTS is a folder, not a pip package: there is no distribution to check.
+        # Where none of its modules can be found, instrument() says so at DEBUG only.
+        return ()
 
     def _instrument(self, **kwargs: Any) -> None:
         version = kwargs.get("model_version", os.environ.get(ENV_MODEL_VERSION))
@@ -65,8 +74,18 @@ class GLMTTSInstrumentor(ContractWrapping):
             except ConfigurationError as error:
                 _log.warning("tts-otel: %s; GLM-TTS requests say kv_cache=true", error)
         self._kv_cache = True if kv_cache is None else bool(kv_cache)
+        self._telemetry = _telemetry_for(kwargs.get("tracer_provider"),
+                                         kwargs.get("meter_provider"))  # fmt: skip
         self._states = States()
         self._wrap_contract()
+        if self._expected:
+            self._gradio = GradioHooks(self)
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        super()._uninstrument(**kwargs)
+        if self._gradio is not None:
+            self._gradio.remove()
+            self._gradio = None
 
     # --- handlers -----------------------------------------------------------
     def _outside(
@@ -78,8 +97,10 @@ class GLMTTSInstrumentor(ContractWrapping):
         try:
             result = wrapped(*args, **kwargs)
         except BaseException as error:
-            _prologue.add(_prologue.Record(stage, group, entry.qualname, start, perf_counter(),
-                                           error))  # fmt: skip
+            record = _prologue.Record(stage, group, entry.qualname, start, perf_counter(), error)
+            # The work of a request failed before the call that would have started it
+            # (jsonl_generate logs the item and goes on): it is a failed request.
+            self._failed_request(_prologue.failed(record), error)
             raise
         tokens = length(result) if entry.qualname == "GLMTTS.inference" else None
         _prologue.add(_prologue.Record(stage, group, entry.qualname, start, perf_counter(),
@@ -220,12 +241,71 @@ class GLMTTSInstrumentor(ContractWrapping):
         self, prologue: _prologue.Prologue | None, **described: Any
     ) -> Iterator[Synthesis]:
         """A request that starts with the work its caller did just before (``prologue``)."""
+        described.setdefault("kv_cache", self._kv_cache)
         with synthesis(
-            model=MODEL_NAME, model_version=self._model_version, kv_cache=self._kv_cache,
+            model=MODEL_NAME, model_version=self._model_version, telemetry=self._telemetry,
             start=prologue.start if prologue else None, **described,
         ) as request:  # fmt: skip
+            if prologue is not None and prologue.reused:
+                request.set_attribute(semconv.ATTR_PROMPT_REUSED, True)
             replay(self._states.of(request), prologue)
             yield request
+
+    def _failed_request(self, prologue: _prologue.Prologue, error: BaseException) -> None:
+        try:
+            with self._new_request(prologue):
+                raise error
+        except BaseException as raised:
+            if raised is not error:
+                _log.exception("tts-otel: could not record the failed GLM-TTS request")
+
+    def _model_load(self, entry: Wrapped, wrapped: Any, instance: Any, args: Any, kw: Any) -> Any:
+        """Inside a request (the web UI's lazy model cache) a stage of it; at start-up,
+        before any request, not a request's work."""
+        if current() is None:
+            return wrapped(*args, **kw)
+        return self._plain_stage(entry, semconv.STAGE_MODEL_LOAD, wrapped, args, kw)
+
+    def _web_request(self, entry: Wrapped, wrapped: Any, instance: Any, args: Any, kw: Any) -> Any:
+        """One click of the web UI: from its first line (model loading, prompt work) to the
+        audio it returns, or the error the user sees."""
+        if current() is not None:
+            return wrapped(*args, **kw)
+        text, prompt = (
+            argument(entry, "input_text", args, kw),
+            argument(entry, "prompt_text", args, kw),
+        )
+        rate, cache = (
+            argument(entry, "sample_rate", args, kw),
+            argument(entry, "use_cache", args, kw),
+        )
+        with self._new_request(
+            None, text=text, prompt_text=prompt, sample_rate=rate,
+            kv_cache=cache if isinstance(cache, bool) else self._kv_cache,
+        ) as request:  # fmt: skip
+            waited = web_ui.queue_wait.get()
+            if waited is not None:
+                request.queue_wait(waited)
+            return wrapped(*args, **kw)
+
+    def _resynthesis(self, entry: Wrapped, wrapped: Any, instance: Any, args: Any, kw: Any) -> Any:
+        """Audio from speech tokens (tools/flow_reconstruct.py): flow and vocoder, no LLM.
+        Inside generate_long it is that request's work."""
+        if current() is not None:
+            return wrapped(*args, **kw)
+        rate = getattr(instance, "sample_rate", None)
+        with self._new_request(
+            _prologue.take(), sample_rate=rate, kind=semconv.REQUEST_KIND_RESYNTHESIS
+        ) as request:
+            state = self._states.of(request)
+            try:
+                result = wrapped(*args, **kw)
+            finally:
+                state.close_group()
+            samples = length(result[0] if isinstance(result, tuple) and result else None)
+            if samples is not None:
+                request.audio(samples=samples, sample_rate=rate)
+            return result
 
     def _segments(
         self, request: Synthesis, token2wav: Any, wrapped: Any, args: Any, kwargs: Any
@@ -243,3 +323,19 @@ class GLMTTSInstrumentor(ContractWrapping):
         if samples is not None:  # the caller can play it from now on
             request.audio(samples=samples, sample_rate=getattr(token2wav, "sample_rate", None))
         return result
+
+
+def _telemetry_for(tracer_provider: object, meter_provider: object) -> Telemetry | None:
+    """A handle on the providers given to ``instrument()``, with the active settings;
+    ``None`` (the active handle) when neither was given."""
+    if tracer_provider is None and meter_provider is None:
+        return None
+    from opentelemetry import metrics, trace
+
+    active = get_telemetry()
+    return Telemetry(
+        active.settings,
+        tracer_provider or trace.get_tracer_provider(),  # type: ignore[arg-type]
+        meter_provider or metrics.get_meter_provider(),  # type: ignore[arg-type]
+        owns_providers=False,
+    )

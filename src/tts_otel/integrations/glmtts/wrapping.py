@@ -1,6 +1,8 @@
-"""How the contract's callables get wrapped: on import (post-import hooks, so the import
-order does not matter), in ``__main__`` when glmtts_inference.py runs as a script,
-and unwrapped exactly; what cannot be found is named, with the fix."""
+"""How the contract's callables get wrapped: on import (post-import hooks), in ``__main__``
+when glmtts_inference.py or the web UI runs as a script, in the modules that imported a
+wrapped function by name before it was wrapped (``from glmtts_inference import
+generate_long``), and in a gradio app's registered handlers; unwrapped exactly. So the
+import order does not matter. What cannot be found is named, with the fix."""
 
 from __future__ import annotations
 
@@ -20,9 +22,10 @@ from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwr
 from tts_otel.integrations.glmtts.contract import (
     CONTRACT,
     SCRIPT,
+    WEB_UI,
     Wrapped,
     findable,
-    is_glmtts_script,
+    main_module_name,
 )
 
 _log = logging.getLogger(__name__)
@@ -36,6 +39,8 @@ class ContractWrapping(BaseInstrumentor):  # type: ignore[misc]
     """
 
     _wrapped: list[tuple[ModuleType, Wrapped]]
+    # (module, attribute, original): by-name copies of a wrapped function, rebound.
+    _aliases: list[tuple[ModuleType, str, object]]
     _expected: tuple[Wrapped, ...] = ()
     _is_instrumented_by_opentelemetry: bool
     _generation = 0
@@ -51,7 +56,10 @@ class ContractWrapping(BaseInstrumentor):  # type: ignore[misc]
     def _warn_missing(self, missing: list[str]) -> None:
         if not missing:
             return
-        _log.warning(
+        # None found: GLM-TTS is not here (an unrelated app under opentelemetry-instrument,
+        # which loads every instrumentor installed): nothing to warn about.
+        log = _log.debug if len(missing) == len({e.module for e in CONTRACT}) else _log.warning
+        log(
             "tts-otel: GLM-TTS modules not found: %s; %s. Run from GLM-TTS's folder "
             "(the working directory of `python glmtts_inference.py`) or add that folder "
             "to PYTHONPATH",
@@ -79,20 +87,46 @@ class ContractWrapping(BaseInstrumentor):  # type: ignore[misc]
                          module.__name__, entry.qualname)  # fmt: skip
             return
         self._wrapped.append((module, entry))
+        if "." not in entry.qualname:
+            self._rebind_copies(getattr(module, entry.qualname))
 
-    def _wrap_main(self) -> None:
-        """``python glmtts_inference.py`` runs that file as ``__main__``: wrap it there,
-        once its functions exist (the first wrapped call happens after they do)."""
+    def _rebind_copies(self, wrapper: Any) -> None:
+        """Modules that imported the function by name before it was wrapped hold the
+        original: point them at the wrapper (GLM-TTS's own modules and ``__main__``)."""
+        original = wrapper.__wrapped__
+        packages = {entry.module.split(".")[0] for entry in CONTRACT} | {"__main__"}
+        for module in list(sys.modules.values()):
+            if getattr(module, "__name__", "").split(".")[0] not in packages:
+                continue
+            for name, value in list(vars(module).items()):
+                if value is original:
+                    setattr(module, name, wrapper)
+                    self._aliases.append((module, name, original))
+
+    def handler_for(self, function: object) -> Any:
+        """The wrapped version of ``function`` if it is a wrapped web UI handler (a server
+        registered it before it was wrapped), else ``None``."""
+        for module, entry in self._wrapped:
+            wrapper = getattr(module, entry.qualname, None)
+            if entry.module == WEB_UI and getattr(wrapper, "__wrapped__", None) is function:
+                return wrapper
+        return None
+
+    def wrap_main(self) -> None:
+        """``python glmtts_inference.py`` and ``python -m tools.gradio_app`` run that file
+        as ``__main__``: wrap it there, once its functions exist (the first wrapped call,
+        or the web UI's launch, happens after they do)."""
         with self._lock:
             main = sys.modules.get("__main__")
-            is_script = None if main is None else is_glmtts_script(main)
-            if main is None or is_script is None:
+            name = None if main is None else main_module_name(main)
+            if main is None or name is None:
                 return
             self._watch_main = False
-            function = getattr(main, "generate_long", None)
-            if is_script and callable(function) and not hasattr(function, "__wrapped__"):
-                entry = next(e for e in CONTRACT if e.module == SCRIPT)
-                self._wrap(main, entry)
+            for entry in CONTRACT:
+                function = getattr(main, entry.qualname, None)
+                wrapped = hasattr(function, "__wrapped__")
+                if entry.module == name and callable(function) and not wrapped:
+                    self._wrap(main, entry)
 
     def _uninstrument(self, **kwargs: Any) -> None:
         for module, entry in self._wrapped:
@@ -101,6 +135,9 @@ class ContractWrapping(BaseInstrumentor):  # type: ignore[misc]
             for name in path:
                 owner = getattr(owner, name)
             unwrap(owner, attribute)
+        for module, name, original in self._aliases:
+            setattr(module, name, original)
+        self._aliases.clear()
         self._wrapped.clear()
         self._watch_main = False
         self._generation += 1  # hooks still waiting for an import now do nothing
@@ -112,7 +149,7 @@ class ContractWrapping(BaseInstrumentor):  # type: ignore[misc]
             if not is_instrumentation_enabled():
                 return wrapped(*args, **kwargs)
             if self._watch_main:
-                self._wrap_main()
+                self.wrap_main()
             return handler(entry, wrapped, instance, args, kwargs)
 
         return wrapper
@@ -120,11 +157,12 @@ class ContractWrapping(BaseInstrumentor):  # type: ignore[misc]
     def _wrap_contract(self) -> None:
         """Wrap every findable module of the contract when it is imported (now, if it is)."""
         self._wrapped = []
+        self._aliases = []
         self._generation += 1
         modules = sorted({entry.module for entry in CONTRACT})
         missing = [name for name in modules if not findable(name)]
         self._expected = tuple(entry for entry in CONTRACT if entry.module not in missing)
         self._warn_missing(missing)
-        self._watch_main = any(entry.module == SCRIPT for entry in self._expected)
+        self._watch_main = any(entry.module in (SCRIPT, WEB_UI) for entry in self._expected)
         for name in sorted({entry.module for entry in self._expected}):
             wrapt.register_post_import_hook(self._on_import(self._generation), name)
