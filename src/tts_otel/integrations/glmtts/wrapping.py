@@ -1,8 +1,8 @@
 """How the contract's callables get wrapped: on import (post-import hooks), in ``__main__``
 when glmtts_inference.py or the web UI runs as a script, in the modules that imported a
 wrapped function by name before it was wrapped (``from glmtts_inference import
-generate_long``), and in a gradio app's registered handlers; unwrapped exactly. So the
-import order does not matter. What cannot be found is named, with the fix."""
+generate_long``); and unwrapped exactly. So the import order does not matter. What
+cannot be found is named, with the fix."""
 
 from __future__ import annotations
 
@@ -14,9 +14,6 @@ from types import ModuleType
 from typing import Any
 
 import wrapt
-from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
-    BaseInstrumentor,
-)
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwrap
 
 from tts_otel.integrations.glmtts.contract import (
@@ -27,57 +24,35 @@ from tts_otel.integrations.glmtts.contract import (
     findable,
     main_module_name,
 )
+from tts_otel.integrations.glmtts.handlers import Handler
 
 _log = logging.getLogger(__name__)
 
 
-class ContractWrapping(BaseInstrumentor):  # type: ignore[misc]
-    """Wraps each :data:`CONTRACT` entry with the handler method it names.
+class Wrapping:
+    """The wrappers of one ``instrument()``, each calling ``handler_of(entry)``; undone by
+    :meth:`unwrap`. Hooks still waiting for an import after that do nothing."""
 
-    BaseInstrumentor is a singleton whose __init__ runs on every
-    instantiation: state is set when instrumenting, not there.
-    """
+    def __init__(self, handler_of: Callable[[Wrapped], Handler]) -> None:
+        self._handler_of = handler_of
+        self._wrapped: list[tuple[ModuleType, Wrapped]] = []
+        # (module, attribute, original): by-name copies of a wrapped function, rebound.
+        self._aliases: list[tuple[ModuleType, str, object]] = []
+        self._active = True
+        self._lock = threading.Lock()
+        modules = sorted({entry.module for entry in CONTRACT})
+        missing = [name for name in modules if not findable(name)]
+        self.expected = tuple(entry for entry in CONTRACT if entry.module not in missing)
+        _report_missing(missing, everything=len(missing) == len(modules))
+        self._watch_main = any(entry.module in (SCRIPT, WEB_UI) for entry in self.expected)
+        for name in sorted({entry.module for entry in self.expected}):
+            wrapt.register_post_import_hook(self._on_import, name)
 
-    _wrapped: list[tuple[ModuleType, Wrapped]]
-    # (module, attribute, original): by-name copies of a wrapped function, rebound.
-    _aliases: list[tuple[ModuleType, str, object]]
-    _expected: tuple[Wrapped, ...] = ()
-    _is_instrumented_by_opentelemetry: bool
-    _generation = 0
-    _watch_main = False
-    _lock = threading.Lock()
-
-    def instrument(self, **kwargs: Any) -> Any:
-        result = super().instrument(**kwargs)
-        if self._is_instrumented_by_opentelemetry and not self._expected:
-            self._is_instrumented_by_opentelemetry = False  # nothing was found to wrap
-        return result
-
-    def _warn_missing(self, missing: list[str]) -> None:
-        if not missing:
-            return
-        # None found: GLM-TTS is not here (an unrelated app under opentelemetry-instrument,
-        # which loads every instrumentor installed): nothing to warn about.
-        log = _log.debug if len(missing) == len({e.module for e in CONTRACT}) else _log.warning
-        log(
-            "tts-otel: GLM-TTS modules not found: %s; %s. Run from GLM-TTS's folder "
-            "(the working directory of `python glmtts_inference.py`) or add that folder "
-            "to PYTHONPATH",
-            ", ".join(missing),
-            "nothing is instrumented" if len(missing) == len({e.module for e in CONTRACT})
-            else "the rest is instrumented",
-        )  # fmt: skip
-
-    def _on_import(self, generation: int) -> Callable[[ModuleType], None]:
-        def wrap(module: ModuleType) -> None:
-            # A hook registered by an earlier instrument() must not wrap again.
-            if generation != self._generation:
-                return
-            for entry in self._expected:
+    def _on_import(self, module: ModuleType) -> None:
+        if self._active:
+            for entry in self.expected:
                 if entry.module == module.__name__:
                     self._wrap(module, entry)
-
-        return wrap
 
     def _wrap(self, module: ModuleType, entry: Wrapped) -> None:
         try:
@@ -119,16 +94,17 @@ class ContractWrapping(BaseInstrumentor):  # type: ignore[misc]
         with self._lock:
             main = sys.modules.get("__main__")
             name = None if main is None else main_module_name(main)
-            if main is None or name is None:
+            if not self._active or main is None or name is None:
                 return
             self._watch_main = False
-            for entry in CONTRACT:
+            for entry in self.expected:
                 function = getattr(main, entry.qualname, None)
                 wrapped = hasattr(function, "__wrapped__")
                 if entry.module == name and callable(function) and not wrapped:
                     self._wrap(main, entry)
 
-    def _uninstrument(self, **kwargs: Any) -> None:
+    def unwrap(self) -> None:
+        self._active = False
         for module, entry in self._wrapped:
             owner: Any = module
             *path, attribute = entry.qualname.split(".")
@@ -139,11 +115,9 @@ class ContractWrapping(BaseInstrumentor):  # type: ignore[misc]
             setattr(module, name, original)
         self._aliases.clear()
         self._wrapped.clear()
-        self._watch_main = False
-        self._generation += 1  # hooks still waiting for an import now do nothing
 
     def _wrapper(self, entry: Wrapped) -> Callable[..., Any]:
-        handler: Callable[..., Any] = getattr(self, entry.handler)
+        handler = self._handler_of(entry)
 
         def wrapper(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
             if not is_instrumentation_enabled():
@@ -154,15 +128,16 @@ class ContractWrapping(BaseInstrumentor):  # type: ignore[misc]
 
         return wrapper
 
-    def _wrap_contract(self) -> None:
-        """Wrap every findable module of the contract when it is imported (now, if it is)."""
-        self._wrapped = []
-        self._aliases = []
-        self._generation += 1
-        modules = sorted({entry.module for entry in CONTRACT})
-        missing = [name for name in modules if not findable(name)]
-        self._expected = tuple(entry for entry in CONTRACT if entry.module not in missing)
-        self._warn_missing(missing)
-        self._watch_main = any(entry.module in (SCRIPT, WEB_UI) for entry in self._expected)
-        for name in sorted({entry.module for entry in self._expected}):
-            wrapt.register_post_import_hook(self._on_import(self._generation), name)
+
+def _report_missing(missing: list[str], *, everything: bool) -> None:
+    if not missing:
+        return
+    # None found: GLM-TTS is not here (an unrelated app under opentelemetry-instrument,
+    # which loads every instrumentor installed): nothing to warn about.
+    (_log.debug if everything else _log.warning)(
+        "tts-otel: GLM-TTS modules not found: %s; %s. Run from GLM-TTS's folder "
+        "(the working directory of `python glmtts_inference.py`) or add that folder "
+        "to PYTHONPATH",
+        ", ".join(missing),
+        "nothing is instrumented" if everything else "the rest is instrumented",
+    )
