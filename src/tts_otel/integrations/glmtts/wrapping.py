@@ -71,12 +71,15 @@ class Wrapping:
         original = wrapper.__wrapped__
         packages = {entry.module.split(".")[0] for entry in CONTRACT} | {"__main__"}
         for module in list(sys.modules.values()):
-            if getattr(module, "__name__", "").split(".")[0] not in packages:
-                continue
-            for name, value in list(vars(module).items()):
-                if value is original:
-                    setattr(module, name, wrapper)
-                    self._aliases.append((module, name, original))
+            try:
+                if str(getattr(module, "__name__", "")).split(".")[0] not in packages:
+                    continue
+                for name, value in list(vars(module).items()):
+                    if value is original:
+                        setattr(module, name, wrapper)
+                        self._aliases.append((module, name, original))
+            except Exception:  # sys.modules may hold objects that are not modules
+                _log.debug("tts-otel: could not look into %r", module, exc_info=True)
 
     def handler_for(self, function: object) -> Any:
         """The wrapped version of ``function`` if it is a wrapped web UI handler (a server
