@@ -59,6 +59,8 @@ class MetricBuffer:
     def _after_fork(self) -> None:
         self._lock, self._recording = threading.Lock(), threading.Lock()
         self._drainer = None
+        # The parent's requests: the parent records them; the child would count them again.
+        self._batches.clear()
 
     def push(self, batch: list[Measurement]) -> None:
         with self._lock:
