@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
@@ -29,6 +31,7 @@ import tts_otel
 from tests.test_shutdown import request_spans
 from tests.worker_pools import PARENT_REQUESTS, REQUESTS, TASKS
 from tts_otel import semconv
+from tts_otel._fork import _clear_metric_state
 from tts_otel.exporters.otlp_json import OtlpJsonSpanExporter
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -208,3 +211,20 @@ def test_a_worker_does_not_wait_forever_on_a_hung_export_at_its_exit(
             child.join()
     assert not hung, "the worker waited on the hung export at its exit"
     assert child.exitcode == 0
+
+
+def test_the_sdk_metric_state_a_forked_child_clears_is_where_it_is_looked_for() -> None:
+    # The private SDK attributes tts_otel._fork clears in a child: without them a
+    # child's totals silently include its parent's measurements.
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    counter = provider.get_meter("test").create_counter("requests")
+    counter.add(3)
+    _clear_metric_state(provider)
+    counter.add(2)
+    data = reader.get_metrics_data()
+    assert data is not None
+    [point] = data.resource_metrics[0].scope_metrics[0].metrics[0].data.data_points
+    assert isinstance(point, NumberDataPoint)
+    assert point.value == 2
+    provider.shutdown()

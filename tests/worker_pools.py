@@ -38,6 +38,7 @@ def requests(count: int) -> int:
 def main(start_method: str, pool: str, configure_in_child: bool) -> None:
     telemetry = tts_otel.configure("worker-pools", "file")
     requests(PARENT_REQUESTS)
+    telemetry.force_flush()  # the parent's requests are in the SDK's totals at the fork
     context = multiprocessing.get_context(start_method)
     # The set-up the README gives for children that do not inherit the parent's.
     initializer = tts_otel.configure if configure_in_child else None

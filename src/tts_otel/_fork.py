@@ -154,20 +154,25 @@ def _clear_metric_state(meter_provider: Any) -> None:
     # missing, the child still exports; its totals then include the parent's.
     try:
         consumer = meter_provider._measurement_consumer
+        readers = list(consumer._reader_storages)
         storages = list(consumer._reader_storages.values())
-        readers = meter_provider._sdk_config.metric_readers
+        matches = [
+            match
+            for storage in storages
+            for found in storage._instrument_view_instrument_matches.values()
+            for match in found
+        ]
     except AttributeError:
         _log.debug("tts-otel: this SDK hides its metric state; a forked child keeps it")
         return
+    # Locks too: one a parent thread held at the fork would never be released here.
     consumer._lock = threading.Lock()
     for storage in storages:
         storage._lock = threading.RLock()
-        for matches in storage._instrument_view_instrument_matches.values():
-            for match in matches:
-                # A lock a parent thread held at the fork would never be released here.
-                match._lock = threading.Lock()
-                match._attributes_aggregation = {}
-                match._previous_collection_start_nanos = None
+    for match in matches:
+        match._lock = threading.Lock()
+        match._attributes_aggregation = {}
+        match._previous_collection_start_nanos = None
     for reader in readers:
         if hasattr(reader, "_export_lock"):  # held by the parent's export at the fork
             reader._export_lock = threading.Lock()
