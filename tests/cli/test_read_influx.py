@@ -111,6 +111,21 @@ def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
     return captured.out
 
 
+def _three_ways(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, command: list[str],
+    directory: Path, server: Influx18Server, db: str,
+) -> tuple[str, str, str]:  # fmt: skip
+    """The command's output from the file, from InfluxQL and from Flux."""
+    at = next((i for i, arg in enumerate(command) if arg.startswith("--")), len(command))
+    from_file = _run(capsys, *command[:at], str(directory), *command[at:])
+    _v1_env(monkeypatch, server.url, db=db)
+    from_influxql = _run(capsys, *command, "--influxdb", "--since", "1h")
+    monkeypatch.delenv("TTS_OTEL_INFLUXDB_USERNAME")
+    monkeypatch.delenv("TTS_OTEL_INFLUXDB_PASSWORD")
+    _v2_env(monkeypatch, server, db=db)
+    return from_file, from_influxql, _run(capsys, *command, "--influxdb", "--since", "1h")
+
+
 @pytest.mark.parametrize(
     "command",
     [
@@ -127,14 +142,9 @@ def test_influxql_flux_and_the_file_give_the_same_output(
     stored: Stored, command: list[str], monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
-    at = next((i for i, arg in enumerate(command) if arg.startswith("--")), len(command))
-    from_file = _run(capsys, *command[:at], str(stored.directory), *command[at:])
-    _v1_env(monkeypatch, stored.server.url)
-    from_influxql = _run(capsys, *command, "--influxdb", "--since", "1h")
-    monkeypatch.delenv("TTS_OTEL_INFLUXDB_USERNAME")
-    monkeypatch.delenv("TTS_OTEL_INFLUXDB_PASSWORD")
-    _v2_env(monkeypatch, stored.server)
-    from_flux = _run(capsys, *command, "--influxdb", "--since", "1h")
+    from_file, from_influxql, from_flux = _three_ways(
+        capsys, monkeypatch, command, stored.directory, stored.server, DB
+    )
     assert from_file == from_influxql == from_flux
     assert "tts." in from_file or "p50" in from_file
 
@@ -273,14 +283,9 @@ def test_requests_under_foreign_spans_read_the_same_from_influxdb(
     web: Web, command: list[str], monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
-    at = next((i for i, arg in enumerate(command) if arg.startswith("--")), len(command))
-    from_file = _run(capsys, *command[:at], str(web.directory), *command[at:])
-    _v1_env(monkeypatch, web.server.url, db=WEB_DB)
-    from_influxql = _run(capsys, *command, "--influxdb", "--since", "1h")
-    monkeypatch.delenv("TTS_OTEL_INFLUXDB_USERNAME")
-    monkeypatch.delenv("TTS_OTEL_INFLUXDB_PASSWORD")
-    _v2_env(monkeypatch, web.server, db=WEB_DB)
-    from_flux = _run(capsys, *command, "--influxdb", "--since", "1h")
+    from_file, from_influxql, from_flux = _three_ways(
+        capsys, monkeypatch, command, web.directory, web.server, WEB_DB
+    )
     assert from_file == from_influxql == from_flux
 
 
