@@ -56,7 +56,7 @@ def test_report_counts_every_synthesize_span_once(
 ) -> None:
     out, true = written
     assert true.requests == REQUESTS
-    assert len(true.traces) == 3
+    assert len(true.traces) < true.requests  # several requests in a trace
     report = _run(capsys, "report", str(out))
     assert (
         f"requests {true.requests} (errors {true.errors})   audio {true.audio_seconds:.1f} s   "
