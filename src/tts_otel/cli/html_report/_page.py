@@ -85,7 +85,8 @@ def _sections(
     if data.stages:
         sections.append(("Per-stage latency over time", _stage_table(data),
                          charts.over_time(go, "Stage latency over time (median per bucket)",
-                                          data.stages)))  # fmt: skip
+                                          {stage: data.stages[stage]
+                                           for stage in ordered_stages(data.stages)})))  # fmt: skip
     for rank, trace in enumerate(data.slowest.slowest_first(), start=1):
         heading = "Slowest requests" if rank == 1 else ""
         sections.append((heading, "", charts.waterfall(go, trace)))
