@@ -170,6 +170,7 @@ def _shared_trace() -> list[SpanRecord]:
         _span("tts.speaker_embedding", 600, 700, "prep", "http", "speaker_embedding"),
         _span("tts.vocoder", 420, 480, "lost-1", "gone", "vocoder"),  # only b runs then
         _span("tts.vocoder", 150, 160, "lost-2", "gone", "vocoder"),  # a, b and n run then
+        _span("tts.synthesize", 120, 500, "b", "http"),  # exported twice
     ]
 
 
@@ -181,7 +182,9 @@ def test_requests_in_one_trace_are_told_apart_by_parent(ordered: bool) -> None:
     else:
         random.Random(3).shuffle(spans)
     outside = assemble.Outside()
-    found = {r.root.span_id: r for r in assemble.requests(spans, Selection(), ordered, outside)}
+    listed = list(assemble.requests(spans, Selection(), ordered, outside))
+    assert len(listed) == 3
+    found = {r.root.span_id: r for r in listed}
     members = {key: sorted(s.span_id for s in r.children) for key, r in found.items()}
     assert members == {"a": ["a-ac", "a-llm"], "b": ["b-ac", "client", "lost-1"],
                        "n": ["n-voc"]}  # fmt: skip

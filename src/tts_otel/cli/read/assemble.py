@@ -190,6 +190,9 @@ class _Assembler:
             self.waiting[parent].append(span)
 
     def _start_request(self, span: SpanRecord, parent: _Key) -> None:
+        same = self.owners.get((span.trace_id, span.span_id))
+        if span.span_id and same is not None and same.root.span_id == span.span_id:
+            return  # the same span read twice (exported again): one request
         above = self.owners.get(parent)
         context = above.root if above is not None else self.remembered.get(parent)
         request = Request(span, context=context if span.parent_id else None)
