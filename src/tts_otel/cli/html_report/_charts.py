@@ -164,6 +164,7 @@ def waterfall(go: Any, spans: Sequence[SpanRecord]) -> Any:
     configuration = html.escape(configuration_of(root.attributes))
     figure.update_layout(
         title=f"{(root.end_ns - root.start_ns) / 1e6:.0f} ms \u2014 trace {root.trace_id}"
+        f" span {root.span_id}"
         f" \u2014 {configuration} \u2014 {when(root.start_ns):%Y-%m-%d %H:%M:%S} UTC",
         template="plotly_white", height=max(220, 60 + 22 * len(ordered)),
         margin={"l": 260, "r": 30, "t": 50, "b": 40}, xaxis_title="ms since the request began",

@@ -89,7 +89,26 @@ def _header(root: SpanRecord) -> str:
         for key in _SHOWN_DIMENSIONS
         if root.attributes.get(key) is not None
     ]
-    return f"trace {root.trace_id}  {start[:-3]} UTC  {' '.join(dims)}".rstrip()
+    # The span id too: a trace may hold several requests (a web UI's clicks, a session's).
+    header = f"trace {root.trace_id}  span {root.span_id}  {start[:-3]} UTC  {' '.join(dims)}"
+    return header.rstrip()
+
+
+def _context(request: Request) -> str | None:
+    """What the request's span is a child of: a header line, never a bar of the request."""
+    root, parent = request.root, request.context
+    if not root.parent_id:
+        return None
+    if parent is None:
+        return f"  in span {root.parent_id} (not read)"
+    if parent.name == semconv.SPAN_SYNTHESIZE:
+        role = "another request"
+    else:
+        role = "context, not part of the request"
+    if parent.end_ns < root.start_ns:
+        ended = (root.start_ns - parent.end_ns) / 1e9
+        role += f"; it ended {ended:.3f} s before this request began"
+    return f"  in {parent.name} (span {parent.span_id}: {role})"
 
 
 def _order(span: SpanRecord) -> tuple[int, int, str, str]:
@@ -104,11 +123,12 @@ def _waterfall(request: Request) -> str:
     children: dict[str, list[SpanRecord]] = defaultdict(list)
     known = {span.span_id for span in request.spans}
     for span in request.children:
-        # A span whose parent is missing (not stored, or outside the tree) hangs off the root.
+        # A span whose parent is missing (not stored) hangs off the root.
         children[span.parent_id if span.parent_id in known else root.span_id].append(span)
     total = root.end_ns - root.start_ns
     axis = f"0 .. {total / 1e6:.1f} ms"
-    lines = [_header(root), f"{'':<44}{'':>13} |{axis:^{WIDTH}}|"]
+    context = _context(request)
+    lines = [_header(root), *([context] if context else []), f"{'':<44}{'':>13} |{axis:^{WIDTH}}|"]
 
     drawn: set[int] = set()
 
