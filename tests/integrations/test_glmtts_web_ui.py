@@ -145,3 +145,10 @@ def test_report_and_trace_show_the_clicks(served_run: tuple[list[Click], Path]) 
     ).stdout  # fmt: skip
     assert shown.count("tts.synthesize") == 2
     assert "GET /gradio_api" not in shown
+    every = subprocess.run(
+        [cli, "trace", str(out), "--last", str(len(clicks))],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    assert every.count("tts.synthesize") == len(clicks)
+    assert every.count("queued ") == len(clicks)  # each click's wait, beside its request
+    assert every.count("tts.model_load") == 1  # the first click loaded the models

@@ -61,6 +61,11 @@ def render_trees(spans: Iterable[SpanRecord], last: int = 1) -> str:
 def _details(span: SpanRecord) -> str:
     attributes = span.attributes
     details = []
+    queued = attributes.get(semconv.ATTR_QUEUE_WAIT)
+    if isinstance(queued, int | float):  # before the request began: not a bar of it
+        details.append(f"queued {float(queued) * 1000:.1f} ms before")
+    if attributes.get(semconv.ATTR_PROMPT_REUSED) is True:
+        details.append("prompt work reused")
     segment = attributes.get(semconv.ATTR_SEGMENT_INDEX)
     if segment is not None:
         details.append(f"segment {segment}")
