@@ -29,6 +29,19 @@ TOP_LEVEL_STAGES: Final = (
     STAGE_VOCODER,
 )
 
+# Every known stage in pipeline order, a nested one (``acoustic.llm``) among its siblings
+# under its parent: the one order of every table and chart. Model loading, when a request
+# does it, comes first.
+STAGE_ORDER: Final = (
+    STAGE_MODEL_LOAD,
+    STAGE_SPEAKER_EMBEDDING,
+    STAGE_TEXT_NORMALIZATION,
+    STAGE_ACOUSTIC,
+    STAGE_ACOUSTIC_LLM,
+    STAGE_ACOUSTIC_FLOW,
+    STAGE_VOCODER,
+)
+
 # --- spans ------------------------------------------------------------------
 SPAN_SYNTHESIZE: Final = "tts.synthesize"
 STAGE_SPAN_PREFIX: Final = "tts."

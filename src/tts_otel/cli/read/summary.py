@@ -21,16 +21,6 @@ from tts_otel.cli.read.selection import Selection, short_name
 from tts_otel.cli.read.stats import sorted_percentile
 from tts_otel.exporters.influxdb.line_protocol import tag_value
 
-# Known stages in pipeline order; a nested stage (``acoustic.llm``) is ordered among its
-# siblings, under its parent.
-STAGE_ORDER = (
-    semconv.STAGE_SPEAKER_EMBEDDING,
-    semconv.STAGE_TEXT_NORMALIZATION,
-    semconv.STAGE_ACOUSTIC,
-    semconv.STAGE_ACOUSTIC_LLM,
-    semconv.STAGE_ACOUSTIC_FLOW,
-    semconv.STAGE_VOCODER,
-)
 
 
 @dataclass(frozen=True)
@@ -76,7 +66,8 @@ def _stage_rank(stage: str) -> list[tuple[int, str]]:
     rank = []
     for depth in range(1, len(parts) + 1):
         prefix = ".".join(parts[:depth])
-        known = STAGE_ORDER.index(prefix) if prefix in STAGE_ORDER else len(STAGE_ORDER)
+        order = semconv.STAGE_ORDER
+        known = order.index(prefix) if prefix in order else len(order)
         rank.append((known, prefix))
     return rank
 
