@@ -22,7 +22,6 @@ from tts_otel.cli.read.stats import sorted_percentile
 from tts_otel.exporters.influxdb.line_protocol import tag_value
 
 
-
 @dataclass(frozen=True)
 class StageRow:
     stage: str
