@@ -112,7 +112,7 @@ def length_chart(go: Any, by_length: Mapping[tuple[str, str], Sample[float]]) ->
 def _stage_colour(stage: str) -> str:
     """The same colour for a stage in every waterfall; nested stages share their parent's."""
     top = stage.split(".")[0]
-    known = list(semconv.TOP_LEVEL_STAGES)
+    known = [stage for stage in semconv.STAGE_ORDER if "." not in stage]
     palette = ["#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf"]
     index = known.index(top) if top in known else len(known) + sum(map(ord, top)) % 2
     return palette[index]
