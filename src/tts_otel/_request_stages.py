@@ -34,6 +34,12 @@ class RequestStages:
         self._span_attributes: dict[str, Mapping[str, AttributeValue]] = {}
         self._metric_attributes: dict[str, Mapping[str, AttributeValue]] = {}
 
+    @property
+    def error_details(self) -> bool:
+        """Exception messages and stack traces only where this request records plain text."""
+        mode = self._description.text_mode
+        return (self.telemetry.settings.record_text if mode is None else mode) == "plain"
+
     def wall_ns(self, at: float) -> int:
         """A ``perf_counter()`` reading as epoch nanoseconds, on this request's one clock
         pairing, so backdated stages never start before the request does."""

@@ -28,8 +28,6 @@ _log = logging.getLogger("tts_otel.config")
 T = TypeVar("T")
 S = TypeVar("S", bound=str)
 
-_TRUE: Final = frozenset({"1", "true", "yes", "on"})
-_FALSE: Final = frozenset({"0", "false", "no", "off"})
 _KEY: Final = "tts_otel.setting"
 
 
@@ -170,17 +168,6 @@ def text(raw: object) -> str:
 
 def path(raw: object) -> Path:
     return Path(str(raw))
-
-
-def flag(raw: object) -> bool:
-    if isinstance(raw, bool):
-        return raw
-    value = str(raw).strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ValueError(f"{raw!r} is not a boolean")
 
 
 def positive_number(raw: object) -> float:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from typing import Final, Literal
 
 _log = logging.getLogger("tts_otel")
 
@@ -13,6 +14,11 @@ _log = logging.getLogger("tts_otel")
 # float to check it and raises OverflowError, and not on the request's thread but on the
 # one that records the metric buffer, or in force_flush().
 MAX_COUNT = 2**63 - 1
+
+TextRecording = Literal["off", "plain", "sha256"]
+
+_TRUE: Final = frozenset({"1", "true", "yes", "on"})
+_FALSE: Final = frozenset({"0", "false", "no", "off"})
 
 # Enough of a rejected value to recognise it in a warning; a 1 MB string is not logged whole.
 _SHOWN_CHARS = 200
@@ -118,3 +124,32 @@ class ValueChecker:
                 reason,
             )
         return None
+
+
+def flag(raw: object) -> bool:
+    """``True``/``False``, or one of the words for them in any case."""
+    if isinstance(raw, bool):
+        return raw
+    value = str(raw).strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(f"{describe(raw)} is not a boolean")
+
+
+def text_mode(raw: object) -> TextRecording:
+    """The one reading of ``record_text``, for configure() and synthesis() alike:
+    a boolean (or its words), ``"plain"``, or ``"hash"``/``"sha256"``."""
+    if isinstance(raw, str):
+        word = raw.strip().lower()
+        if word in ("hash", "sha256"):
+            return "sha256"
+        if word == "plain":
+            return "plain"
+    try:
+        return "plain" if flag(raw) else "off"
+    except ValueError:
+        raise ValueError(
+            f"{describe(raw)} is not a text recording mode (true, false or hash)"
+        ) from None

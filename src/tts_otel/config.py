@@ -19,7 +19,6 @@ from typing import Any, Final, Literal, get_args
 from tts_otel._settings import (
     choice,
     file_mode,
-    flag,
     host,
     names,
     path,
@@ -29,10 +28,10 @@ from tts_otel._settings import (
     setting,
     text,
 )
+from tts_otel._validation import TextRecording, flag, text_mode
 from tts_otel.errors import ConfigurationError
 
 Timing = Literal["wall", "cuda_events"]
-TextRecording = Literal["off", "plain", "sha256"]
 
 DEFAULT_SERVICE_NAME: Final = "tts"
 DEFAULT_OUTPUT_DIR: Final = "tts-otel-out"
@@ -50,15 +49,6 @@ def _flag(name: str, raw: object) -> bool:
         return flag(raw)
     except ValueError as error:
         raise ConfigurationError(name, str(error), "use true or false") from None
-
-
-def _record_text(raw: object) -> TextRecording:
-    if isinstance(raw, str) and raw.strip().lower() in ("hash", "sha256"):
-        return "sha256"
-    try:
-        return "plain" if flag(raw) else "off"
-    except ValueError:
-        raise ValueError(f"{raw!r} is not a text recording mode") from None
 
 
 def exporter_names(raw: object) -> tuple[str, ...]:
@@ -82,7 +72,7 @@ class Settings:
         doc="`wall`, `cuda_events`",
     )  # fmt: skip
     record_text: TextRecording = setting(  # noqa: RUF009
-        "off", "TTS_OTEL_RECORD_TEXT", _record_text, "use false, true or hash",
+        "off", "TTS_OTEL_RECORD_TEXT", text_mode, "use false, true or hash",
         doc="`false`, `true`, `hash`", shown="`false`",
     )  # fmt: skip
     gpu_memory: bool = setting(

@@ -68,6 +68,10 @@ class _Detached:
     def context(self) -> Context:
         return context.get_current()
 
+    @property
+    def error_details(self) -> bool:
+        return self.telemetry.settings.record_text == "plain"
+
     def span_attributes(self, stage: str) -> Mapping[str, AttributeValue]:
         return {semconv.ATTR_STAGE: stage}
 
@@ -260,8 +264,7 @@ class Stage:
             restore_context(self._context, self._previous)
             self._previous = None
         owner = self._used
-        details = owner.telemetry.settings.record_text == "plain"
-        failure = mark_error(span, exc, details=details) if exc is not None else None
+        failure = mark_error(span, exc, details=owner.error_details) if exc is not None else None
         attributes = owner.metric_attributes(self._name, failure)
         gpu = owner.gpu
         if self._gpu is not None and gpu is not None:

@@ -20,7 +20,6 @@ from typing import Any, Final, Literal
 from tts_otel import semconv
 from tts_otel._settings import (
     choice,
-    flag,
     names,
     positive_int,
     positive_number,
@@ -29,6 +28,7 @@ from tts_otel._settings import (
     setting,
     text,
 )
+from tts_otel._validation import flag
 from tts_otel.errors import ConfigurationError
 
 # service.name plus the bounded stage and configuration attributes: the tags
