@@ -29,7 +29,7 @@ def _recorded(cap: TelemetryCapture) -> str:
 
 
 @pytest.mark.parametrize(("value", "mode"), MODES)
-def test_configure_and_synthesis_read_a_mode_alike(value: object, mode: str) -> None:
+def test_configure_and_synthesis_read_a_mode_alike(value: bool | str, mode: str) -> None:
     with capture(record_text=value) as cap:
         assert cap.telemetry.settings.record_text == mode
         with tts_otel.synthesis(model="m", text=SECRET):

@@ -127,7 +127,7 @@ def _add_attributes(
 def _record_text(
     into: Description, telemetry: Telemetry, text: str | None, record_text: object
 ) -> None:
-    mode = telemetry.settings.record_text
+    mode: TextRecording | None = telemetry.settings.record_text
     record_text = plain(record_text)  # a str subclass's own methods are not run
     if record_text is not None:
         try:
@@ -137,7 +137,7 @@ def _record_text(
         if mode is None:  # the service got it wrong: record nothing of the text
             telemetry.values.reject("record_text", record_text, "not a recording mode")
             mode = "off"
-    into.text_mode = mode
+    into.text_mode = mode = mode or "off"
     if text is not None and mode == "plain":
         into.attributes[semconv.ATTR_TEXT] = text
     elif text is not None and mode == "sha256":
