@@ -47,6 +47,8 @@ class _Checked:
             return None
         wrong_bool = kind is int and isinstance(value, bool)
         if isinstance(value, kind) and not wrong_bool:
+            if isinstance(value, str):  # made valid UTF-8 here, once, for spans and labels
+                return cast(T, self._checker.text(name, cast(str, plain(value))))
             return cast(T, plain(value))
         self._checker.reject(name, value, f"not a {kind.__name__}")
         return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import threading
 from typing import Final, Literal
 
@@ -19,6 +20,12 @@ TextRecording = Literal["off", "plain", "sha256"]
 
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "off"})
+
+# A metric label value's most characters: a label is a name to group by, and 20 stage
+# names of 100 kB made one Prometheus scrape 50 MB (every series repeats its labels).
+MAX_LABEL_CHARS: Final = 256
+
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
 
 # Enough of a rejected value to recognise it in a warning; a 1 MB string is not logged whole.
 _SHOWN_CHARS = 200
@@ -41,6 +48,15 @@ def describe(value: object) -> str:
     if len(shown) > _SHOWN_CHARS:
         return f"{shown[:_SHOWN_CHARS]}... ({len(shown)} characters)"
     return shown
+
+
+def valid_text(value: str) -> str:
+    """``value`` itself when it is valid UTF-8, else with each lone surrogate as U+FFFD."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", value)
+    return value
 
 
 def plain(value: object) -> object:
@@ -70,6 +86,34 @@ class ValueChecker:
         self._warned: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
         self.dropped = 0
+        self.cut = 0  # values kept, but shortened or with characters replaced
+
+    def text(self, name: str, value: str, limit: int | None = None) -> str:
+        """``value`` as valid UTF-8 of at most ``limit`` characters; a change is counted.
+
+        A lone surrogate (``os.fsdecode`` of a non-UTF-8 file name, a bad slice) cannot
+        be encoded by any exporter: in a metric label it made every later Prometheus
+        scrape fail with HTTP 500, in a span its whole batch fail to export.
+        """
+        safe = valid_text(value)
+        if limit is not None and len(safe) > limit:
+            safe = safe[:limit]
+        if safe is not value:
+            self.note_cut(name, value, "longer than allowed, or not valid UTF-8")
+        return safe
+
+    def note_cut(self, name: str, value: object, reason: str) -> None:
+        """Count a value kept in a changed form; the first time per (name, reason), warn."""
+        with self._lock:
+            self.cut += 1
+            first = (name, reason) not in self._warned
+            self._warned.add((name, reason))
+        if first:
+            _log.warning(
+                "tts-otel shortened or repaired %s=%s (%s); later values with the same "
+                "problem are changed silently and counted in tts.telemetry.dropped"
+                "{signal=\"cut\"}", name, describe(value), reason,
+            )  # fmt: skip
 
     def number(self, name: str, value: object) -> float | None:
         if isinstance(value, bool) or not isinstance(value, int | float):
