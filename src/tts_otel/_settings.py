@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final, NamedTuple, TypeVar
 
+from tts_otel._validation import is_utf8
 from tts_otel.errors import ConfigurationError
 
 _log = logging.getLogger("tts_otel.config")
@@ -163,7 +164,11 @@ def _warn_once(error: ConfigurationError, raw: str, default: str) -> None:
 
 
 def text(raw: object) -> str:
-    return str(raw)
+    """Any text that is valid UTF-8; the error does not repeat the value (a password)."""
+    value = str(raw)
+    if not is_utf8(value):
+        raise ValueError("is not valid UTF-8 text")
+    return value
 
 
 def path(raw: object) -> Path:

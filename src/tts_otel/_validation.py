@@ -50,13 +50,19 @@ def describe(value: object) -> str:
     return shown
 
 
-def valid_text(value: str) -> str:
-    """``value`` itself when it is valid UTF-8, else with each lone surrogate as U+FFFD."""
+def is_utf8(value: str) -> bool:
+    """Whether ``value`` encodes as UTF-8: ``os.environ`` holds a variable's non-UTF-8
+    bytes as lone surrogates (surrogateescape), which fail later, in an exporter."""
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        return _SURROGATE.sub("\ufffd", value)
-    return value
+        return False
+    return True
+
+
+def valid_text(value: str) -> str:
+    """``value`` itself when it is valid UTF-8, else with each lone surrogate as U+FFFD."""
+    return value if is_utf8(value) else _SURROGATE.sub("\ufffd", value)
 
 
 def plain(value: object) -> object:

@@ -82,22 +82,30 @@ def run_checks(settings: InfluxSettings) -> Iterator[Check]:
                 "is this InfluxDB? /ping should answer 204")  # fmt: skip
     if status != 204:
         return
-    for check in (_authenticated, _database, _test_write):
-        result = check(settings)
+    version = headers.get("X-Influxdb-Version", "")
+    # InfluxDB 1.8 takes v2 writes (/api/v2/write, bucket "db/rp", token "user:password")
+    # but has no /api/v2/buckets: there the v1 endpoints answer for the v2 settings.
+    buckets = settings.api == "v2" and not version.startswith("1.")
+    for check in (_authenticated, _database):
+        result = check(settings, buckets)
         yield result
         if not result.ok:
             return
-    version = headers.get("X-Influxdb-Version", "")
-    if settings.api == "v1" and version.startswith("1."):
+    result = _test_write(settings)
+    yield result
+    if result.ok and settings.api == "v1" and version.startswith("1."):
         yield _span_storage(settings, version)
 
 
-def _authenticated(settings: InfluxSettings) -> Check:
-    if settings.api == "v2":
+def _authenticated(settings: InfluxSettings, buckets: bool) -> Check:
+    if buckets:
         status, _, _ = _get(
             settings, "/api/v2/buckets", {"org": settings.org, "name": settings.bucket}
         )
         who, fix = "token", "check TTS_OTEL_INFLUXDB_TOKEN and TTS_OTEL_INFLUXDB_ORG"
+    elif settings.api == "v2":  # 1.8 takes the token on /query too
+        status, _, _ = _get(settings, "/query", {"q": "SHOW DATABASES"})
+        who, fix = "token", "check TTS_OTEL_INFLUXDB_TOKEN (on InfluxDB 1.8: user:password)"
     else:
         status, _, _ = _get(settings, "/query", {"q": "SHOW DATABASES"})
         who, fix = (
@@ -107,8 +115,8 @@ def _authenticated(settings: InfluxSettings) -> Check:
     return Check("authenticated", status == 200, f"{who}: HTTP {status}", fix)
 
 
-def _database(settings: InfluxSettings) -> Check:
-    if settings.api == "v2":
+def _database(settings: InfluxSettings, buckets: bool) -> Check:
+    if buckets:
         _, body, _ = _get(
             settings, "/api/v2/buckets", {"org": settings.org, "name": settings.bucket}
         )
@@ -116,12 +124,14 @@ def _database(settings: InfluxSettings) -> Check:
         where = f"bucket {settings.bucket} in org {settings.org}"
         fix = f"create the bucket: influx bucket create -n {settings.bucket} -o {settings.org}"
     else:
+        # On 1.8 a v2 bucket is "database/retention-policy".
+        database = settings.bucket.partition("/")[0] if settings.api == "v2" else settings.database
         _, body, _ = _get(settings, "/query", {"q": "SHOW DATABASES"})
         series = (body or {}).get("results", [{}])[0].get("series", [{}])
         names = {row[0] for row in series[0].get("values", [])} if series else set()
-        exists = settings.database in names
-        where = f"database {settings.database}"
-        fix = f"create it: influx -execute 'CREATE DATABASE \"{settings.database}\"'"
+        exists = database in names
+        where = f"database {database}"
+        fix = f"create it: influx -execute 'CREATE DATABASE \"{database}\"'"
     return Check("database", exists, where + (" exists" if exists else " is missing"), fix)
 
 
