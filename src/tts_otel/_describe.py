@@ -141,6 +141,12 @@ def _record_text(
             mode = "off"
     into.text_mode = mode = mode or "off"
     if text is not None and mode == "plain":
+        limit = telemetry.settings.span_attribute_length
+        if len(text) > limit:  # the SDK would cut it too, uncounted
+            telemetry.values.note_cut(
+                semconv.ATTR_TEXT, f"<{len(text)} characters>", f"longer than {limit}"
+            )
+            text = text[:limit]
         into.attributes[semconv.ATTR_TEXT] = text
     elif text is not None and mode == "sha256":
         import hashlib  # only here: importing it is a tenth of `import tts_otel`'s time

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final, NamedTuple, TypeVar
 
-from tts_otel._validation import is_utf8
+from tts_otel._validation import describe, is_utf8
 from tts_otel.errors import ConfigurationError
 
 _log = logging.getLogger("tts_otel.config")
@@ -172,7 +172,7 @@ def text(raw: object) -> str:
 
 
 def path(raw: object) -> Path:
-    return Path(str(raw))
+    return Path(text(raw))
 
 
 def positive_number(raw: object) -> float:
@@ -182,7 +182,7 @@ def positive_number(raw: object) -> float:
     except (TypeError, ValueError, OverflowError):
         value = math.nan
     if isinstance(raw, bool) or not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{raw!r} is not a finite positive number")
+        raise ValueError(f"{describe(raw)} is not a finite positive number")
     return value
 
 
@@ -193,10 +193,21 @@ def positive_int(raw: object) -> int:
     except ValueError:
         number = positive_number(raw)
         if not number.is_integer():
-            raise ValueError(f"{raw!r} is not a whole number") from None
+            raise ValueError(f"{describe(raw)} is not a whole number") from None
         value = int(number)
     if isinstance(raw, bool) or value <= 0:
-        raise ValueError(f"{raw!r} is not a positive integer")
+        raise ValueError(f"{describe(raw)} is not a positive integer")
+    return value
+
+
+def non_negative_int(raw: object) -> int:
+    """A whole number of 0 or more, as the SDK's limits take them."""
+    try:
+        value = int(raw) if isinstance(raw, int) else int(str(raw).strip())
+    except ValueError:
+        value = -1
+    if isinstance(raw, bool) or value < 0:
+        raise ValueError(f"{describe(raw)} is not a whole number of 0 or more")
     return value
 
 
@@ -206,14 +217,20 @@ def port(raw: object) -> int:
     except ValueError:
         value = -1
     if isinstance(raw, bool) or not 0 <= value <= 65535:
-        raise ValueError(f"{raw!r} is not a TCP port")
+        raise ValueError(f"{describe(raw)} is not a TCP port")
     return value
 
 
+# The longest DNS name; a longer "host" failed in the IDNA codec as a bare UnicodeError.
+_MAX_HOST_CHARS = 253
+
+
 def host(raw: object) -> str:
-    address = str(raw).strip()
+    address = text(raw).strip()
     if not address:
         raise ValueError("the address is empty")
+    if len(address) > _MAX_HOST_CHARS:
+        raise ValueError(f"{describe(address)} is longer than a host name can be")
     return address
 
 
@@ -225,7 +242,7 @@ def choice(*options: S) -> Callable[[object], S]:
         for option in options:
             if value == option:
                 return option
-        raise ValueError(f"{raw!r} is not one of {', '.join(options)}")
+        raise ValueError(f"{describe(raw)} is not one of {', '.join(options)}")
 
     return parse
 
@@ -237,15 +254,15 @@ def names(raw: object) -> tuple[str, ...]:
     elif isinstance(raw, Iterable):
         parts = raw
     else:
-        raise ValueError(f"{raw!r} is not a list of names")
-    return tuple(str(part).strip() for part in parts if str(part).strip())
+        raise ValueError(f"{describe(raw)} is not a list of names")
+    return tuple(text(part).strip() for part in parts if text(part).strip())
 
 
 def file_mode(raw: object) -> int:
     """Permission bits in octal (``600``, ``0640``, ``0o640``, or an int such as ``0o640``);
     the owner keeps read and write, which the writer needs to reopen its files."""
     if isinstance(raw, bool):
-        raise ValueError(f"{raw!r} is not a file mode")
+        raise ValueError(f"{describe(raw)} is not a file mode")
     try:
         value = raw if isinstance(raw, int) else int(str(raw).strip().removeprefix("0o"), 8)
     except ValueError:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import os
 from collections.abc import Callable, Iterator
+from typing import Literal
 
 from opentelemetry.sdk.metrics.export import (
     ConsoleMetricExporter,
@@ -21,7 +21,7 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 
-from tts_otel.config import Settings
+from tts_otel.config import Settings, otlp_protocol
 from tts_otel.errors import ConfigurationError
 from tts_otel.exporters.parts import ExporterParts
 
@@ -82,17 +82,9 @@ def _needs(extra: str) -> Iterator[None]:
         ) from error  # fmt: skip
 
 
-def _otlp_protocol(signal: str) -> str:
-    """The signal's protocol variable, else the general one, as the OTel specification says."""
-    variable = f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL"
-    if variable not in os.environ:
-        variable = "OTEL_EXPORTER_OTLP_PROTOCOL"
-    protocol = os.environ.get(variable, "grpc")
-    if protocol not in ("grpc", "http/protobuf"):
-        raise ConfigurationError(
-            variable, f"{protocol!r} is not supported", "use grpc or http/protobuf"
-        )
-    return protocol
+def _otlp_protocol(signal: Literal["TRACES", "METRICS"]) -> str:
+    """From the settings table (config.SdkSettings), where empty means unset."""
+    return otlp_protocol(signal)
 
 
 def _otlp_span_exporter() -> SpanExporter:

@@ -28,7 +28,7 @@ from tts_otel._settings import (
     setting,
     text,
 )
-from tts_otel._validation import flag, is_utf8
+from tts_otel._validation import describe, flag, is_utf8
 from tts_otel.errors import ConfigurationError
 
 # service.name plus the bounded stage and configuration attributes: the tags
@@ -65,9 +65,15 @@ def _url(raw: object) -> str:
 
 
 def _spool_dir(raw: object) -> Path | None:
-    directory = Path(str(raw))
-    if directory.exists() and not directory.is_dir():
-        raise ValueError(f"{str(directory)!r} is not a directory")
+    directory = Path(text(raw))
+    try:
+        usable = not directory.exists() or directory.is_dir()
+    except OSError as error:  # a name too long for the file system, say
+        raise ValueError(
+            f"{describe(str(directory))} cannot be a directory ({error.strerror})"
+        ) from None
+    if not usable:
+        raise ValueError(f"{describe(str(directory))} is not a directory")
     return directory
 
 
