@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final, NamedTuple, TypeVar
 
-from tts_otel._validation import describe, is_utf8
+from tts_otel._validation import MAX_COUNT, describe, is_utf8
 from tts_otel.errors import ConfigurationError
 
 _log = logging.getLogger("tts_otel.config")
@@ -200,25 +200,24 @@ def positive_int(raw: object) -> int:
     return value
 
 
-def non_negative_int(raw: object) -> int:
-    """A whole number of 0 or more, as the SDK's limits take them."""
+def _whole(raw: object, low: int, high: int, what: str) -> int:
+    """An integer from ``low`` to ``high`` (a bool is none), else ValueError naming ``what``."""
     try:
         value = int(raw) if isinstance(raw, int) else int(str(raw).strip())
     except ValueError:
-        value = -1
-    if isinstance(raw, bool) or value < 0:
-        raise ValueError(f"{describe(raw)} is not a whole number of 0 or more")
+        value = low - 1
+    if isinstance(raw, bool) or not low <= value <= high:
+        raise ValueError(f"{describe(raw)} is not {what}")
     return value
+
+
+def non_negative_int(raw: object) -> int:
+    """A whole number of 0 or more, as the SDK's limits take them."""
+    return _whole(raw, 0, MAX_COUNT, "a whole number of 0 or more")
 
 
 def port(raw: object) -> int:
-    try:
-        value = int(raw) if isinstance(raw, int) else int(str(raw).strip())
-    except ValueError:
-        value = -1
-    if isinstance(raw, bool) or not 0 <= value <= 65535:
-        raise ValueError(f"{describe(raw)} is not a TCP port")
-    return value
+    return _whole(raw, 0, 65535, "a TCP port")
 
 
 # The longest DNS name; a longer "host" failed in the IDNA codec as a bare UnicodeError.

@@ -110,11 +110,7 @@ class ValueChecker:
 
     def note_cut(self, name: str, value: object, reason: str) -> None:
         """Count a value kept in a changed form; the first time per (name, reason), warn."""
-        with self._lock:
-            self.cut += 1
-            first = (name, reason) not in self._warned
-            self._warned.add((name, reason))
-        if first:
+        if self._count("cut", name, reason):
             _log.warning(
                 "tts-otel shortened or repaired %s=%s (%s); later values with the same "
                 "problem are changed silently and counted in tts.telemetry.dropped"
@@ -159,13 +155,17 @@ class ValueChecker:
             return None
         return int(number)
 
-    def reject(self, name: str, value: object, reason: str) -> None:
-        """Count ``value`` as dropped; the first time per (name, reason), warn."""
+    def _count(self, counter: str, name: str, reason: str) -> bool:
+        """Add one to ``counter``; whether (name, reason) is new, to be warned about."""
         with self._lock:
-            self.dropped += 1
+            setattr(self, counter, getattr(self, counter) + 1)
             first = (name, reason) not in self._warned
             self._warned.add((name, reason))
-        if first:
+        return first
+
+    def reject(self, name: str, value: object, reason: str) -> None:
+        """Count ``value`` as dropped; the first time per (name, reason), warn."""
+        if self._count("dropped", name, reason):
             _log.warning(
                 "tts-otel dropped %s=%s (%s); later values with the same problem are dropped "
                 "silently and counted in tts.telemetry.dropped",
