@@ -67,6 +67,8 @@ BAD = [
     ("OTEL_TRACES_EXPORTER", "otpl", {}),
     ("OTEL_METRICS_EXPORTER", "prometeus", {}),
     ("TTS_OTEL_OUTPUT_DIR", NOT_UTF8, {}),
+    ("TTS_OTEL_OUTPUT_MODE", LONG, {}),
+    ("TTS_OTEL_OUTPUT_MODE", "0400", {}),
     ("TTS_OTEL_RECORD_TEXT", LONG, {}),
     ("TTS_OTEL_KV_CACHE", "maybe", {}),
     ("TTS_OTEL_MODEL_VERSION", NOT_UTF8, {}),
