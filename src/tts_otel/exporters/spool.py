@@ -1,12 +1,10 @@
 """Where batches wait while the backend is away: bounded in bytes, replayed oldest first.
 
-The InfluxDB and the OTLP writers both spool here; a batch is opaque bytes
-and the number of points it holds. In memory by default; in a directory when
-one is configured, so that what waits survives a restart of the exporting
-process. Overflow drops the oldest batches and counts their points. A memory
-spool ends with the process: what it still holds at shutdown is counted as
-dropped (:meth:`MemorySpool.discard`). A spool is used by one writer, under
-that writer's lock.
+A batch (of the InfluxDB or the OTLP writer) is opaque bytes and its number of
+points. In memory by default, counted as dropped if still held at shutdown; in
+a directory when one is configured, so that it survives a restart of the
+process. Overflow drops the oldest batches, counted. One writer uses a spool,
+under its lock.
 
 Several writers may share one directory: the span and metric exporters of a
 process, and every worker of a service configured alike. So each writer names
@@ -299,5 +297,4 @@ class DiskSpool:
         return sum(self._points(name) for name, _ in sizes), sum(size for _, size in sizes)
 
     def discard(self) -> int:
-        """Nothing: the batches stay on disk for the next process."""
-        return 0
+        return 0  # the batches stay on disk for the next process
