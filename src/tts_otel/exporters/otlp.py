@@ -17,6 +17,7 @@ first byte of a spooled batch says which service it goes to.
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -136,39 +137,23 @@ class OtlpMetricExporter(MetricExporter):
         pass  # the writer is closed after both providers' last export
 
 
-def _sdk_span_exporter() -> tuple[SpanExporter, Sender]:
-    if otlp_protocol("TRACES") == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-
-        grpc_exporter = OTLPSpanExporter()
-        return grpc_exporter, GrpcSender(grpc_exporter, SPANS)
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
-        OTLPSpanExporter as HttpSpanExporter,
+def _sdk_exporter(signal: str, kind: bytes) -> tuple[Any, Sender]:
+    """The SDK's exporter of ``signal`` for its protocol, and a sender through it."""
+    grpc = otlp_protocol(signal) == "grpc"
+    package = "grpc" if grpc else "http"
+    name = ("trace", "OTLPSpanExporter") if kind == SPANS else ("metric", "OTLPMetricExporter")
+    module = importlib.import_module(
+        f"opentelemetry.exporter.otlp.proto.{package}.{name[0]}_exporter"
     )
-
-    http_exporter = HttpSpanExporter()
-    return http_exporter, HttpSender(http_exporter, SPANS)
-
-
-def _sdk_metric_exporter() -> tuple[MetricExporter, Sender]:
-    if otlp_protocol("METRICS") == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
-
-        grpc_exporter = OTLPMetricExporter()
-        return grpc_exporter, GrpcSender(grpc_exporter, METRICS)
-    from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
-        OTLPMetricExporter as HttpMetricExporter,
-    )
-
-    http_exporter = HttpMetricExporter()
-    return http_exporter, HttpSender(http_exporter, METRICS)
+    exporter = getattr(module, name[1])()
+    return exporter, GrpcSender(exporter, kind) if grpc else HttpSender(exporter, kind)
 
 
 def otlp_exporter(settings: Settings) -> ExporterParts:
     """The ``otlp`` exporter name: spans and metrics through one spooling writer, closed
     after both providers have made their last export."""
-    span_sdk, span_sender = _sdk_span_exporter()
-    metric_sdk, metric_sender = _sdk_metric_exporter()
+    span_sdk, span_sender = _sdk_exporter("TRACES", SPANS)
+    metric_sdk, metric_sender = _sdk_exporter("METRICS", METRICS)
     writer = OtlpWriter(settings, span_sender, metric_sender)
     return ExporterParts(
         span_exporter=OtlpSpanExporter(writer, span_sdk),
