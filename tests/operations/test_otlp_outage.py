@@ -246,3 +246,28 @@ def test_a_disk_spool_keeps_an_outage_for_the_next_process(
         assert not list((tmp_path / "spool").glob("*.otlp"))
     finally:
         collector.stop()
+
+
+def test_a_batch_the_collector_refuses_for_good_costs_its_spans_only_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # gRPC answers a request over the collector's 4 MiB limit with RESOURCE_EXHAUSTED, which
+    # OTLP retries only when the server sends RetryInfo. Kept and retried, that one batch sat
+    # at the head of the spool and every later batch waited behind it, for good.
+    collector = _collector(tmp_path, "strict")
+    collector.start()
+    try:
+        service = _Service(collector, monkeypatch, OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT="10000000")
+        huge = service.telemetry.tracer.start_span("huge")
+        huge.set_attribute("payload", "x" * 5_000_000)
+        huge.end()
+        service.telemetry.force_flush()
+        for _ in range(10):
+            service.request()
+        assert service.telemetry.force_flush() is True
+        health = service.health()
+        assert health["dropped"] == 1
+        assert received(collector)["spans"] == 20
+    finally:
+        service.telemetry.shutdown()
+        collector.stop()

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any, Final, Protocol
 
 import grpc
+from google.rpc.error_details_pb2 import RetryInfo
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceResponse,
 )
@@ -56,6 +57,15 @@ def _rejected(kind: bytes, response: Any) -> None:
         )
 
 
+def _retry_after(error: grpc.RpcError) -> float | None:
+    """The delay a gRPC error's RetryInfo asks for, if it has one."""
+    found = dict(error.trailing_metadata() or ()).get("google.rpc.retryinfo-bin")
+    if found is None:
+        return None
+    info = RetryInfo.FromString(found)
+    return float(info.retry_delay.seconds + info.retry_delay.nanos / 1e9)
+
+
 class GrpcSender:
     """Through the channel of the SDK's gRPC exporter, which holds its configuration."""
 
@@ -83,18 +93,27 @@ class GrpcSender:
                 request, metadata=self._exporter._headers, timeout=self.timeout_s
             )
         except grpc.RpcError as error:
-            code = error.code()
-            message = f"gRPC {code.name}: {error.details()}"
-            if code in _UNREACHABLE:
-                # As the SDK's exporter does: a new channel, not one in grpc's reconnect backoff
-                # (which grows to minutes and outlasts a restarted collector).
-                self._exporter._channel.close()
-                self._exporter._initialize_channel_and_stub()
-                raise UnreachableError(f"cannot reach the collector: {message}") from None
-            if code in self._exporter._retryable_error_codes:
-                raise RetryableError(message) from None
-            raise PermanentError(message) from None
+            raise self._meaning(error) from None
         _rejected(self._kind, response)
+
+    def _meaning(self, error: grpc.RpcError) -> Exception:
+        code = error.code()
+        message = f"gRPC {code.name}: {error.details()}"
+        if code in _UNREACHABLE:
+            # As the SDK's exporter does: a new channel, not one in grpc's reconnect backoff
+            # (which grows to minutes and outlasts a restarted collector).
+            self._exporter._channel.close()
+            self._exporter._initialize_channel_and_stub()
+            return UnreachableError(f"cannot reach the collector: {message}")
+        retry_after = _retry_after(error)
+        # OTLP: RESOURCE_EXHAUSTED is retried only when the server says when (RetryInfo).
+        # A request over the server's size limit gets it without: kept, it would stay at
+        # the head of the spool and hold every later batch behind it.
+        if code == grpc.StatusCode.RESOURCE_EXHAUSTED and retry_after is None:
+            return PermanentError(message)
+        if code in self._exporter._retryable_error_codes:
+            return RetryableError(message, retry_after)
+        return PermanentError(message)
 
     def close(self) -> None:
         self._exporter.shutdown()
