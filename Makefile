@@ -9,10 +9,11 @@ STAMP  := $(CACHE)/stamps
 
 .PHONY: demo test lint typecheck pytest bench clean services collector influxd18
 
-# Real servers the tests run on loopback, from Debian (needs root, as CI has), and
-# the headless browser that loads the HTML report.
-SERVICE_BINARIES := prometheus promtool prometheus-alertmanager amtool influxd chromium
-SERVICE_PACKAGES := prometheus prometheus-alertmanager influxdb chromium
+# Real servers the tests run on loopback, from Debian (needs root, as CI has), the
+# headless browser that loads the HTML report, and espeak-ng, the small real TTS engine
+# of examples/espeak_service.py.
+SERVICE_BINARIES := prometheus promtool prometheus-alertmanager amtool influxd chromium espeak-ng
+SERVICE_PACKAGES := prometheus prometheus-alertmanager influxdb chromium espeak-ng
 
 $(STAMP):
 	mkdir -p $(STAMP)

@@ -36,10 +36,24 @@ HISTOGRAM_UNITS = {
     semconv.METRIC_REAL_TIME_FACTOR: semconv.UNIT_RATIO,
     semconv.METRIC_AUDIO_DURATION: semconv.UNIT_SECONDS,
     semconv.METRIC_GPU_MEMORY_PEAK: semconv.UNIT_BYTES,
+    semconv.METRIC_AUDIO_UNDERRUN: semconv.UNIT_SECONDS,
+    semconv.METRIC_QUEUE_WAIT: semconv.UNIT_SECONDS,
 }
 COUNTER_UNITS = {
     semconv.METRIC_REQUESTS: semconv.UNIT_REQUESTS,
     semconv.METRIC_TELEMETRY_DROPPED: semconv.UNIT_POINTS,
+    semconv.METRIC_EXPORTER_POINTS: semconv.UNIT_POINTS,
+}
+GAUGE_UNITS = {
+    semconv.METRIC_EXPORTER_SPOOL_POINTS: semconv.UNIT_POINTS,
+    semconv.METRIC_EXPORTER_SPOOL_USAGE: semconv.UNIT_BYTES,
+    semconv.METRIC_EXPORTER_SPOOL_LIMIT: semconv.UNIT_BYTES,
+    semconv.METRIC_HW_GPU_MEMORY_USAGE: semconv.UNIT_BYTES,
+    semconv.METRIC_HW_GPU_MEMORY_LIMIT: semconv.UNIT_BYTES,
+    semconv.METRIC_HW_GPU_UTILIZATION: semconv.UNIT_RATIO,
+    semconv.METRIC_HW_POWER: semconv.UNIT_WATTS,
+    semconv.METRIC_HW_TEMPERATURE: semconv.UNIT_CELSIUS,
+    semconv.METRIC_GPU_THROTTLED: semconv.UNIT_RATIO,
 }
 # Prometheus's names for OpenTelemetry metrics, as the Python exporter and the collector
 # both write them: runs of characters other than letters, digits and ":" become "_", the
@@ -65,18 +79,25 @@ def prometheus_name(name: str, unit: str, *, counter: bool = False) -> str:
 
 HISTOGRAMS = {name: prometheus_name(name, unit) for name, unit in HISTOGRAM_UNITS.items()}
 COUNTERS = {name: prometheus_name(name, unit, counter=True) for name, unit in COUNTER_UNITS.items()}
+GAUGES = {name: prometheus_name(name, unit) for name, unit in GAUGE_UNITS.items()}
 EMITTED = frozenset(
     {f"{name}_{suffix}" for name in HISTOGRAMS.values() for suffix in ("bucket", "sum", "count")}
     | set(COUNTERS.values())
+    | set(GAUGES.values())
 )
-# Only with a GPU (torch and CUDA): tests without one check these queries run, not that they
-# return data.
-GPU_ONLY = frozenset({HISTOGRAMS[semconv.METRIC_STAGE_GPU_DURATION],
-                      HISTOGRAMS[semconv.METRIC_GPU_MEMORY_PEAK]})  # fmt: skip
+# Series that exist only with a GPU (torch and CUDA, NVML), with an exporter that spools
+# (InfluxDB, OTLP), with streaming requests, or behind a queue that reports its wait
+# (the GLM-TTS web UI): tests without them check these queries run, not that they answer.
+CONDITIONAL = frozenset(
+    {HISTOGRAMS[semconv.METRIC_STAGE_GPU_DURATION], HISTOGRAMS[semconv.METRIC_GPU_MEMORY_PEAK],
+     HISTOGRAMS[semconv.METRIC_AUDIO_UNDERRUN], HISTOGRAMS[semconv.METRIC_QUEUE_WAIT],
+     COUNTERS[semconv.METRIC_EXPORTER_POINTS], *GAUGES.values()}
+)  # fmt: skip
 
 NS = 1000000000  # nanoseconds a second; InfluxQL 1.6 cannot parse 1e9
-STAGE_FILTER = 'tts_stage=~"$stage", tts_model_name=~"$model"'
-REQUEST_FILTER = 'tts_model_name=~"$model"'
+TARGET_FILTER = 'job=~"$job", instance=~"$instance"'
+STAGE_FILTER = f'tts_stage=~"$stage", tts_model_name=~"$model", {TARGET_FILTER}'
+REQUEST_FILTER = f'tts_model_name=~"$model", {TARGET_FILTER}'
 
 
 def _quantile(q: float, histogram: str, by: str, selector: str) -> str:
@@ -108,6 +129,19 @@ PANELS: dict[str, tuple[str, str, str]] = {
         "timeseries", "s", "GPU time per stage, with timing=cuda_events."),
     "Telemetry dropped": ("timeseries", "short",
         "Items tts-otel dropped: buffer overflow, invalid values, failed exports."),
+    "Queue wait p95": ("timeseries", "s",
+        "Time requests waited in the server's queue before their handler ran."),
+    "Streaming underrun p95": ("timeseries", "s",
+        "Seconds a listener starting at the first chunk waits for later ones."),
+    "Exporter points per second": ("timeseries", "short",
+        "Points each exporter sent and dropped."),
+    "Exporter spool": ("timeseries", "percentunit",
+        "Share of each exporter's spool bound in use: above 0 the backend is not taking points."),
+    "GPU memory in use": ("timeseries", "percentunit",
+        "NVML: memory used over the GPU's total; a steady climb is a leak."),
+    "GPU utilization, power, temperature": ("timeseries", "none",
+        "NVML: share of time a kernel ran, watts, degrees Celsius."),
+    "GPU throttling": ("timeseries", "short", "NVML: 1 while a throttle reason is active."),
 }  # fmt: skip
 
 
@@ -197,12 +231,53 @@ def prometheus_dashboard() -> Json:
         )),
         _panel("Telemetry dropped", target(
             f"sum by (tts_telemetry_signal) "
-            f"(rate({COUNTERS[semconv.METRIC_TELEMETRY_DROPPED]}[$__rate_interval]))",
-            "{{tts_telemetry_signal}}",
+            f"(rate({COUNTERS[semconv.METRIC_TELEMETRY_DROPPED]}{{{TARGET_FILTER}}}"
+            "[$__rate_interval]))", "{{tts_telemetry_signal}}",
+        )),
+        _panel("Queue wait p95", target(
+            _quantile(0.95, HISTOGRAMS[semconv.METRIC_QUEUE_WAIT], "", REQUEST_FILTER), "p95",
+        )),
+        _panel("Streaming underrun p95", target(
+            _quantile(0.95, HISTOGRAMS[semconv.METRIC_AUDIO_UNDERRUN], "", REQUEST_FILTER),
+            "p95",
+        )),
+        _panel("Exporter points per second", target(
+            f"sum by (tts_exporter, tts_exporter_outcome) "
+            f"(rate({COUNTERS[semconv.METRIC_EXPORTER_POINTS]}{{{TARGET_FILTER}}}"
+            "[$__rate_interval]))", "{{tts_exporter}} {{tts_exporter_outcome}}",
+        )),
+        _panel("Exporter spool", target(
+            f"max by (instance, tts_exporter) "
+            f"({GAUGES[semconv.METRIC_EXPORTER_SPOOL_USAGE]}{{{TARGET_FILTER}}} "
+            f"/ {GAUGES[semconv.METRIC_EXPORTER_SPOOL_LIMIT]}{{{TARGET_FILTER}}})",
+            "{{instance}} {{tts_exporter}}",
+        )),
+        _panel("GPU memory in use", target(
+            f"{GAUGES[semconv.METRIC_HW_GPU_MEMORY_USAGE]}{{{TARGET_FILTER}}} "
+            f"/ {GAUGES[semconv.METRIC_HW_GPU_MEMORY_LIMIT]}{{{TARGET_FILTER}}}",
+            "{{instance}} GPU {{hw_id}}",
+        )),
+        _panel("GPU utilization, power, temperature",
+            target(f"{GAUGES[semconv.METRIC_HW_GPU_UTILIZATION]}{{{TARGET_FILTER}}}",
+                   "{{instance}} GPU {{hw_id}} utilization"),
+            target(f'{GAUGES[semconv.METRIC_HW_POWER]}{{hw_type="gpu", {TARGET_FILTER}}}',
+                   "{{instance}} GPU {{hw_id}} W"),
+            target(f'{GAUGES[semconv.METRIC_HW_TEMPERATURE]}{{hw_type="gpu", {TARGET_FILTER}}}',
+                   "{{instance}} GPU {{hw_id}} °C"),
+        ),
+        _panel("GPU throttling", target(
+            f"max by (instance, hw_id, tts_gpu_throttle_reason) "
+            f"({GAUGES[semconv.METRIC_GPU_THROTTLED]}{{{TARGET_FILTER}}})",
+            "{{instance}} GPU {{hw_id}} {{tts_gpu_throttle_reason}}",
         )),
     ]  # fmt: skip
+    requests_total = COUNTERS[semconv.METRIC_REQUESTS]
     variables = [
         _datasource_variable("prometheus"),
+        _query_variable("job", f"label_values({requests_total}, job)", prom),
+        _query_variable(
+            "instance", f'label_values({requests_total}{{job=~"$job"}}, instance)', prom
+        ),
         _query_variable("model", f"label_values({request}_count, tts_model_name)", prom),
         _query_variable("stage", f"label_values({stage}_count, tts_stage)", prom),
     ]
@@ -259,7 +334,7 @@ def _check_metrics(dashboard: Json) -> None:
     for panel in dashboard["panels"]:
         for target in panel["targets"]:
             # A metric name is the one word followed by a selector or a range.
-            unknown = set(re.findall(r"\b(tts_[a-z_]+)[{\[]", target["expr"])) - EMITTED
+            unknown = set(re.findall(r"\b((?:tts|hw)_[a-z_]+)[{\[]", target["expr"])) - EMITTED
             if unknown:
                 raise ValueError(f"panel {panel['title']!r} queries {sorted(unknown)}, "
                                  "which tts-otel does not emit")  # fmt: skip

@@ -13,6 +13,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "torch: runs torch (the reference workload, the GLM-TTS stand-ins); "
         "skipped where torch is not installed",
     )
+    config.addinivalue_line(
+        "markers",
+        "gpu: needs a real NVIDIA GPU (torch with CUDA, NVML); skipped with the reason where "
+        "there is none, as in CI: run `pytest -m gpu` where a GPU is lent",
+    )
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

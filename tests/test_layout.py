@@ -1,5 +1,7 @@
-"""The package's layout: imports run one way (no cycles among src/tts_otel modules), and
-modules and functions stay small enough to read."""
+"""The package's layout: imports run one way (no cycles among src/tts_otel modules).
+
+How large a function may grow is ruff's to say (mccabe complexity, branches, statements:
+pyproject.toml), not a line count that shapes files to fit it."""
 
 from __future__ import annotations
 
@@ -67,28 +69,3 @@ def test_no_import_cycles_among_the_packages_modules() -> None:
     for name in sorted(graph):
         walk(name, [name], finished)
     assert cycles == [], "\n".join(" -> ".join(cycle) for cycle in cycles)
-
-
-# Functions that are declarative tables: one entry per instrument, nothing to split.
-TABLES = {"tts_otel._instruments.Instruments.create"}
-
-
-def test_modules_and_functions_stay_small_enough_to_read() -> None:
-    too_long: list[str] = []
-    for path in PACKAGE.rglob("*.py"):
-        source = path.read_text(encoding="utf-8")
-        if len(source.splitlines()) > 300:
-            too_long.append(f"{path}: {len(source.splitlines())} lines (at most 300)")
-        module = _module_name(path)
-
-        def visit(node: ast.AST, prefix: str) -> None:
-            for child in ast.iter_child_nodes(node):
-                name = getattr(child, "name", "")
-                if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
-                    lines = (child.end_lineno or child.lineno) - child.lineno + 1
-                    if lines > 60 and f"{prefix}.{name}" not in TABLES:
-                        too_long.append(f"{prefix}.{name}: {lines} lines (at most 60)")
-                visit(child, f"{prefix}.{name}" if name else prefix)
-
-        visit(ast.parse(source), module)
-    assert too_long == [], "\n".join(too_long)

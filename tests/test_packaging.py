@@ -119,6 +119,7 @@ LOADED_AT_START = textwrap.dedent(
 
     assert loaded() == set(), loaded()
     assert {{"configure", "register_exporter"}} <= set(dir(tts_otel))  # completion sees them
+    assert "TYPE_CHECKING" not in dir(tts_otel)  # nor the module's import helpers
     from tts_otel import configure
     tts_otel.register_exporter
     assert loaded() == set({start_time!r}), loaded()

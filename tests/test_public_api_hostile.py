@@ -238,7 +238,8 @@ class Interpreter:
         for op in ops:
             self.op(op, req, stages)
 
-    def op(self, op: Op, req: Synthesis | None, stages: list[Stage]) -> None:
+    # One branch per kind of generated operation: a dispatch table read as one.
+    def op(self, op: Op, req: Synthesis | None, stages: list[Stage]) -> None:  # noqa: C901, PLR0912
         kind = op[0]
         if kind == "audio" and req is not None:
             req.audio(**_kwargs(op[1]))

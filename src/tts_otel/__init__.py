@@ -63,4 +63,5 @@ if not TYPE_CHECKING:  # type checkers see the imports above, and a misspelt nam
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_LOADED_ON_USE})
+    # The public names and the module's own dunders, not its import helpers.
+    return sorted({*__all__, *(name for name in globals() if name.startswith("__"))})

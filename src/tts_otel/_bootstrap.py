@@ -25,6 +25,7 @@ from opentelemetry.trace import TracerProvider
 from opentelemetry.util.types import AttributeValue
 
 from tts_otel._batching import CountingBatchSpanProcessor
+from tts_otel._fork import follow_into_workers
 from tts_otel._settings import rows
 from tts_otel.config import Settings, check_sdk_environment, exporter_names, load_settings
 from tts_otel.errors import ConfigurationError
@@ -101,6 +102,7 @@ def configure(
     gpu_memory: bool | None = None,
     nvml: bool | None = None,
     output_dir: str | Path | None = None,
+    output_mode: int | str | None = None,
     max_attribute_values: int | None = None,
     metric_buffer_size: int | None = None,
     prometheus: bool | int | str | None = None,
@@ -114,12 +116,11 @@ def configure(
     Each setting comes from its argument, else its ``TTS_OTEL_*``/``OTEL_*``
     variable, else a default (the table in :class:`~tts_otel.config.Settings`).
     ``exporters`` takes names (``"console,file"``) and SDK exporter, processor
-    or reader instances. Pass ``tracer_provider``
-    and ``meter_provider`` to use providers the application built itself;
-    metric readers cannot be added to an existing meter provider, so give it
-    yours when you create it. ``prometheus=True``, a port or ``"host:port"``
-    adds the Prometheus endpoint (port 0: a free port, listed in
-    ``destinations``). Invalid settings raise ConfigurationError.
+    or reader instances. Pass ``tracer_provider`` and ``meter_provider`` to use
+    providers the application built itself; metric readers cannot be added to
+    an existing meter provider, so give it yours when you create it.
+    ``prometheus=True``, a port or ``"host:port"`` adds the Prometheus endpoint
+    (port 0: a free port, in ``destinations``). Bad settings raise ConfigurationError.
 
     ``cuda``: ``"auto"`` loads torch's CUDA when a setting needs it; ``None``
     never does; or pass a :class:`~tts_otel.gpu.CudaRuntime` (a fake in tests).
@@ -146,6 +147,7 @@ def configure(
     )  # fmt: skip
     if set_global and owns:
         _set_global_providers(tracer_provider, meter_provider)
+    follow_into_workers(telemetry, owns)  # multiprocessing's, which end by os._exit
     set_telemetry(telemetry)
     return telemetry
 

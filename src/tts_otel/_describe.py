@@ -64,6 +64,7 @@ def describe(
     into: Description, telemetry: Telemetry, *, model: object, model_version: object,
     sample_rate: object, kv_cache: object, streaming: object, text: object, characters: object,
     language: object, prompt_text: object, record_text: object, attributes: object,
+    kind: object = semconv.REQUEST_KIND_SYNTHESIS,
 ) -> None:  # fmt: skip
     checker = telemetry.values
     checked = _Checked(checker)
@@ -82,6 +83,9 @@ def describe(
         semconv.ATTR_STREAMING: checked.of(semconv.ATTR_STREAMING, streaming, bool) or False,
         semconv.ATTR_TEXT_LENGTH_BIN: (
             semconv.length_bin(into.characters) if into.characters is not None else None
+        ),
+        semconv.ATTR_REQUEST_KIND: (
+            checked.of(semconv.ATTR_REQUEST_KIND, kind, str) or semconv.REQUEST_KIND_SYNTHESIS
         ),
     }
     # Bounded configuration goes on every span (so stage spans can be

@@ -17,6 +17,7 @@ class Instruments(NamedTuple):
     stage_duration: Histogram
     stage_gpu_duration: Histogram
     time_to_first_audio: Histogram
+    queue_wait: Histogram
     chunk_interval: Histogram
     audio_underrun: Histogram
     audio_stalls: Histogram
@@ -58,6 +59,10 @@ class Instruments(NamedTuple):
             time_to_first_audio=histogram(
                 semconv.METRIC_TIME_TO_FIRST_AUDIO, semconv.UNIT_SECONDS,
                 "From request start to the first audio handed out.", seconds,
+            ),
+            queue_wait=histogram(
+                semconv.METRIC_QUEUE_WAIT, semconv.UNIT_SECONDS,
+                "Time a request waited in the server's queue before its handler ran.", seconds,
             ),
             chunk_interval=histogram(
                 semconv.METRIC_CHUNK_INTERVAL, semconv.UNIT_SECONDS,

@@ -59,6 +59,9 @@ class MetricBuffer:
     def _after_fork(self) -> None:
         self._lock, self._recording = threading.Lock(), threading.Lock()
         self._drainer = None
+        # The parent's requests and drops: the parent reports them; the child, its own.
+        self._batches.clear()
+        self.dropped = 0
 
     def push(self, batch: list[Measurement]) -> None:
         with self._lock:

@@ -255,3 +255,19 @@ def names(raw: object) -> tuple[str, ...]:
     else:
         raise ValueError(f"{raw!r} is not a list of names")
     return tuple(str(part).strip() for part in parts if str(part).strip())
+
+
+def file_mode(raw: object) -> int:
+    """Permission bits in octal (``600``, ``0640``, ``0o640``, or an int such as ``0o640``);
+    the owner keeps read and write, which the writer needs to reopen its files."""
+    if isinstance(raw, bool):
+        raise ValueError(f"{raw!r} is not a file mode")
+    try:
+        value = raw if isinstance(raw, int) else int(str(raw).strip().removeprefix("0o"), 8)
+    except ValueError:
+        raise ValueError(f"{str(raw)[:20]!r} is not an octal file mode") from None
+    if not 0 <= value <= 0o777:
+        raise ValueError(f"{value:o} is not a file mode (000 to 777)")
+    if value & 0o600 != 0o600:
+        raise ValueError(f"{value:03o} takes the owner's read or write away")
+    return value

@@ -58,7 +58,7 @@ class SignalFlush:
         self._previous.clear()
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        self._flush_bounded()
+        flush_within(self._flush, self._seconds, "on signal")
         previous = self._previous.get(signum, signal.SIG_DFL)
         if callable(previous):
             previous(signum, frame)
@@ -67,20 +67,26 @@ class SignalFlush:
         signal.signal(signum, signal.SIG_DFL)
         signal.raise_signal(signum)
 
-    def _flush_bounded(self) -> None:
-        # On its own thread: the interrupted main thread may hold a lock the flush needs.
-        worker = threading.Thread(
-            target=self._flush_quietly, name="tts-otel-signal-flush", daemon=True
-        )
-        worker.start()
-        worker.join(self._seconds)
-        if worker.is_alive():
-            _log.warning(
-                "tts-otel: flush on signal took over %.0f s; stopping anyway", self._seconds
-            )
 
-    def _flush_quietly(self) -> None:
-        try:
-            self._flush()
-        except Exception:  # a failing exporter must not turn a stop into a traceback
-            _log.exception("tts-otel: flush on signal failed")
+def flush_within(flush: Callable[[], object], seconds: float, when: str) -> bool:
+    """Run ``flush``, waiting ``seconds`` at most; ``False`` if it did not finish.
+
+    On its own thread: the caller (a signal handler, a process's exit) may hold a lock
+    the flush needs, and a hung exporter must not keep a stopping process alive.
+    """
+    worker = threading.Thread(
+        target=_flush_quietly, args=(flush, when), name="tts-otel-flush", daemon=True
+    )
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        _log.warning("tts-otel: flush %s took over %.0f s; stopping anyway", when, seconds)
+        return False
+    return True
+
+
+def _flush_quietly(flush: Callable[[], object], when: str) -> None:
+    try:
+        flush()
+    except Exception:  # a failing exporter must not turn a stop into a traceback
+        _log.exception("tts-otel: flush %s failed", when)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from opentelemetry import context
-from opentelemetry.context import Context
-from opentelemetry.trace import Span, Status, StatusCode
+from opentelemetry import context, trace
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, Context
+from opentelemetry.trace import Link, Span, Status, StatusCode
 
 from tts_otel import semconv
 from tts_otel._validation import plain
@@ -39,6 +39,16 @@ def mark_error(span: Span, error: BaseException, *, details: bool) -> str:
     return kind
 
 
+def instrumentation_suppressed() -> bool:
+    """Whether ``suppress_instrumentation()`` is in force here (an exporter's own calls,
+    a user's block). The keys opentelemetry-instrumentation's ``is_instrumentation_enabled``
+    reads, read here because importing that module costs 66 ms (it loads wrapt)."""
+    return bool(
+        context.get_value(_SUPPRESS_INSTRUMENTATION_KEY)
+        or context.get_value("suppress_instrumentation")
+    )
+
+
 def set_span_attribute(span: Span, key: object, value: object) -> None:
     """``span.set_attribute``, never raising into the service.
 
@@ -62,3 +72,13 @@ def restore_context(ours: Context | None, previous: Context) -> None:
     """
     if ours is not None and context.get_current() is ours:
         context.attach(previous)
+
+
+def live_parent(caller: Context) -> tuple[Context, list[Link]]:
+    """The context to start a request in, and its links: ``caller`` unless its span has
+    ended (an SDK span with an end time), then a root that links to that span."""
+    span = trace.get_current_span(caller)
+    if getattr(span, "end_time", None) is None:  # open, remote, non-recording, or none
+        return caller, []
+    link = Link(span.get_span_context(), {semconv.ATTR_LINK_ENDED_PARENT: True})
+    return trace.set_span_in_context(trace.INVALID_SPAN, caller), [link]

@@ -19,6 +19,7 @@ from typing import Any, Final, Literal, get_args
 from tts_otel._settings import (
     choice,
     directory,
+    file_mode,
     flag,
     host,
     names,
@@ -36,6 +37,7 @@ TextRecording = Literal["off", "plain", "sha256"]
 
 DEFAULT_SERVICE_NAME: Final = "tts"
 DEFAULT_OUTPUT_DIR: Final = "tts-otel-out"
+DEFAULT_OUTPUT_MODE: Final = 0o600
 DEFAULT_MAX_ATTRIBUTE_VALUES: Final = 100
 DEFAULT_METRIC_BUFFER: Final = 4096
 DEFAULT_PROMETHEUS_HOST: Final = "127.0.0.1"
@@ -95,6 +97,12 @@ class Settings:
     output_dir: Path = setting(  # noqa: RUF009
         Path(DEFAULT_OUTPUT_DIR), "TTS_OTEL_OUTPUT_DIR", path, doc="`file` exporter"
     )
+    # Spans can hold the input text (record_text): owner-only unless asked otherwise.
+    output_mode: int = setting(
+        DEFAULT_OUTPUT_MODE, "TTS_OTEL_OUTPUT_MODE", file_mode, "use an octal mode: 600, 640",
+        doc="octal, the `file` exporter's new files; new folders add `x` where `r` is",
+        shown="`600` (folders `700`)",
+    )  # fmt: skip
     max_attribute_values: int = setting(
         DEFAULT_MAX_ATTRIBUTE_VALUES, "TTS_OTEL_MAX_ATTRIBUTE_VALUES", positive_int, "use e.g. 100"
     )

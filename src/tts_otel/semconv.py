@@ -17,12 +17,28 @@ STAGE_ACOUSTIC: Final = "acoustic"
 STAGE_ACOUSTIC_LLM: Final = "acoustic.llm"
 STAGE_ACOUSTIC_FLOW: Final = "acoustic.flow"
 STAGE_VOCODER: Final = "vocoder"
+# Loading models inside a request's handler (a web UI's lazy model cache): a stage of its
+# own so that a first request slow for loading is told apart from a slow synthesis.
+STAGE_MODEL_LOAD: Final = "model_load"
 
 # The four top-level stages of a GLM-TTS-shaped request, in pipeline order.
 TOP_LEVEL_STAGES: Final = (
     STAGE_SPEAKER_EMBEDDING,
     STAGE_TEXT_NORMALIZATION,
     STAGE_ACOUSTIC,
+    STAGE_VOCODER,
+)
+
+# Every known stage in pipeline order, a nested one (``acoustic.llm``) among its siblings
+# under its parent: the one order of every table and chart. Model loading, when a request
+# does it, comes first.
+STAGE_ORDER: Final = (
+    STAGE_MODEL_LOAD,
+    STAGE_SPEAKER_EMBEDDING,
+    STAGE_TEXT_NORMALIZATION,
+    STAGE_ACOUSTIC,
+    STAGE_ACOUSTIC_LLM,
+    STAGE_ACOUSTIC_FLOW,
     STAGE_VOCODER,
 )
 
@@ -52,6 +68,8 @@ ATTR_LANGUAGE: Final = "tts.language"
 ATTR_PROMPT_TEXT_PRESENT: Final = "tts.prompt_text.present"
 ATTR_AUDIO_DURATION: Final = "tts.audio.duration"
 ATTR_AUDIO_CHUNKS: Final = "tts.audio.chunks"
+# Samples of each streamed chunk handed to the caller, in order (the first 1024).
+ATTR_AUDIO_CHUNK_SAMPLES: Final = "tts.audio.chunk.samples"
 # Streaming playback: seconds a listener who starts at the first chunk waits for
 # later ones, and how many times playback stalls (vLLM-Omni's audio underrun).
 ATTR_AUDIO_UNDERRUN: Final = "tts.audio.underrun"
@@ -67,6 +85,16 @@ ATTR_STREAM_FIRST_BLOCK_READY: Final = "tts.stream.first_block_ready"
 ATTR_GPU_MEMORY_PEAK: Final = "tts.gpu.memory.peak"
 ATTR_STAGE_GPU_DURATION: Final = "tts.stage.gpu_duration"
 ATTR_OUTCOME: Final = "tts.outcome"
+# What the request does: synthesis from text, or resynthesis of audio from speech tokens.
+ATTR_REQUEST_KIND: Final = "tts.request.kind"
+REQUEST_KIND_SYNTHESIS: Final = "synthesis"
+REQUEST_KIND_RESYNTHESIS: Final = "resynthesis"
+# Seconds the request waited in the server's queue before its handler ran (gradio's queue).
+ATTR_QUEUE_WAIT: Final = "tts.queue.wait"
+# The request used prompt work prepared earlier (and counted in the request that did it).
+ATTR_PROMPT_REUSED: Final = "tts.prompt.reused"
+# On the link a request keeps to the span that was current when it started but had ended.
+ATTR_LINK_ENDED_PARENT: Final = "tts.link.ended_parent"
 ATTR_ERROR_TYPE: Final = "error.type"
 ATTR_TELEMETRY_SIGNAL: Final = "tts.telemetry.signal"
 ATTR_EXPORTER: Final = "tts.exporter"
@@ -118,6 +146,7 @@ METRIC_ATTRIBUTE_KEYS: Final = frozenset(
         ATTR_KV_CACHE,
         ATTR_STREAMING,
         ATTR_TEXT_LENGTH_BIN,
+        ATTR_REQUEST_KIND,
         ATTR_OUTCOME,
         ATTR_ERROR_TYPE,
     }
@@ -129,6 +158,7 @@ METRIC_REQUEST_DURATION: Final = "tts.request.duration"
 METRIC_STAGE_DURATION: Final = "tts.stage.duration"
 METRIC_STAGE_GPU_DURATION: Final = "tts.stage.gpu_duration"
 METRIC_TIME_TO_FIRST_AUDIO: Final = "tts.request.time_to_first_audio"
+METRIC_QUEUE_WAIT: Final = "tts.request.queue_wait"
 METRIC_CHUNK_INTERVAL: Final = "tts.audio.chunk.interval"
 METRIC_AUDIO_UNDERRUN: Final = "tts.audio.underrun"
 METRIC_AUDIO_STALLS: Final = "tts.audio.stalls"

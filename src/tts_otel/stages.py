@@ -18,7 +18,12 @@ from opentelemetry.util.types import AttributeValue
 
 from tts_otel import semconv
 from tts_otel._context import StageOwner, current_owner, current_segment
-from tts_otel._spans import mark_error, restore_context, set_span_attribute
+from tts_otel._spans import (
+    instrumentation_suppressed,
+    mark_error,
+    restore_context,
+    set_span_attribute,
+)
 from tts_otel._validation import describe, plain
 from tts_otel.gpu.cuda import GpuInterval, RequestGpu
 from tts_otel.telemetry import Telemetry, get_telemetry
@@ -180,7 +185,7 @@ class Stage:
         self._span = None
         finished = now if at is None else cast(float, _reading(at, now))
         try:
-            end_ns = time_ns() - round((now - finished) * 1e9)
+            end_ns = self._used.wall_ns(finished)
             self._finish(span, finished - self._start, end_ns, error)
         except Exception:
             _log.exception("tts-otel: could not record stage %s", describe(self._name))
@@ -216,6 +221,8 @@ class Stage:
         if not isinstance(self._name, str):
             get_telemetry().values.reject(semconv.ATTR_STAGE, self._name, "not a str")
             return
+        if instrumentation_suppressed():  # suppress_instrumentation(): unmeasured
+            return
         active = current_owner.get()
         owner = self._owner or active or _DETACHED
         self._used = owner
@@ -232,9 +239,11 @@ class Stage:
         if segment is not None:
             attributes = {**attributes, semconv.ATTR_SEGMENT_INDEX: segment}
         now = perf_counter()
+        # Start and end on the owner's one clock pairing, as the request's own span is:
+        # a child then never ends after its parent by the drift between two conversions.
         span = owner.telemetry.tracer.start_span(
             semconv.stage_span_name(self._name), context=parent, attributes=attributes,
-            start_time=None if at is None else owner.wall_ns(at),
+            start_time=owner.wall_ns(now if at is None else at),
         )  # fmt: skip
         self._span = span
         self._context = trace.set_span_in_context(span, parent)

@@ -192,8 +192,10 @@ def get_telemetry() -> Telemetry:
         if _active is None:
             # Here, not at import: the settings table is the slowest part of importing
             # tts_otel, and a service that calls configure() reads it there.
+            from tts_otel._fork import warn_if_unconfigured_worker
             from tts_otel.config import load_settings
 
+            warn_if_unconfigured_worker()
             _active = Telemetry(
                 load_settings(exporters=(), lenient=True),
                 trace.get_tracer_provider(),

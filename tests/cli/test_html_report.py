@@ -17,7 +17,7 @@ import struct
 import subprocess
 import sys
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,9 @@ from numpy.typing import NDArray
 
 from tts_otel import semconv
 from tts_otel.cli.html_report import MissingExtraError, write_html
+from tts_otel.cli.read.assemble import Request, requests
 from tts_otel.cli.read.records import SpanRecord
+from tts_otel.cli.read.selection import Selection
 
 START_NS = 1_755_000_000 * 10**9
 HOUR_NS = 3600 * 10**9
@@ -83,6 +85,10 @@ def synthetic_spans(requests: int, seed: int = 7) -> Iterator[SpanRecord]:
                 semconv.ATTR_OUTCOME: semconv.OUTCOME_OK,
             },
         )  # fmt: skip
+
+
+def requests_of(spans: Iterable[SpanRecord]) -> Iterator[Request]:
+    return requests(spans, Selection(), ordered=False)
 
 
 COMPARISON = [
@@ -232,7 +238,9 @@ def console_errors(log: str) -> list[str]:
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("report") / "report.html"
-    write_html(path, synthetic_spans(600), comparison=COMPARISON, title="tts-otel test report")
+    write_html(
+        path, requests_of(synthetic_spans(600)), comparison=COMPARISON, title="tts-otel test report"
+    )
     return path
 
 
@@ -288,18 +296,18 @@ def test_chromium_draws_every_chart_with_no_error_offline(report: Path, tmp_path
 def test_a_generator_over_many_spans_keeps_bounded_state(tmp_path: Path) -> None:
     """Consumed once, as it streams; the page stays the same size whatever the span count."""
     sizes = []
-    for requests in (2_000, 8_000):
+    for count in (2_000, 8_000):
         consumed = 0
 
-        def counted(n: int = requests) -> Iterator[SpanRecord]:
+        def counted(n: int = count) -> Iterator[SpanRecord]:
             nonlocal consumed
             for span in synthetic_spans(n):
                 consumed += 1
                 yield span
 
-        path = tmp_path / f"{requests}.html"
-        write_html(path, counted())
-        assert consumed == requests * 5
+        path = tmp_path / f"{count}.html"
+        write_html(path, requests_of(counted()))
+        assert consumed == count * 5
         sizes.append(path.stat().st_size)
     assert sizes[1] < sizes[0] * 1.1, sizes
 
@@ -309,7 +317,7 @@ def test_the_slowest_requests_are_the_slowest(tmp_path: Path) -> None:
     roots = sorted((s for s in spans if s.name == semconv.SPAN_SYNTHESIZE),
                    key=lambda s: s.end_ns - s.start_ns, reverse=True)  # fmt: skip
     path = tmp_path / "slow.html"
-    write_html(path, iter(spans))
+    write_html(path, requests_of(spans))
     text = path.read_text(encoding="utf-8")
     for root in roots[:5]:
         assert f"trace {root.trace_id}" in text
@@ -328,7 +336,7 @@ def test_real_spans_from_the_reference_pipeline(tmp_path: Path) -> None:
             pipeline.synthesize(text)
         spans = captured.spans()
     path = tmp_path / "real.html"
-    write_html(path, from_sdk(spans))
+    write_html(path, requests_of(from_sdk(spans)))
     text = path.read_text(encoding="utf-8")
     assert "3 requests (0 failed)" in text
     assert "Latency by text length bin" in text

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 import tts_otel
+from tests.cli.foreign_shape import REQUESTS as FOREIGN_REQUESTS
+from tests.cli.foreign_shape import Truth, store_foreign, truth
 from tests.services import DATABASE, Influx18Server, free_port, influxdb, influxdb18
 from tts_otel.cli import command as cli
 from tts_otel.cli.read.influxql import InfluxQLSource
@@ -65,16 +67,17 @@ def _failing(telemetry: Telemetry, trace_ids: list[str]) -> None:
 
 
 def _v1_env(
-    monkeypatch: pytest.MonkeyPatch, url: str, password: str = Influx18Server.PASSWORD
-) -> None:
-    for name, value in (("URL", url), ("DB", DB), ("USERNAME", Influx18Server.USER),
+    monkeypatch: pytest.MonkeyPatch, url: str, password: str = Influx18Server.PASSWORD,
+    db: str = DB,
+) -> None:  # fmt: skip
+    for name, value in (("URL", url), ("DB", db), ("USERNAME", Influx18Server.USER),
                         ("PASSWORD", password), ("API", "v1")):  # fmt: skip
         monkeypatch.setenv(f"TTS_OTEL_INFLUXDB_{name}", value)
 
 
-def _v2_env(monkeypatch: pytest.MonkeyPatch, server: Influx18Server) -> None:
+def _v2_env(monkeypatch: pytest.MonkeyPatch, server: Influx18Server, db: str = DB) -> None:
     for name, value in (("URL", server.url), ("API", "v2"), ("TOKEN", server.token),
-                        ("ORG", server.ORG), ("BUCKET", server.bucket(DB))):  # fmt: skip
+                        ("ORG", server.ORG), ("BUCKET", server.bucket(db))):  # fmt: skip
         monkeypatch.setenv(f"TTS_OTEL_INFLUXDB_{name}", value)
 
 
@@ -108,6 +111,21 @@ def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
     return captured.out
 
 
+def _three_ways(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, command: list[str],
+    directory: Path, server: Influx18Server, db: str,
+) -> tuple[str, str, str]:  # fmt: skip
+    """The command's output from the file, from InfluxQL and from Flux."""
+    at = next((i for i, arg in enumerate(command) if arg.startswith("--")), len(command))
+    from_file = _run(capsys, *command[:at], str(directory), *command[at:])
+    _v1_env(monkeypatch, server.url, db=db)
+    from_influxql = _run(capsys, *command, "--influxdb", "--since", "1h")
+    monkeypatch.delenv("TTS_OTEL_INFLUXDB_USERNAME")
+    monkeypatch.delenv("TTS_OTEL_INFLUXDB_PASSWORD")
+    _v2_env(monkeypatch, server, db=db)
+    return from_file, from_influxql, _run(capsys, *command, "--influxdb", "--since", "1h")
+
+
 @pytest.mark.parametrize(
     "command",
     [
@@ -124,14 +142,9 @@ def test_influxql_flux_and_the_file_give_the_same_output(
     stored: Stored, command: list[str], monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
-    at = next((i for i, arg in enumerate(command) if arg.startswith("--")), len(command))
-    from_file = _run(capsys, *command[:at], str(stored.directory), *command[at:])
-    _v1_env(monkeypatch, stored.server.url)
-    from_influxql = _run(capsys, *command, "--influxdb", "--since", "1h")
-    monkeypatch.delenv("TTS_OTEL_INFLUXDB_USERNAME")
-    monkeypatch.delenv("TTS_OTEL_INFLUXDB_PASSWORD")
-    _v2_env(monkeypatch, stored.server)
-    from_flux = _run(capsys, *command, "--influxdb", "--since", "1h")
+    from_file, from_influxql, from_flux = _three_ways(
+        capsys, monkeypatch, command, stored.directory, stored.server, DB
+    )
     assert from_file == from_influxql == from_flux
     assert "tts." in from_file or "p50" in from_file
 
@@ -231,3 +244,70 @@ def test_debian_influxd_1_6_answers_the_same_influxql(
         for command in (["report", "--by", "kv_cache"], ["trace", "--slowest", "2"]):
             from_file = _run(capsys, *command, str(tmp_path / "out"))
             assert _run(capsys, *command, "--influxdb") == from_file
+
+
+# --- requests inside other instrumentation's spans (issue 19) -----------------------------
+WEB_DB = "tts_web"
+
+
+@dataclass(frozen=True)
+class Web:
+    server: Influx18Server
+    directory: Path
+    truth: Truth
+
+
+@pytest.fixture(scope="module")
+def web(stored: Stored) -> Web:
+    """The foreign-parent workload (tests/cli/foreign_shape.py) in a database of its own on
+    the same server, and in a file from the same run."""
+    stored.server.create_database(WEB_DB)
+    directory = stored.directory.parent / "web"
+    with pytest.MonkeyPatch.context() as patch:
+        _v1_env(patch, stored.server.url, db=WEB_DB)
+        store_foreign(directory, ["influxdb", "file"])
+    return Web(stored.server, directory, truth(directory / "traces.jsonl"))
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["report"],
+        ["report", "--by", "kv_cache"],
+        ["trace", "--last", str(FOREIGN_REQUESTS)],
+        ["trace", "--slowest", "3", "--stage", "acoustic.llm"],
+        ["compare", "kv_cache=true", "kv_cache=false", "--resamples", "50"],
+    ],
+)
+def test_requests_under_foreign_spans_read_the_same_from_influxdb(
+    web: Web, command: list[str], monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    from_file, from_influxql, from_flux = _three_ways(
+        capsys, monkeypatch, command, web.directory, web.server, WEB_DB
+    )
+    assert from_file == from_influxql == from_flux
+
+
+def test_report_from_influxdb_counts_each_request_under_the_http_spans(
+    web: Web, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    true = web.truth
+    assert true.requests == FOREIGN_REQUESTS
+    assert len(true.traces) < true.requests
+    for api in ("v1", "v2"):
+        if api == "v1":
+            _v1_env(monkeypatch, web.server.url, db=WEB_DB)
+        else:
+            _v2_env(monkeypatch, web.server, db=WEB_DB)
+        out = _run(capsys, "report", "--influxdb")
+        assert f"requests {true.requests} (errors {true.errors})" in out
+        assert f"audio {true.audio_seconds:.1f} s" in out
+        acoustic = [totals["acoustic"] for totals in true.stages.values()]
+        share = next(line for line in out.splitlines() if line.startswith("acoustic "))
+        assert share.split()[-1] == f"{sum(acoustic) / true.processing_seconds:.1%}"
+        assert f"{true.outside} stage span outside any request" in out
+        trace = _run(capsys, "trace", "--influxdb", "--last", str(FOREIGN_REQUESTS))
+        assert trace.count("\ntts.synthesize ") == true.requests
+        spans = {line.split()[3] for line in trace.splitlines() if line.startswith("trace ")}
+        assert spans == set(true.roots)

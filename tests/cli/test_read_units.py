@@ -111,8 +111,9 @@ class _FakeInflux(influxql.InfluxQLSource):
                     for s in self.spans_stored if "tts.stage" not in s.attributes]  # fmt: skip
         else:
             stage = query.split('"tts.stage"::tag = \'')[1].split("'")[0]
-            columns = ["time", "duration_nano", "trace_id"]
-            rows = [[s.start_ns, s.end_ns - s.start_ns, s.trace_id] for s in self.spans_stored
+            columns = ["time", "duration_nano", "parent_span_id", "trace_id", "span_id"]
+            rows = [[s.start_ns, s.end_ns - s.start_ns, s.parent_id, s.trace_id, s.span_id]
+                    for s in self.spans_stored
                     if s.attributes.get("tts.stage") == stage]  # fmt: skip
         for at in range(0, len(rows), 7):  # small chunks, as influxd's chunked answers
             series = {"name": "spans", "columns": columns, "values": rows[at : at + 7]}
@@ -144,3 +145,57 @@ def test_waterfall_orders_spans_that_start_together_whatever_the_read_order() ->
     other = waterfall.render([assemble.Request(root, [inner, outer])])
     assert one == other
     assert one.index("tts.acoustic ") < one.index("tts.acoustic.llm")
+
+
+def _span(name: str, start: int, end: int, span_id: str, parent: str = "",
+          stage: str | None = None, trace: str = "t" * 32) -> SpanRecord:  # fmt: skip
+    attributes = {} if stage is None else {"tts.stage": stage}
+    return SpanRecord(trace, name, start, end, attributes, span_id, parent)
+
+
+def _shared_trace() -> list[SpanRecord]:
+    """Under one HTTP span: two requests at once, one nested in a stage of the first, a
+    stage outside both, a stage whose parent was not stored, and the HTTP client's span
+    inside a stage; children at their parent's own start time, read before it."""
+    return [
+        _span("GET /", 0, 1000, "http"),
+        _span("tts.acoustic.llm", 100, 150, "a-llm", "a-ac", "acoustic.llm"),  # before parent
+        _span("tts.acoustic", 100, 300, "a-ac", "a", "acoustic"),
+        _span("tts.synthesize", 100, 400, "a", "http"),
+        _span("tts.synthesize", 120, 500, "b", "http"),
+        _span("tts.acoustic", 130, 200, "b-ac", "b", "acoustic"),
+        _span("POST vocoder", 140, 160, "client", "b-ac"),
+        _span("tts.synthesize", 160, 250, "n", "a-ac"),
+        _span("tts.vocoder", 170, 240, "n-voc", "n", "vocoder"),
+        _span("tts.speaker_embedding", 600, 700, "prep", "http", "speaker_embedding"),
+        _span("tts.vocoder", 420, 480, "lost-1", "gone", "vocoder"),  # only b runs then
+        _span("tts.vocoder", 150, 160, "lost-2", "gone", "vocoder"),  # a, b and n run then
+        _span("tts.synthesize", 120, 500, "b", "http"),  # exported twice
+    ]
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+def test_requests_in_one_trace_are_told_apart_by_parent(ordered: bool) -> None:
+    spans = _shared_trace()
+    if ordered:
+        spans.sort(key=lambda s: s.start_ns)  # a stable sort: the llm span stays first
+    else:
+        random.Random(3).shuffle(spans)
+    outside = assemble.Outside()
+    listed = list(assemble.requests(spans, Selection(), ordered, outside))
+    assert len(listed) == 3
+    found = {r.root.span_id: r for r in listed}
+    members = {key: sorted(s.span_id for s in r.children) for key, r in found.items()}
+    assert members == {"a": ["a-ac", "a-llm"], "b": ["b-ac", "client", "lost-1"],
+                       "n": ["n-voc"]}  # fmt: skip
+    assert found["a"].stage_seconds() == {"acoustic": 200e-9, "acoustic.llm": 50e-9}
+    assert outside.stage_spans == 2  # the prompt work, and the lost span no one can claim
+    assert found["a"].context is not None
+    assert found["a"].context.name == "GET /"
+    nested = found["n"].context
+    assert nested is not None
+    assert nested.span_id == "a"
+    drawn = waterfall.render([found["b"]])
+    assert "  in GET / (span http: context, not part of the request)" in drawn
+    assert "\nGET /" not in drawn
+    assert "  GET /" not in drawn.split("\n", 2)[2]

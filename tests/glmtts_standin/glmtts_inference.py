@@ -6,9 +6,10 @@
   it logs a failing item and goes on to the next.
 - Run as a script (`python glmtts_inference.py --data example_zh`), this file is `__main__`:
   `jsonl_generate` then calls `__main__.generate_long`.
-Differences, so the tests need no weights or audio files: `load_models` builds the tiny
-stand-in models, prompt audio paths seed random features, wav files are written with `wave`,
-and outputs go under the working directory.
+Differences, so the tests need no weights: `load_models` builds the tiny stand-in models
+(waiting TTS_STANDIN_LOAD_SECONDS, default 0.3, for the weights' loading), prompt audio is
+read and seeds random features, wav files are written with `wave`, and outputs go under the
+working directory.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import argparse
 import json
 import logging
 import os
+import time
 import wave
 from typing import Any
 
@@ -157,6 +159,8 @@ def jsonl_generate(data_name: str, folder_path: str, sample_rate: int = 24000, s
 
 
 def load_models(use_phoneme: bool = False, sample_rate: int = 24000) -> tuple[Any, ...]:
+    # Reading GLM-TTS's weights takes seconds; the stand-in waits a little instead.
+    time.sleep(float(os.environ.get("TTS_STANDIN_LOAD_SECONDS", "0.3")))
     frontend, text_frontend = load_frontends(sample_rate, use_phoneme)
     token2wav = tts_model_util.Token2Wav(Flow(), sample_rate=sample_rate, device="cpu")
     return frontend, text_frontend, None, GLMTTS(), token2wav

@@ -17,6 +17,7 @@ import inspect
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -34,6 +35,7 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
+from tests.integrations.web_ui import click, served
 from tts_otel import semconv
 from tts_otel.cli.read.records import SpanRecord, from_otlp_json, from_sdk
 from tts_otel.integrations.glmtts import CONTRACT, GLMTTSInstrumentor
@@ -57,8 +59,10 @@ def _purge() -> None:
 
 
 @pytest.fixture
-def on_path() -> Iterator[None]:
+def on_path(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     pytest.importorskip("torch")  # the stand-ins do small real torch work
+    monkeypatch.chdir(STANDIN)  # GLM-TTS runs from its folder, where its example prompts are
+    monkeypatch.setenv("TTS_STANDIN_LOAD_SECONDS", "0")
     sys.path.insert(0, str(STANDIN))
     try:
         yield
@@ -194,21 +198,31 @@ def test_jsonl_generate_gives_one_whole_request_per_item(script: Any, tmp_path: 
     assert speaker.count == len(EXAMPLES)
 
 
-def test_prompt_work_that_failed_is_not_adopted_by_the_next_request(
+def test_an_item_whose_prompt_fails_is_a_failed_request_the_next_does_not_adopt(
     script: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # An item whose prompt audio cannot be read fails before generate_long; the next
-    # item's request must start with its own prompt work, not the failed item's.
+    # An item whose prompt audio cannot be read fails before generate_long (jsonl_generate
+    # logs it and goes on): it is a failed request, and the next item's request starts
+    # with its own prompt work, not the failed item's.
     data = tmp_path / "examples"
     data.mkdir()
     broken = {**EXAMPLES[0], "uttid": "broken", "prompt_speech": "examples/prompt/missing.wav"}
     lines = [json.dumps(item, ensure_ascii=False) for item in (broken, EXAMPLES[1])]
     (data / "mixed.jsonl").write_text("\n".join(lines) + "\n")
+    (data / "prompt").symlink_to(STANDIN / "examples" / "prompt")
     monkeypatch.chdir(tmp_path)
     with capture() as cap:
         script.jsonl_generate("mixed", str(tmp_path))
-    (trace,) = _check_whole_requests(list(from_sdk(cap.spans())), 1)
-    prologue = [s for s in _named(trace, "text_normalization")
+    traces = sorted(_traces(list(from_sdk(cap.spans()))).values(),
+                    key=lambda t: _root(t).start_ns)  # fmt: skip
+    failed, served = traces
+    assert _root(failed).attributes[semconv.ATTR_ERROR_TYPE] == "FileNotFoundError"
+    assert [s.name for s in failed if semconv.ATTR_ERROR_TYPE in s.attributes] == [
+        "tts.speaker_embedding.speech_token", "tts.speaker_embedding", "tts.synthesize",
+    ]  # fmt: skip
+    assert cap.counter(semconv.METRIC_REQUESTS, {semconv.ATTR_OUTCOME: "error"}) == 1
+    _check_whole_requests(served, 1)
+    prologue = [s for s in _named(served, "text_normalization")
                 if semconv.ATTR_SEGMENT_INDEX not in s.attributes]  # fmt: skip
     assert len(prologue) == 3  # its own prompt and text normalisation, and the split
 
@@ -304,7 +318,8 @@ def test_streaming_counts_the_audio_handed_to_the_caller(instrumented: GLMTTSIns
     assert before <= root.start_ns
     # Chunks are what the call returned, handed over when it returned.
     assert attrs[semconv.ATTR_AUDIO_CHUNKS] == len(chunks) > 1
-    assert attrs[semconv.ATTR_AUDIO_DURATION] == pytest.approx(wav.shape[-1] / 24000)
+    assert list(attrs[semconv.ATTR_AUDIO_CHUNK_SAMPLES]) == [len(c) for c in chunks]
+    assert attrs[semconv.ATTR_AUDIO_DURATION] == wav.shape[-1] / 24000
     assert sum(len(c) for c in chunks) == wav.shape[-1]
     first_audio_ns = root.start_ns + attrs[semconv.ATTR_TIME_TO_FIRST_AUDIO] * 1e9
     assert called <= first_audio_ns <= returned + 1e6
@@ -393,22 +408,44 @@ def test_instrument_twice_and_uninstrument_twice_restore_the_originals(on_path: 
     assert cap.spans() == []
 
 
-def test_without_glmtts_it_warns_how_to_fix_and_claims_nothing(
+def test_without_glmtts_it_stays_quiet_and_claims_nothing(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    # opentelemetry-instrument loads every installed instrumentor for any app: where none
+    # of GLM-TTS's modules exist, that is not worth a warning.
     _purge()
+    instrumentor = GLMTTSInstrumentor()
+    with caplog.at_level(logging.DEBUG, logger="tts_otel.integrations.glmtts"):
+        instrumentor.instrument()
+    try:
+        (record,) = caplog.records
+        assert record.levelno == logging.DEBUG
+        message = record.getMessage()
+        assert "nothing is instrumented" in message
+        assert "glmtts_inference" in message
+        assert not instrumentor.is_instrumented_by_opentelemetry
+    finally:
+        instrumentor.uninstrument()
+
+
+def test_with_some_glmtts_modules_missing_it_warns_how_to_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    _purge()
+    (tmp_path / "glmtts_inference.py").write_text("")  # GLM-TTS's folder, half there
+    monkeypatch.syspath_prepend(str(tmp_path))
     instrumentor = GLMTTSInstrumentor()
     with caplog.at_level(logging.WARNING, logger="tts_otel.integrations.glmtts"):
         instrumentor.instrument()
     try:
         (record,) = caplog.records
         message = record.getMessage()
-        assert "nothing is instrumented" in message
+        assert "the rest is instrumented" in message
         assert "PYTHONPATH" in message
-        assert "glmtts_inference" in message
-        assert not instrumentor.is_instrumented_by_opentelemetry
+        assert "cosyvoice.cli.frontend" in message
     finally:
         instrumentor.uninstrument()
+        _purge()
 
 
 def test_registered_for_opentelemetry_instrument() -> None:
@@ -454,6 +491,7 @@ def test_zero_code_script_run_as_main_gives_whole_requests(tmp_path: Path) -> No
     (tmp_path / "examples" / "example_zh.jsonl").write_text(
         (STANDIN / "examples" / "example_zh.jsonl").read_text()
     )
+    (tmp_path / "examples" / "prompt").symlink_to(STANDIN / "examples" / "prompt")
     out = tmp_path / "out"
     _zero_code(tmp_path, out, str(STANDIN / "glmtts_inference.py"), "--data", "example_zh")
     traces = _check_exported(out, len(EXAMPLES))
@@ -470,13 +508,6 @@ def test_zero_code_script_run_as_main_gives_whole_requests(tmp_path: Path) -> No
     assert "(segment 1)" in shown.stdout
 
 
-@pytest.mark.torch
-def test_zero_code_web_ui_module_gives_whole_requests(tmp_path: Path) -> None:
-    out = tmp_path / "out"
-    _zero_code(STANDIN, out, "-m", "tools.gradio_app", "--requests", "4")
-    _check_exported(out, 4)
-
-
 DISTRO = Path(__file__).parent.parent.parent / ".cache" / "otel-distro"
 
 
@@ -490,7 +521,6 @@ def test_zero_code_beside_opentelemetry_distro_exports_each_request_once(
     if not DISTRO.is_dir():
         pytest.fail("opentelemetry-distro is not in .cache/otel-distro: run `make test`")
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("TTS_OTEL_")},
         "PYTHONPATH": f"{STANDIN}{os.pathsep}{DISTRO}",
         "OTEL_TRACES_EXPORTER": "console",
         "OTEL_METRICS_EXPORTER": "none",
@@ -498,14 +528,15 @@ def test_zero_code_beside_opentelemetry_distro_exports_each_request_once(
     }
     if configurator:
         env["OTEL_PYTHON_CONFIGURATOR"] = configurator
-    done = subprocess.run(
-        [str(Path(sys.executable).parent / "opentelemetry-instrument"), sys.executable,
-         "-m", "tools.gradio_app", "--requests", "3"],
-        cwd=STANDIN, env=env, capture_output=True, text=True, timeout=180,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.count('"name": "tts.synthesize"') == 3
-    assert done.stdout.count('"name": "tts.speaker_embedding"') == 3
+    log = tmp_path / "server.log"
+    # Ctrl-C: gradio closes and the process exits, so the distro's SDK flushes at exit. (On
+    # SIGTERM an SDK the distro set up loses what it holds: only tts-otel's flushes then.)
+    with served(tmp_path / "out", log, env, stop=signal.SIGINT) as url:
+        clicks = [click(url, text) for text in ("你好。", "我最爱吃人参果。", "再见。")]
+    assert all(c.error is None for c in clicks)
+    printed = log.read_text()
+    assert printed.count('"name": "tts.synthesize"') == 3
+    assert printed.count('"name": "tts.speaker_embedding"') == 3
 
 
 @pytest.mark.torch
@@ -566,3 +597,131 @@ def test_kv_cache_from_the_environment_where_empty_means_unset(
         assert not caplog.records
     finally:
         instrumentor.uninstrument()
+
+
+def test_the_web_ui_imported_before_instrument_is_instrumented(on_path: None) -> None:
+    # tools/gradio_app.py binds generate_long by name: imported first, it holds the original.
+    gradio_app: Any = importlib.import_module("tools.gradio_app")
+    instrumentor = GLMTTSInstrumentor()
+    instrumentor.instrument()
+    try:
+        assert hasattr(gradio_app.generate_long, "__wrapped__")
+        assert hasattr(gradio_app.run_inference, "__wrapped__")
+        with capture() as cap:
+            (rate, audio), _, _ = _click(EXAMPLES[0]["syn_text"])
+        (trace,) = _check_whole_requests(list(from_sdk(cap.spans())), 1)
+        assert _root(trace).attributes[semconv.ATTR_AUDIO_DURATION] == len(audio) / rate
+    finally:
+        instrumentor.uninstrument()
+    assert not hasattr(gradio_app.generate_long, "__wrapped__")
+
+
+def test_prompt_work_shared_by_two_requests_is_counted_once(
+    instrumented: GLMTTSInstrumentor,
+) -> None:
+    script = _script()
+    frontend, text_frontend = script.frontend, script.text_frontend
+
+    def synthesize(text: str, prompt: dict[str, Any]) -> Any:
+        cache = {**prompt["cache"], "cache_text": list(prompt["cache"]["cache_text"]),
+                 "cache_text_token": list(prompt["cache"]["cache_text_token"]),
+                 "cache_speech_token": list(prompt["cache"]["cache_speech_token"])}  # fmt: skip
+        return script.generate_long(
+            frontend=frontend, text_frontend=text_frontend, llm=script.llm, flow=script.flow,
+            text_info=["", text], cache=cache, embedding=prompt["embedding"],
+            flow_prompt_token=prompt["flow_prompt_token"], speech_feat=prompt["speech_feat"],
+            device=script.DEVICE,
+        )  # fmt: skip
+
+    async def main() -> None:
+        speech_token = frontend._extract_speech_token([PROMPT_WAV])
+        prompt_text = text_frontend.text_normalize(PROMPT) + " "
+        prompt = {
+            "cache": {"cache_text": [prompt_text],
+                      "cache_text_token": [frontend._extract_text_token(prompt_text)],
+                      "cache_speech_token": [speech_token.squeeze().tolist()]},
+            "speech_feat": frontend._extract_speech_feat(PROMPT_WAV, sample_rate=24000),
+            "embedding": frontend._extract_spk_embedding(PROMPT_WAV),
+            "flow_prompt_token": speech_token.to(dtype=torch_int32()),
+        }  # fmt: skip
+        texts = [text_frontend.text_normalize(EXAMPLES[i]["syn_text"]) for i in (0, 1)]
+        await asyncio.gather(*(asyncio.to_thread(synthesize, t, prompt) for t in texts))
+
+    with capture() as cap:
+        asyncio.run(main())
+    spans = list(from_sdk(cap.spans()))
+    traces = _traces(spans)
+    assert len(traces) == 2
+    speaker = [s for s in spans if s.name.startswith("tts.speaker_embedding.")]
+    assert len(speaker) == 3  # each prompt call once: the token, the features, the embedding
+    (adopting,) = [t for t in traces.values() if _named(t, "speaker_embedding")]
+    (reusing,) = [t for t in traces.values() if not _named(t, "speaker_embedding")]
+    assert semconv.ATTR_PROMPT_REUSED not in _root(adopting).attributes
+    assert _root(reusing).attributes[semconv.ATTR_PROMPT_REUSED] is True
+    calls = cap.histogram(semconv.METRIC_STAGE_DURATION,
+                          {semconv.ATTR_STAGE: "speaker_embedding.spk_embedding"})  # fmt: skip
+    assert calls.count == 1
+
+
+def torch_int32() -> Any:
+    import torch
+
+    return torch.int32
+
+
+def test_resynthesis_from_speech_tokens_is_a_request_of_its_own_kind(
+    instrumented: GLMTTSInstrumentor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import numpy
+
+    tokens = tmp_path / "tokens"
+    tokens.mkdir()
+    for index, count in enumerate((60, 110)):
+        numpy.save(tokens / f"utt{index}.npy", numpy.arange(count) % 1000)
+    out = tmp_path / "recon"
+    reconstruct: Any = importlib.import_module("tools.flow_reconstruct")
+    monkeypatch.setattr(sys, "argv", ["flow_reconstruct.py", "-i", str(tokens), "-o", str(out),
+                                      "-p", str(STANDIN / PROMPT_WAV)])  # fmt: skip
+    with capture() as cap:
+        reconstruct.main()
+    spans = list(from_sdk(cap.spans()))
+    requests = sorted((s for s in spans if s.name == semconv.SPAN_SYNTHESIZE),
+                      key=lambda s: s.start_ns)  # fmt: skip
+    assert len(requests) == 2
+    for index, request in enumerate(requests):
+        assert request.attributes[semconv.ATTR_REQUEST_KIND] == semconv.REQUEST_KIND_RESYNTHESIS
+        seconds = _wav_seconds(out / f"utt{index}.wav")
+        assert request.attributes[semconv.ATTR_AUDIO_DURATION] == seconds
+        names = sorted(s.name for s in spans if s.trace_id == request.trace_id)
+        assert "tts.acoustic.flow" in names
+        assert "tts.vocoder" in names
+        assert "tts.acoustic.llm" not in names
+    kind = {semconv.ATTR_REQUEST_KIND: semconv.REQUEST_KIND_RESYNTHESIS}
+    assert cap.counter(semconv.METRIC_REQUESTS, kind) == 2
+
+
+def test_the_providers_given_to_instrument_receive_the_requests(on_path: None) -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    spans, reader = InMemorySpanExporter(), InMemoryMetricReader()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    meter_provider = MeterProvider(metric_readers=[reader])
+    instrumentor = GLMTTSInstrumentor()
+    instrumentor.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
+    try:
+        importlib.import_module("tools.gradio_app")
+        with capture() as cap:
+            _click(EXAMPLES[0]["syn_text"])
+        assert cap.spans() == []
+    finally:
+        instrumentor.uninstrument()
+    names = {span.name for span in spans.get_finished_spans()}
+    assert {"tts.synthesize", "tts.vocoder", "tts.speaker_embedding"} <= names
+    data = reader.get_metrics_data()
+    assert data is not None
+    metrics = {m.name for r in data.resource_metrics for s in r.scope_metrics for m in s.metrics}
+    assert semconv.METRIC_REQUEST_DURATION in metrics

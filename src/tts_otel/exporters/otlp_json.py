@@ -9,10 +9,11 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
@@ -27,7 +28,8 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from tts_otel.config import Settings
+from tts_otel._fork import reset_after_fork
+from tts_otel.config import DEFAULT_OUTPUT_MODE, Settings
 from tts_otel.errors import ConfigurationError
 from tts_otel.exporters.parts import ExporterParts
 
@@ -53,20 +55,34 @@ def to_otlp_json(message: Message) -> str:
 
 
 class _JsonLines:
-    """Appends lines to one file; an I/O error fails the export, never the caller."""
+    """Appends lines to one file; an I/O error fails the export, never the caller.
 
-    def __init__(self, path: Path) -> None:
+    Each line is one ``write(2)`` on an ``O_APPEND`` descriptor, without a buffer: a
+    child forked mid-write copies no half-written line to write again, and lines from
+    a parent and its forked children, which share the descriptor, never interleave.
+    A new file gets ``mode`` exactly (the umask does not narrow or widen a choice).
+    """
+
+    def __init__(self, path: Path, mode: int = DEFAULT_OUTPUT_MODE) -> None:
         self.path = path
-        self._file: IO[str] | None = None
+        self._mode = mode
+        self._fd: int | None = None
+        self._lock = threading.Lock()
+        # A child forked while the parent's export held the lock would wait for it
+        # forever (at its exit, in shutdown()).
+        reset_after_fork(self, _JsonLines._after_fork)
+
+    def _after_fork(self) -> None:
         self._lock = threading.Lock()
 
     def write(self, line: str) -> bool:
+        data = memoryview((line + "\n").encode())
         try:
             with self._lock:
-                if self._file is None:
-                    self._file = self.path.open("a", encoding="utf-8")
-                self._file.write(line + "\n")
-                self._file.flush()
+                if self._fd is None:
+                    self._fd = _open_for_append(self.path, self._mode)
+                while data:
+                    data = data[os.write(self._fd, data) :]
         except OSError as error:
             _log.warning("tts-otel: cannot write %s: %s", self.path, error)
             return False
@@ -74,14 +90,47 @@ class _JsonLines:
 
     def close(self) -> None:
         with self._lock:
-            if self._file is not None:
-                self._file.close()
-                self._file = None
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+
+def _open_for_append(path: Path, mode: int) -> int:
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, mode)
+    except FileExistsError:
+        return os.open(path, flags)  # the owner's file: its mode stays as it is
+    os.fchmod(fd, mode)
+    return fd
+
+
+def folder_mode(file_mode: int) -> int:
+    """Folders to hold files of ``file_mode``: searchable by whoever may read them."""
+    return file_mode | (file_mode & 0o444) >> 2
+
+
+def make_folders(directory: Path, mode: int) -> None:
+    """``directory`` and its missing parents, each created with ``mode`` exactly
+    (``Path.mkdir(parents=True)`` gives the parents the umask's default)."""
+    missing = []
+    folder = directory.absolute()
+    while not folder.is_dir():
+        missing.append(folder)
+        folder = folder.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode)
+        except FileExistsError:
+            if not folder.is_dir():
+                raise
+            continue  # made meanwhile by someone else: theirs, mode and all
+        os.chmod(folder, mode)
 
 
 class OtlpJsonSpanExporter(SpanExporter):
-    def __init__(self, path: Path) -> None:
-        self._lines = _JsonLines(path)
+    def __init__(self, path: Path, mode: int = DEFAULT_OUTPUT_MODE) -> None:
+        self._lines = _JsonLines(path, mode)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         ok = self._lines.write(to_otlp_json(encode_spans(spans)))
@@ -95,9 +144,9 @@ class OtlpJsonSpanExporter(SpanExporter):
 
 
 class OtlpJsonMetricExporter(MetricExporter):
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, mode: int = DEFAULT_OUTPUT_MODE) -> None:
         super().__init__()
-        self._lines = _JsonLines(path)
+        self._lines = _JsonLines(path, mode)
 
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
@@ -113,17 +162,18 @@ class OtlpJsonMetricExporter(MetricExporter):
 
 
 def file_exporter(settings: Settings) -> ExporterParts:
-    """The ``file`` exporter: OTLP JSON lines in ``output_dir``."""
-    directory = settings.output_dir
+    """The ``file`` exporter: OTLP JSON lines in ``output_dir``, new files and folders
+    with ``output_mode`` (owner-only by default: spans may hold the input text)."""
+    directory, mode = settings.output_dir, settings.output_mode
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        make_folders(directory, folder_mode(mode))
     except OSError as error:
         raise ConfigurationError(
             "TTS_OTEL_OUTPUT_DIR", f"cannot create {directory}: {error.strerror}",
             "point it at a writable directory",
         ) from error  # fmt: skip
     return ExporterParts(
-        OtlpJsonSpanExporter(directory / "traces.jsonl"),
-        PeriodicExportingMetricReader(OtlpJsonMetricExporter(directory / "metrics.jsonl")),
+        OtlpJsonSpanExporter(directory / "traces.jsonl", mode),
+        PeriodicExportingMetricReader(OtlpJsonMetricExporter(directory / "metrics.jsonl", mode)),
         where=f"file: {directory / 'traces.jsonl'} and {directory / 'metrics.jsonl'}",
     )

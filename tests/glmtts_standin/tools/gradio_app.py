@@ -1,27 +1,30 @@
-"""Stand-in for GLM-TTS's web UI handler (tools/gradio_app.py), without gradio.
+"""Stand-in for GLM-TTS's web UI (tools/gradio_app.py): a real gradio app of the same shape.
 
-`run_inference` keeps the real handler's order: normalise prompt and input text, tokenise the
-prompt, extract the prompt's speech tokens, features and speaker embedding, then call
-`generate_long` (imported with `from glmtts_inference import ...`). Gradio runs each click in a
-worker thread with a copy of the server's context; `python -m tools.gradio_app --requests N`
-serves N clicks that way (no UI here) and exits.
+- `from glmtts_inference import load_models, generate_long, DEVICE`: imported by name.
+- `get_models` is a lazy model cache, loaded on the first click (and again when the sample
+  rate changes), inside the click's handler.
+- `run_inference` checks its inputs, then inside a `try` loads the models, normalises the
+  prompt and the text, tokenises the prompt, extracts the prompt's speech tokens, features
+  and speaker embedding, calls `generate_long`, and returns `(sample_rate, int16 samples)`;
+  any exception is logged and re-raised as `gr.Error("Inference failed: ...")`.
+- A `gr.Blocks` app binds the handler to a button; `python -m tools.gradio_app` serves it with
+  `app.queue().launch(...)`, gradio's default queue (one job at a time).
+Differences: the server's address comes from GRADIO_SERVER_NAME and GRADIO_SERVER_PORT (the
+real one hard-codes 0.0.0.0:8048), so tests serve it on a free loopback port.
 """
 
 from __future__ import annotations
 
-import argparse
-import concurrent.futures
-import contextvars
 import logging
+import os
 from typing import Any
 
+import gradio as gr
+import numpy as np
 import torch
 from glmtts_inference import DEVICE, generate_long, load_models
 
-
-class Error(Exception):
-    """Stands in for gr.Error, which the real handler raises to the browser."""
-
+logging.basicConfig(level=logging.INFO, format="%(asctime)s - %(levelname)s - %(message)s")
 
 MODEL_CACHE: dict[str, Any] = {"loaded": False, "sample_rate": None, "components": None}
 
@@ -29,7 +32,9 @@ MODEL_CACHE: dict[str, Any] = {"loaded": False, "sample_rate": None, "components
 def get_models(use_phoneme: bool = False, sample_rate: int = 24000) -> Any:
     if MODEL_CACHE["loaded"] and MODEL_CACHE["sample_rate"] == sample_rate:
         return MODEL_CACHE["components"]
-    MODEL_CACHE["components"] = load_models(use_phoneme=use_phoneme, sample_rate=sample_rate)
+    logging.info(f"Loading models with sample_rate={sample_rate}...")
+    components = load_models(use_phoneme=use_phoneme, sample_rate=sample_rate)
+    MODEL_CACHE["components"] = components
     MODEL_CACHE["sample_rate"] = sample_rate
     MODEL_CACHE["loaded"] = True
     return MODEL_CACHE["components"]
@@ -38,9 +43,9 @@ def get_models(use_phoneme: bool = False, sample_rate: int = 24000) -> Any:
 def run_inference(prompt_text: str, prompt_audio_path: str, input_text: str, seed: int,
                   sample_rate: int, use_cache: bool = True) -> tuple[int, Any]:  # fmt: skip
     if not input_text:
-        raise Error("Please provide text to synthesize.")
+        raise gr.Error("Please provide text to synthesize.")
     if not prompt_audio_path:
-        raise Error("Please upload a prompt audio file.")
+        raise gr.Error("Please upload a prompt audio file.")
     try:
         frontend, text_frontend, _, llm, flow = get_models(
             use_phoneme=True, sample_rate=sample_rate
@@ -52,7 +57,7 @@ def run_inference(prompt_text: str, prompt_audio_path: str, input_text: str, see
         speech_feat = frontend._extract_speech_feat(prompt_audio_path, sample_rate=sample_rate)
         embedding = frontend._extract_spk_embedding(prompt_audio_path)
         cache_speech_token_list = [prompt_speech_token.squeeze().tolist()]
-        flow_prompt_token = torch.tensor(cache_speech_token_list, dtype=torch.int32)
+        flow_prompt_token = torch.tensor(cache_speech_token_list, dtype=torch.int32).to(DEVICE)
         cache = {
             "cache_text": [norm_prompt_text],
             "cache_text_token": [prompt_text_token],
@@ -65,24 +70,34 @@ def run_inference(prompt_text: str, prompt_audio_path: str, input_text: str, see
             flow_prompt_token=flow_prompt_token, speech_feat=speech_feat, sample_method="ras",
             seed=seed, device=DEVICE, use_phoneme=False,
         )  # fmt: skip
-        audio = (tts_speech.squeeze().clamp(-1.0, 1.0) * 32767.0).to(torch.int16)
-        return sample_rate, audio
+        audio_data = np.clip(tts_speech.squeeze().cpu().numpy(), -1.0, 1.0)
+        return (sample_rate, (audio_data * 32767.0).astype(np.int16))
     except Exception as e:
         logging.error(f"Inference failed: {e}")
-        raise Error(f"Inference failed: {e!s}") from e
+        raise gr.Error(f"Inference failed: {e!s}") from e
 
+
+with gr.Blocks(title="GLMTTS Inference") as app:
+    prompt_audio = gr.Audio(
+        label="Upload Prompt Audio (Reference Voice)", type="filepath",
+        value=os.path.join("examples", "prompt", "jiayan_zh.wav"),
+    )  # fmt: skip
+    prompt_text = gr.Textbox(label="Prompt Text", value="他当时还跟线下其他的站姐吵架。")
+    input_text = gr.Textbox(label="Text to Synthesize", value="我最爱吃人参果，你喜欢吃吗？")
+    sample_rate = gr.Radio(choices=[24000, 32000], value=24000, label="Sample Rate (Hz)")
+    seed = gr.Number(label="Seed", value=42, precision=0)
+    use_cache = gr.Checkbox(label="Use KV Cache", value=True)
+    generate_btn = gr.Button("Generate Audio", variant="primary")
+    output_audio = gr.Audio(label="Synthesized Result")
+    generate_btn.click(
+        fn=run_inference,
+        inputs=[prompt_text, prompt_audio, input_text, seed, sample_rate, use_cache],
+        outputs=[output_audio],
+    )
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description="GLM-TTS web UI handler (stand-in)")
-    parser.add_argument("--requests", type=int, default=4)
-    parser.add_argument("--workers", type=int, default=2)
-    args = parser.parse_args()
-    clicks = [
-        ("他当时还跟线下其他的站姐吵架。", "examples/prompt/jiayan_zh.wav",
-         "我最爱吃人参果，你喜欢吃吗？" * (1 + i % 3), 42, 24000)
-        for i in range(args.requests)
-    ]  # fmt: skip
-    with concurrent.futures.ThreadPoolExecutor(args.workers) as pool:
-        done = [pool.submit(contextvars.copy_context().run, run_inference, *c) for c in clicks]
-        for future in done:
-            future.result()
+    app.queue().launch(
+        server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),
+        server_port=int(os.environ.get("GRADIO_SERVER_PORT", "8048")),
+        share=False,
+    )

@@ -1,31 +1,28 @@
-"""What the page draws, gathered in one pass over the span stream, in bounded memory.
+"""What the page draws, gathered in one pass over the requests, in bounded memory.
 
-Spans are consumed once, as they stream (from a file or InfluxDB, millions of
-them): what the charts need is aggregated on the way. Each chart series keeps
-a uniform random sample (reservoir sampling, seeded, so a report is
+Requests are consumed once, as they stream (assembled from a file or InfluxDB,
+millions of spans): what the charts need is aggregated on the way. Each chart
+series keeps a uniform random sample (reservoir sampling, seeded, so a report is
 reproducible) of at most ``SAMPLE_SIZE`` points; counts are exact. The slowest
-requests keep their whole trace; spans that arrive before their request's root
-span wait in a bounded buffer (``PENDING_SPANS``), so a slow request whose
-spans came very far ahead of its root may be drawn without them.
+requests are kept whole (their own spans, not the rest of their trace).
 """
 
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 import random
-from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, Final, Generic, TypeVar
 
 from tts_otel import semconv
+from tts_otel.cli.read.assemble import Request
 from tts_otel.cli.read.records import SpanRecord
 
 SAMPLE_SIZE: Final = 2000
 SLOWEST: Final = 5
 MAX_CONFIGURATIONS: Final = 12
-PENDING_SPANS: Final = 100_000
-SPANS_PER_TRACE: Final = 500
 OTHER: Final = "other"
 _MIB: Final = 1024 * 1024
 _T = TypeVar("_T")
@@ -51,60 +48,24 @@ class Sample(Generic[_T]):
 
 
 class Slowest:
-    """The ``n`` slowest requests (``tts.synthesize`` spans) with every span of their trace."""
+    """The ``n`` slowest requests, whole; a heap of ``n``: the rest are never held."""
 
     def __init__(self, n: int) -> None:
         self.n = n
-        self._heap: list[tuple[int, str]] = []  # (duration ns, trace id), fastest first
-        self.kept: dict[str, list[SpanRecord]] = {}
-        # Spans whose trace has no root yet (an SDK exports children first), oldest first.
-        self._pending: OrderedDict[str, list[SpanRecord]] = OrderedDict()
-        self._pending_spans = 0
-        # Traces already ruled out, so their late spans are not buffered again.
-        self._out: OrderedDict[str, None] = OrderedDict()
+        self._heap: list[tuple[int, int, Request]] = []  # (duration ns, arrival, request)
+        self._arrivals = itertools.count()
 
-    def add(self, span: SpanRecord) -> None:
-        trace = span.trace_id
-        kept = self.kept.get(trace)
-        if kept is not None:
-            if len(kept) < SPANS_PER_TRACE:
-                kept.append(span)
-        elif trace in self._out:
-            return
-        elif span.name == semconv.SPAN_SYNTHESIZE:
-            self._decide(trace, span)
-        else:
-            waiting = self._pending.setdefault(trace, [])
-            if len(waiting) < SPANS_PER_TRACE:
-                waiting.append(span)
-                self._pending_spans += 1
-            while self._pending_spans > PENDING_SPANS:
-                _, dropped = self._pending.popitem(last=False)
-                self._pending_spans -= len(dropped)
-
-    def _decide(self, trace: str, root: SpanRecord) -> None:
-        spans = self._pending.pop(trace, [])
-        self._pending_spans -= len(spans)
-        spans.append(root)
-        duration = root.end_ns - root.start_ns
+    def add(self, request: Request) -> None:
+        root = request.root
+        entry = (root.end_ns - root.start_ns, -next(self._arrivals), request)
         if len(self._heap) < self.n:
-            heapq.heappush(self._heap, (duration, trace))
-        elif self._heap and duration > self._heap[0][0]:
-            _, evicted = heapq.heapreplace(self._heap, (duration, trace))
-            del self.kept[evicted]
-            self._rule_out(evicted)
-        else:
-            self._rule_out(trace)
-            return
-        self.kept[trace] = spans
-
-    def _rule_out(self, trace: str) -> None:
-        self._out[trace] = None
-        if len(self._out) > PENDING_SPANS:
-            self._out.popitem(last=False)
+            heapq.heappush(self._heap, entry)
+        elif self._heap and entry[:2] > self._heap[0][:2]:
+            heapq.heapreplace(self._heap, entry)
 
     def slowest_first(self) -> list[list[SpanRecord]]:
-        return [self.kept[trace] for _, trace in sorted(self._heap, reverse=True)]
+        ranked = sorted(self._heap, key=lambda entry: entry[:2], reverse=True)
+        return [request.spans for _, _, request in ranked]
 
 
 def configuration_of(attributes: Mapping[str, Any]) -> str:
@@ -150,23 +111,22 @@ class Aggregate:
             sample = table[key] = Sample(self.rng)
         return sample
 
-    def add(self, span: SpanRecord) -> None:
-        self.spans += 1
-        start, seconds = span.start_ns, (span.end_ns - span.start_ns) / 1e9
-        self.first_ns = start if self.first_ns is None else min(self.first_ns, start)
-        self.last_ns = span.end_ns if self.last_ns is None else max(self.last_ns, span.end_ns)
-        attributes = span.attributes
-        self.slowest.add(span)
-        stage = attributes.get(semconv.ATTR_STAGE)
-        if stage is not None:
-            name = str(stage)
-            self.stage_counts[name] = self.stage_counts.get(name, 0) + 1
-            self._sample(self.stages, name).add((start, seconds))
-        if span.name != semconv.SPAN_SYNTHESIZE:
-            return
+    def add(self, request: Request) -> None:
+        for span in request.spans:
+            self.spans += 1
+            start = span.start_ns
+            self.first_ns = start if self.first_ns is None else min(self.first_ns, start)
+            self.last_ns = span.end_ns if self.last_ns is None else max(self.last_ns, span.end_ns)
+            stage = span.attributes.get(semconv.ATTR_STAGE)
+            if stage is not None:
+                name = str(stage)
+                self.stage_counts[name] = self.stage_counts.get(name, 0) + 1
+                self._sample(self.stages, name).add((start, span.seconds))
+        self.slowest.add(request)
+        root = request.root
+        start, seconds, attributes = root.start_ns, root.seconds, root.attributes
         self.requests += 1
-        if attributes.get(semconv.ATTR_OUTCOME) == semconv.OUTCOME_ERROR:
-            self.errors += 1
+        self.errors += request.failed
         configuration = configuration_of(attributes)
         if configuration not in self.configurations:
             # Bounded series: configurations past the first few share one.

@@ -112,7 +112,7 @@ def length_chart(go: Any, by_length: Mapping[tuple[str, str], Sample[float]]) ->
 def _stage_colour(stage: str) -> str:
     """The same colour for a stage in every waterfall; nested stages share their parent's."""
     top = stage.split(".")[0]
-    known = list(semconv.TOP_LEVEL_STAGES)
+    known = [stage for stage in semconv.STAGE_ORDER if "." not in stage]
     palette = ["#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf"]
     index = known.index(top) if top in known else len(known) + sum(map(ord, top)) % 2
     return palette[index]
@@ -164,6 +164,7 @@ def waterfall(go: Any, spans: Sequence[SpanRecord]) -> Any:
     configuration = html.escape(configuration_of(root.attributes))
     figure.update_layout(
         title=f"{(root.end_ns - root.start_ns) / 1e6:.0f} ms \u2014 trace {root.trace_id}"
+        f" span {root.span_id}"
         f" \u2014 {configuration} \u2014 {when(root.start_ns):%Y-%m-%d %H:%M:%S} UTC",
         template="plotly_white", height=max(220, 60 + 22 * len(ordered)),
         margin={"l": 260, "r": 30, "t": 50, "b": 40}, xaxis_title="ms since the request began",

@@ -8,11 +8,11 @@ import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
-from tts_otel import semconv
 from tts_otel.cli.html_report import _charts as charts
 from tts_otel.cli.html_report._aggregate import SAMPLE_SIZE, SLOWEST, Aggregate
 from tts_otel.cli.html_report._plotly import load as load_plotly
-from tts_otel.cli.read.records import SpanRecord
+from tts_otel.cli.read.assemble import Outside, Request
+from tts_otel.cli.read.summary import ordered_stages, stage_label
 
 _COMPARISON_COLUMNS: Final = ("stage", "metric", "a", "b", "diff", "low", "high", "verdict")
 _STYLE: Final = """
@@ -51,13 +51,12 @@ def _comparison_table(rows: Sequence[Mapping[str, object]]) -> str:
 
 
 def _stage_table(data: Aggregate) -> str:
-    order: list[str] = [s for s in semconv.TOP_LEVEL_STAGES if s in data.stages]
-    order += sorted(set(data.stages) - set(order))
     rows = []
-    for stage in order:
+    for stage in ordered_stages(data.stages):
         seconds = [s for _, s in data.stages[stage].items]
+        label = html.escape(stage_label(stage)).replace(" ", "&nbsp;")
         rows.append(
-            f"<tr><td>{html.escape(stage)}</td><td>{data.stage_counts[stage]}</td>"
+            f"<tr><td>{label}</td><td>{data.stage_counts[stage]}</td>"
             f"<td>{_quantile(seconds, 0.5) * 1000:.1f}</td>"
             f"<td>{_quantile(seconds, 0.95) * 1000:.1f}</td></tr>"
         )
@@ -86,7 +85,8 @@ def _sections(
     if data.stages:
         sections.append(("Per-stage latency over time", _stage_table(data),
                          charts.over_time(go, "Stage latency over time (median per bucket)",
-                                          data.stages)))  # fmt: skip
+                                          {stage: data.stages[stage]
+                                           for stage in ordered_stages(data.stages)})))  # fmt: skip
     for rank, trace in enumerate(data.slowest.slowest_first(), start=1):
         heading = "Slowest requests" if rank == 1 else ""
         sections.append((heading, "", charts.waterfall(go, trace)))
@@ -113,27 +113,31 @@ def _body(sections: Iterable[_Section]) -> str:
     return "".join(parts)
 
 
-def _summary(data: Aggregate) -> str:
+def _summary(data: Aggregate, outside: Outside | None) -> str:
+    note = f" {html.escape(outside.note())}." if outside is not None and outside.stage_spans else ""
     if data.first_ns is None or data.last_ns is None:
-        return "No spans matched: nothing to draw."
+        return f"No requests matched: nothing to draw.{note}"
     first, last = charts.when(data.first_ns), charts.when(data.last_ns)
     return (
         f"{data.spans:,} spans, {data.requests:,} requests ({data.errors:,} failed), "
-        f"{first:%Y-%m-%d %H:%M:%S} to {last:%Y-%m-%d %H:%M:%S} UTC."
+        f"{first:%Y-%m-%d %H:%M:%S} to {last:%Y-%m-%d %H:%M:%S} UTC.{note}"
     )
 
 
 def write_html(
     path: pathlib.Path,
-    spans: Iterable[SpanRecord],
+    requests: Iterable[Request],
     *,
     comparison: Sequence[Mapping[str, object]] = (),
     title: str = "tts-otel report",
+    outside: Outside | None = None,
 ) -> None:
     """Write the report to ``path``: one self-contained HTML file that needs no network.
 
-    ``spans`` is read once, streaming (see :mod:`tts_otel.cli.html_report._aggregate`
-    for what is kept). ``comparison`` rows, when given, come from ``tts-otel compare``:
+    ``requests`` (as :func:`tts_otel.cli.read.assemble.requests` gives them) are read once,
+    streaming (see :mod:`tts_otel.cli.html_report._aggregate` for what is kept);
+    ``outside``, counted while they are read, is said under the title.
+    ``comparison`` rows, when given, come from ``tts-otel compare``:
     keys ``stage`` (a stage or ``request``), ``metric`` (``p50``, ``p95`` or
     ``rtf``), ``a``, ``b``, ``diff``, ``low``, ``high`` (floats, seconds for
     latencies; ``low``/``high`` the 95% interval of ``diff``) and ``verdict``.
@@ -141,13 +145,13 @@ def write_html(
     """
     go, subplots = load_plotly()
     data = Aggregate(SLOWEST)
-    for span in spans:
-        data.add(span)
+    for request in requests:
+        data.add(request)
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>{_STYLE}</style></head>
 <body><h1>{html.escape(title)}</h1>
-<p>{_summary(data)}</p>
+<p>{_summary(data, outside)}</p>
 <p class="note">Charts draw a uniform random sample of at most {SAMPLE_SIZE:,} points per
 series; counts are exact. Lines are the median per time bucket.</p>
 {_body(_sections(go, subplots, data, comparison))}

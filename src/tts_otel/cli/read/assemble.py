@@ -1,30 +1,48 @@
-"""Spans into requests as they stream: a request is its ``tts.synthesize`` span and the spans
-of its trace.
+"""Spans into requests as they stream: a request is a ``tts.synthesize`` span and its subtree,
+wherever it sits in its trace (the root, or under a web server's HTTP span or a session's
+span, several to a trace).
 
-From a time-ordered stream (InfluxDB) a request is complete once the stream has passed the
-end of its root span, since every span of it starts inside the root; it is handed on then
-and forgotten, so memory holds only the requests in flight at one moment, whatever the
-range. A file is not ordered: it is grouped whole, as it always was.
+Each span goes to the request of its nearest ``tts.synthesize`` ancestor, found by parent id.
+Spans of other instrumentation around a request (an HTTP server span, a session) are its
+context: never a stage, never a request. A stage span with no ``tts.synthesize`` above it is
+outside any request: it is counted (:class:`Outside`), never added to one. A span whose
+parent was not read (not stored, or past what is remembered) goes to the one request of its
+trace that was running when it started, if exactly one was; else it is outside too.
+
+Spans come in order of their start (InfluxDB streams them so; a file is sorted whole first),
+so a parent is known before its children, and a request is complete once the stream has
+passed the end of its span: it is handed on then and forgotten. Memory holds the requests
+in flight and a bounded number of spans outside them.
 """
 
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from tts_otel import semconv
 from tts_otel.cli.read.records import SpanRecord
 from tts_otel.cli.read.selection import Selection, outcome
+
+# Spans outside any request remembered as parents (an HTTP span holding many requests, or
+# one that ended long before the requests its context started).
+OUTSIDE_REMEMBERED: Final = 10_000
+
+_Key = tuple[str, str]  # (trace id, span id)
 
 
 @dataclass(slots=True)
 class Request:
     root: SpanRecord
     children: list[SpanRecord] = field(default_factory=list)
+    context: SpanRecord | None = None
+    """The span the request's span is a child of, when read: another instrumentation's span
+    (an HTTP request, a session) or, for a request nested in another, that one's span."""
 
     @property
     def spans(self) -> list[SpanRecord]:
@@ -46,6 +64,24 @@ class Request:
     @property
     def failed(self) -> bool:
         return outcome(self.root.attributes) == semconv.OUTCOME_ERROR
+
+
+@dataclass
+class Outside:
+    """Stage spans read that belong to no request (no ``tts.synthesize`` span above them):
+    stage work done outside a request, or a request whose span was lost. Counted only
+    without ``--where`` conditions: such a span has no request whose attributes to test."""
+
+    stage_spans: int = 0
+
+    def note(self) -> str:
+        if not self.stage_spans:
+            return ""
+        one = self.stage_spans == 1
+        return (
+            f"{self.stage_spans} stage {'span' if one else 'spans'} outside any request (no "
+            f"tts.synthesize span above {'it' if one else 'them'}): not counted"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,55 +110,138 @@ def facts(request: Request) -> Facts:
     )
 
 
-def requests(spans: Iterable[SpanRecord], selection: Selection, ordered: bool) -> Iterator[Request]:
-    """The selected requests: in order of their end (ordered streams) or start (files)."""
-    assemble = _streamed if ordered else _grouped
-    for request in assemble(spans):
+def requests(
+    spans: Iterable[SpanRecord],
+    selection: Selection,
+    ordered: bool,
+    outside: Outside | None = None,
+) -> Iterator[Request]:
+    """The selected requests: in order of their end (ordered streams) or start (files).
+
+    ``outside``, if given, counts the selected stage spans that are in no request.
+    """
+    assembler = _Assembler(selection, outside)
+    if ordered:
+        found: Iterable[Request] = assembler.run(spans)
+    else:
+        found = sorted(assembler.run(sorted(spans, key=_by_start)), key=_root_start)
+    for request in found:
         if selection.accepts(request.root.start_ns, request.root.attributes):
             yield request
 
 
-def _is_root(span: SpanRecord) -> bool:
-    return span.name == semconv.SPAN_SYNTHESIZE
+def _by_start(span: SpanRecord) -> tuple[int, int]:
+    return span.start_ns, -span.end_ns
 
 
-def _streamed(spans: Iterable[SpanRecord]) -> Iterator[Request]:
-    pending: dict[str, Request] = {}
-    ends: list[tuple[int, str]] = []
-    # Children seen before their root: possible only at the root's own timestamp (a
-    # child never starts before its request), so this holds one instant's spans at most.
-    early: dict[str, list[SpanRecord]] = defaultdict(list)
-    early_at = -1
-    for span in spans:
-        while ends and ends[0][0] < span.start_ns:
-            done = pending.pop(heapq.heappop(ends)[1], None)
-            if done is not None:
-                yield done
-        if span.start_ns != early_at:
-            early.clear()
-            early_at = span.start_ns
-        if _is_root(span):
-            if span.trace_id not in pending:
-                pending[span.trace_id] = Request(span, early.pop(span.trace_id, []))
-                heapq.heappush(ends, (span.end_ns, span.trace_id))
-        elif span.trace_id in pending:
-            pending[span.trace_id].children.append(span)
+def _root_start(request: Request) -> int:
+    return request.root.start_ns
+
+
+class _Assembler:
+    def __init__(self, selection: Selection, outside: Outside | None) -> None:
+        self.selection = selection
+        self.outside = outside
+        self.owners: dict[_Key, Request] = {}  # spans of the requests in flight
+        self.in_flight: dict[str, list[Request]] = defaultdict(list)  # by trace
+        self.ends: list[tuple[int, int, Request]] = []
+        self.tie = itertools.count()
+        self.remembered: OrderedDict[_Key, SpanRecord] = OrderedDict()  # outside requests
+        # Spans whose parent is not known yet: possible at the parent's own start only (a
+        # child never starts before its parent; the read order of equal times is free), so
+        # this holds one instant's spans at most.
+        self.waiting: dict[_Key, list[SpanRecord]] = defaultdict(list)
+        self.waiting_at = -1
+
+    def run(self, spans: Iterable[SpanRecord]) -> Iterator[Request]:
+        for span in spans:
+            if span.start_ns != self.waiting_at:
+                self._give_up_waiting()  # before any request it may belong to is handed on
+                self.waiting_at = span.start_ns
+            while self.ends and self.ends[0][0] < span.start_ns:
+                yield self._done(heapq.heappop(self.ends)[2])
+            self._place(span)
+        self._give_up_waiting()
+        while self.ends:
+            yield self._done(heapq.heappop(self.ends)[2])
+
+    def _done(self, request: Request) -> Request:
+        trace = request.root.trace_id
+        for span in request.spans:
+            if self.owners.get((trace, span.span_id)) is request:
+                del self.owners[(trace, span.span_id)]
+        running = self.in_flight[trace]
+        running.remove(request)
+        if not running:
+            del self.in_flight[trace]
+        return request
+
+    def _place(self, span: SpanRecord) -> None:
+        parent = (span.trace_id, span.parent_id)
+        if span.name == semconv.SPAN_SYNTHESIZE:
+            self._start_request(span, parent)
+        elif not span.parent_id:
+            self._leave_out(span)  # a trace's root, and not a request: context
+        elif parent in self.owners:
+            self._join(self.owners[parent], span)
+        elif parent in self.remembered:
+            self._leave_out(span)
         else:
-            early[span.trace_id].append(span)
-    for _, trace_id in sorted(ends):
-        done = pending.pop(trace_id, None)
-        if done is not None:
-            yield done
+            self.waiting[parent].append(span)
 
+    def _start_request(self, span: SpanRecord, parent: _Key) -> None:
+        same = self.owners.get((span.trace_id, span.span_id))
+        if span.span_id and same is not None and same.root.span_id == span.span_id:
+            return  # the same span read twice (exported again): one request
+        above = self.owners.get(parent)
+        context = above.root if above is not None else self.remembered.get(parent)
+        request = Request(span, context=context if span.parent_id else None)
+        self.in_flight[span.trace_id].append(request)
+        heapq.heappush(self.ends, (span.end_ns, next(self.tie), request))
+        self._known(span, request)
 
-def _grouped(spans: Iterable[SpanRecord]) -> Iterator[Request]:
-    by_trace: dict[str, list[SpanRecord]] = defaultdict(list)
-    for span in spans:
-        by_trace[span.trace_id].append(span)
-    found = []
-    for trace in by_trace.values():
-        root = next((s for s in trace if _is_root(s)), None)
-        if root is not None:
-            found.append(Request(root, [s for s in trace if s is not root]))
-    found.sort(key=lambda r: r.root.start_ns)
-    yield from found
+    def _join(self, request: Request, span: SpanRecord) -> None:
+        request.children.append(span)
+        self._known(span, request)
+
+    def _leave_out(self, span: SpanRecord) -> None:
+        # Time alone: the --where conditions are on requests (see Outside).
+        if (
+            span.attributes.get(semconv.ATTR_STAGE) is not None
+            and self.outside is not None
+            and not self.selection.where
+            and self.selection.accepts(span.start_ns, {})
+        ):
+            self.outside.stage_spans += 1
+        if span.span_id:
+            key = (span.trace_id, span.span_id)
+            self.remembered[key] = span
+            self.remembered.move_to_end(key)
+            if len(self.remembered) > OUTSIDE_REMEMBERED:
+                self.remembered.popitem(last=False)
+        self._known(span, None)
+
+    def _known(self, span: SpanRecord, request: Request | None) -> None:
+        """``span`` is placed: so are the spans that waited for it as their parent."""
+        if not span.span_id:
+            return
+        key = (span.trace_id, span.span_id)
+        if request is not None:
+            self.owners[key] = request
+        for child in self.waiting.pop(key, ()):
+            self._place(child)
+
+    def _give_up_waiting(self) -> None:
+        """Spans whose parent never came: to the one request of the trace running when the
+        span started, if exactly one was; else outside any request."""
+        while self.waiting:
+            _, spans = self.waiting.popitem()
+            for span in spans:
+                running = [
+                    r for r in self.in_flight.get(span.trace_id, ())
+                    if r.root.start_ns <= span.start_ns <= r.root.end_ns
+                ]  # fmt: skip
+                if len(running) == 1:
+                    self._join(running[0], span)
+                else:
+                    self._leave_out(span)

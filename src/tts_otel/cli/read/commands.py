@@ -14,8 +14,7 @@ from typing import Any
 
 from tts_otel.cli.read import compare as comparing
 from tts_otel.cli.read import summary, waterfall
-from tts_otel.cli.read.assemble import Facts, Request, facts, requests
-from tts_otel.cli.read.records import SpanRecord
+from tts_otel.cli.read.assemble import Facts, Outside, Request, facts, requests
 from tts_otel.cli.read.selection import (
     Selection,
     SelectionError,
@@ -73,36 +72,44 @@ def _read(
     progress: Progress,
     lean: bool = False,
     stages: Collection[str] | None = None,
+    outside: Outside | None = None,
 ) -> Iterator[Request]:
     spans = source.spans(chosen, lean, stages) if lean else source.spans(chosen)
-    return requests(progress.count(spans), chosen, source.ordered)
+    return requests(progress.count(spans), chosen, source.ordered, outside)
 
 
-def _nothing(source: Source, chosen: Selection) -> ReadError:
+def _nothing(source: Source, chosen: Selection, outside: Outside) -> ReadError:
+    found = f" ({outside.note()})" if outside.stage_spans else ""
     return ReadError(
-        f"no requests in {source.description} for {chosen.describe()}: widen --since/--until, "
-        "drop a --where, or check where the exporter writes"
+        f"no requests in {source.description} for {chosen.describe()}{found}: widen "
+        "--since/--until, drop a --where, or check where the exporter writes"
     )
 
 
 def _each_request(
-    source: Source, chosen: Selection, lean: bool = False, stages: Collection[str] | None = None
+    source: Source,
+    chosen: Selection,
+    lean: bool = False,
+    stages: Collection[str] | None = None,
+    outside: Outside | None = None,
 ) -> Iterator[Request]:
     """The selected requests, with progress; an error if there are none.
 
-    ``lean``: requests whose stage spans may hold only stage and time (see ``Source.spans``),
-    enough for ``report``, ``compare`` and ranking; ``stages`` narrows which stage spans.
+    ``lean``: requests whose stage spans may hold only stage, time and ids (see
+    ``Source.spans``), enough for ``report``, ``compare`` and ranking; ``stages`` narrows
+    which stage spans. ``outside`` counts the stage spans read that are in no request.
     """
     progress = Progress(source.description)
+    outside = Outside() if outside is None else outside
     found = False
     try:
-        for request in _read(source, chosen, progress, lean, stages):
+        for request in _read(source, chosen, progress, lean, stages, outside):
             found = True
             yield request
     finally:
         progress.done()
     if not found:
-        raise _nothing(source, chosen)
+        raise _nothing(source, chosen, outside)
 
 
 def show_trace(args: argparse.Namespace) -> int:
@@ -153,6 +160,7 @@ def show_report(args: argparse.Namespace) -> int:
     by = [dimension(d.strip()) for d in (args.by or "").split(",") if d.strip()]
     every_ns = _every(args.every)
     source = open_source(args, args.traces)
+    outside = Outside()
     if args.html:
         folded: list[Facts] = []
 
@@ -161,19 +169,22 @@ def show_report(args: argparse.Namespace) -> int:
                 folded.append(facts(request))
                 yield request
 
-        _html(args.html, _spans_of(keep(_each_request(source, chosen))), title="tts-otel report")
+        found = keep(_each_request(source, chosen, outside=outside))
+        _html(args.html, found, outside=outside, title="tts-otel report")
         groups = summary.fold(folded, by, every_ns)
     else:
         # Folded as they stream: what is kept is one float per request and stage, not the
         # requests (a list of Facts held each request's attributes, about 1 KB apiece).
-        found = _each_request(source, chosen, lean=True)
+        found = _each_request(source, chosen, lean=True, outside=outside)
         groups = summary.fold((facts(request) for request in found), by, every_ns)
     if every_ns:
         print(summary.render_trend(groups, by))
     elif by:
         print(summary.render_groups(groups, by))
     else:
-        print(summary.render(groups[(0, ())].summary()))
+        print(summary.render(groups[(0, ())].summary(), outside.note()))
+    if (every_ns or by) and outside.stage_spans:
+        print(f"\n{outside.note()}")
     return 0
 
 
@@ -186,16 +197,11 @@ def _every(raw: str | None) -> int | None:
     return span
 
 
-def _spans_of(found: Iterable[Request]) -> Iterator[SpanRecord]:
-    for request in found:
-        yield from request.spans
-
-
-def _html(path: str, spans: Iterable[SpanRecord], **options: Any) -> None:
+def _html(path: str, found: Iterable[Request], **options: Any) -> None:
     # Imported when asked: the renderer and its plotting library load only for --html.
     from tts_otel.cli.html_report import write_html
 
-    write_html(Path(path), spans, **options)
+    write_html(Path(path), found, **options)
     print(f"wrote {path}", file=sys.stderr)
 
 
@@ -203,14 +209,17 @@ def show_compare(args: argparse.Namespace) -> int:
     shared = selection(args.since, args.until, args.where)
     sides = [shared.narrowed(parse_spec(raw)) for raw in (args.a, args.b)]
     source = open_source(args, args.traces)
-    collected = [[facts(r) for r in _each_request(source, side, lean=True)] for side in sides]
+    outside = [Outside() for _ in sides]
+    collected = [
+        [facts(r) for r in _each_request(source, side, lean=True, outside=apart)]
+        for side, apart in zip(sides, outside, strict=True)
+    ]
     rows = comparing.compare(*collected, resamples=args.resamples, rng=random.Random(args.seed))
-    print(comparing.render(rows, args.a, args.b, len(collected[0]), len(collected[1])))
+    print(comparing.render(rows, args.a, args.b, len(collected[0]), len(collected[1]),
+                           [apart.note() for apart in outside]))  # fmt: skip
     if args.html:
-        spans = itertools.chain.from_iterable(
-            _spans_of(_each_request(source, side)) for side in sides
-        )
-        _html(args.html, spans, comparison=[row.as_dict() for row in rows],
+        found = itertools.chain.from_iterable(_each_request(source, side) for side in sides)
+        _html(args.html, found, comparison=[row.as_dict() for row in rows],
               title=f"tts-otel compare: {args.a} vs {args.b}")  # fmt: skip
     return 0
 

@@ -72,20 +72,29 @@ def compare(
     return [Row(stage, metric, i) for (stage, metric), i in zip(keys, intervals, strict=True)]
 
 
-def render(rows: Sequence[Row], label_a: str, label_b: str, count_a: int, count_b: int) -> str:
+def render(
+    rows: Sequence[Row], label_a: str, label_b: str, count_a: int, count_b: int,
+    outside: Sequence[str] = ("", ""),
+) -> str:  # fmt: skip
+    """``outside``: per side, what was read but is in no request (empty if nothing)."""
+    sides = [f"{label} ({count} requests{'; ' + note if note else ''})"
+             for label, count, note in zip((label_a, label_b), (count_a, count_b), outside,
+                                           strict=True)]  # fmt: skip
+    width = max([22, *(len(row.stage) + 2 for row in rows)])
     lines = [
-        f"A: {label_a} ({count_a} requests)",
-        f"B: {label_b} ({count_b} requests)",
+        f"A: {sides[0]}",
+        f"B: {sides[1]}",
         "",
-        f"{'stage':<22}{'metric':<8}{'A':>10}{'B':>10}{'B - A':>10}   {'95% interval':<22}verdict",
-        "-" * 100,
+        f"{'stage':<{width}}{'metric':<8}{'A':>10}{'B':>10}{'B - A':>10}   "
+        f"{'95% interval':<22}verdict",
+        "-" * (width + 78),
     ]
     for row in rows:
         i = row.interval
         digits = 3 if row.metric == "rtf" else 1
         span = f"[{i.low:.{digits}f}, {i.high:.{digits}f}]"
         lines.append(
-            f"{row.stage:<22}{row.metric:<8}{i.a:>10.{digits}f}{i.b:>10.{digits}f}"
+            f"{row.stage:<{width}}{row.metric:<8}{i.a:>10.{digits}f}{i.b:>10.{digits}f}"
             f"{i.diff:>+10.{digits}f}   {span:<22}{row.verdict}"
         )
     lines.append("")

@@ -20,6 +20,7 @@ from tts_otel.cli.read.records import (
     FIELDS,
     IDS,
     NAME,
+    PARENT,
     STATUS,
     SpanRecord,
     from_row,
@@ -33,11 +34,18 @@ from tts_otel.exporters.influxdb.settings import PREFIX, InfluxSettings
 # (peak RSS 49.5 MiB at 50,000 spans, 71.7 MiB at 200,000); 2,000 bounds that earlier.
 CHUNK_SIZE: Final = 2_000
 STAGE: Final = semconv.ATTR_STAGE
-LEAN_ROOT_FIELDS: Final = (NAME, DURATION, ATTRIBUTES, STATUS)
+LEAN_ROOT_FIELDS: Final = (NAME, PARENT, DURATION, ATTRIBUTES, STATUS)
 
 
 def _start(span: SpanRecord) -> int:
     return span.start_ns
+
+
+def _with_parents(stage: str) -> Iterator[str]:
+    """``acoustic.llm`` -> ``acoustic``, ``acoustic.llm``."""
+    parts = stage.split(".")
+    for depth in range(1, len(parts) + 1):
+        yield ".".join(parts[:depth])
 
 
 def identifier(name: str) -> str:
@@ -103,8 +111,8 @@ class InfluxQLSource:
     def _lean(
         self, selection: Selection, dimensions: Sequence[str], stages: Collection[str] | None
     ) -> Iterator[SpanRecord]:
-        """Spans without a stage whole, and each stage's spans as start, duration and trace
-        only, one query per stage value, merged back into time order here.
+        """Spans without a stage whole, and each stage's spans as start, duration, trace,
+        span and parent id only, one query per stage value, merged back into time order here.
 
         Measured on influxd 1.8.10 over 200,000 spans (16,666 requests), server CPU: the one
         query of every column 15.3 s; spans without a stage (``tts.stage = ''``), all
@@ -113,10 +121,15 @@ class InfluxQLSource:
         one field of the 92% of spans that are stage spans is the gain. An equality on a tag
         picks series from the index; a time slice does not (a quarter of the range cost 70%
         of the whole), so the range is not split in time. The streams are read interleaved,
-        so influxd works on all of them at once.
+        so influxd works on all of them at once. The ids (a tag and a field more) raised
+        the report over 200,000 spans from 6.5 s of influxd CPU to 8.6-8.8 s: they are what
+        tells apart several requests in one trace (a web UI's clicks under one HTTP span).
         """
         found = [value for key, value in self.tag_values(STAGE) if key == STAGE]
-        wanted = [value for value in found if stages is None or value in stages]
+        # A nested stage's spans hang under their parent stage's: read those too, so that
+        # each is placed in its request by parent id.
+        needed = None if stages is None else {p for s in stages for p in _with_parents(s)}
+        wanted = [value for value in found if needed is None or value in needed]
         streams = [self._unstaged(selection, dimensions)]
         streams += [self._stage(selection, value) for value in wanted]
         yield from heapq.merge(*streams, key=_start)
@@ -124,9 +137,9 @@ class InfluxQLSource:
     def _unstaged(self, selection: Selection, dimensions: Sequence[str]) -> Iterator[SpanRecord]:
         # A tag compared with '' matches the series that lack it: the roots, and any span
         # of the user's own without a stage.
-        # Not the parent or end fields (the end is time + duration): on 200,000 spans this
-        # query cost influxd 1.65 s of CPU with all six fields; each field read is a cursor
-        # per series.
+        # Not the end field (the end is time + duration): on 200,000 spans this query cost
+        # influxd 1.65 s of CPU with all six fields; each field read is a cursor per series.
+        # The parent is read: a request is found by it (a trace may hold several).
         columns = [identifier(f) for f in LEAN_ROOT_FIELDS]
         columns += [identifier(t) + "::tag" for t in (*IDS, *sorted(self.settings.span_dimensions))]
         stageless = [f"{identifier(STAGE)}::tag = ''"]
@@ -137,19 +150,24 @@ class InfluxQLSource:
                 yield record
 
     def _stage(self, selection: Selection, stage: str) -> Iterator[SpanRecord]:
-        columns = [identifier(DURATION), identifier("trace_id") + "::tag"]
+        # The ids and the parent place each span in its request: a trace may hold several
+        # requests, at once (a web UI's clicks under one HTTP span), so time cannot.
+        columns = [identifier(DURATION), identifier(PARENT)]
+        columns += [identifier(t) + "::tag" for t in IDS]
         condition = f"{identifier(STAGE)}::tag = {literal(stage)}"
         query = statement(self.settings, selection, columns, [condition])
         attributes = {STAGE: stage}  # one mapping for all of this stage's spans
         for series in self.series(query):
             at = {name: index for index, name in enumerate(series["columns"])}
             time_at, duration_at, trace_at = at["time"], at[DURATION], at["trace_id"]
+            span_at, parent_at = at["span_id"], at[PARENT]
             for values in series["values"]:
                 start, duration = values[time_at], values[duration_at]
                 if duration is not None:
                     yield SpanRecord(
                         trace_id=str(values[trace_at]), name="", start_ns=int(start),
                         end_ns=int(start) + int(duration), attributes=attributes,
+                        span_id=str(values[span_at] or ""), parent_id=str(values[parent_at] or ""),
                     )  # fmt: skip
 
     def tag_values(self, key: str) -> list[tuple[str, str]]:

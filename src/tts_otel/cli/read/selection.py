@@ -21,6 +21,7 @@ DIMENSIONS: Final = {
     "model": semconv.ATTR_MODEL_NAME,
     "length_bin": semconv.ATTR_TEXT_LENGTH_BIN,
     "streaming": semconv.ATTR_STREAMING,
+    "kind": semconv.ATTR_REQUEST_KIND,
     "outcome": semconv.ATTR_OUTCOME,
     "service": "service.name",
 }

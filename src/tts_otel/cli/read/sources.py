@@ -27,14 +27,15 @@ class Source(Protocol):
     ordered: bool
     """Spans come in order of their start time (so requests can be completed as they go)."""
     lean: bool
-    """``spans(lean=True)`` gives stage spans as stage, start, duration and trace only."""
+    """``spans(lean=True)`` gives stage spans as stage, time and ids only."""
 
     def spans(
         self, selection: Selection, lean: bool = False, stages: Collection[str] | None = None
     ) -> Iterator[SpanRecord]:
         """The selected spans. ``lean``: what ``report``, ``compare`` and the ranking of
         ``trace`` need (whole spans without a stage; of stage spans, only those in
-        ``stages`` if given, as stage, start, duration and trace); a source may give more."""
+        ``stages`` if given, and their parent stages, as stage, start, duration, trace, span
+        and parent id); a source may give more."""
         ...
 
 

@@ -21,15 +21,6 @@ from tts_otel.cli.read.selection import Selection, short_name
 from tts_otel.cli.read.stats import sorted_percentile
 from tts_otel.exporters.influxdb.line_protocol import tag_value
 
-STAGE_ORDER = (
-    semconv.STAGE_SPEAKER_EMBEDDING,
-    semconv.STAGE_TEXT_NORMALIZATION,
-    semconv.STAGE_ACOUSTIC,
-    semconv.STAGE_ACOUSTIC_LLM,
-    semconv.STAGE_ACOUSTIC_FLOW,
-    semconv.STAGE_VOCODER,
-)
-
 
 @dataclass(frozen=True)
 class StageRow:
@@ -62,8 +53,27 @@ class Summary:
 
 
 def ordered_stages(names: Iterable[str]) -> list[str]:
-    present = set(names)
-    return [s for s in STAGE_ORDER if s in present] + sorted(present - set(STAGE_ORDER))
+    """Stages as a tree: each under its parent (the name before its last dot), siblings in
+    pipeline order, then unknown ones by name. The one order of every table and chart."""
+    return sorted(set(names), key=_stage_rank)
+
+
+def _stage_rank(stage: str) -> list[tuple[int, str]]:
+    # One (position, name) per level: a parent's key is a prefix of its children's, so it
+    # sorts just before them.
+    parts = stage.split(".")
+    rank = []
+    for depth in range(1, len(parts) + 1):
+        prefix = ".".join(parts[:depth])
+        order = semconv.STAGE_ORDER
+        known = order.index(prefix) if prefix in order else len(order)
+        rank.append((known, prefix))
+    return rank
+
+
+def stage_label(stage: str) -> str:
+    """A stage's name indented by its depth, as the tables print it."""
+    return "  " * stage.count(".") + stage
 
 
 def _ms(ordered: Sequence[float], q: float) -> float:
@@ -140,16 +150,20 @@ def label(by: Sequence[str], values: Sequence[str]) -> str:
     return " ".join(f"{short_name(k)}={v}" for k, v in zip(by, values, strict=True))
 
 
-def render(summary: Summary) -> str:
-    lines = [f"{'stage':<22}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}{'share':>9}", "-" * 61]
-    for row in summary.stages:
-        name = ("  " + row.stage) if row.nested else row.stage
+def render(summary: Summary, outside: str = "") -> str:
+    """The table; ``outside``, a line saying what was read but is in no request."""
+    labels = [stage_label(row.stage) for row in summary.stages]
+    width = max([22, *(len(label) + 2 for label in labels)])
+    rule = "-" * (width + 39)
+    lines = [f"{'stage':<{width}}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}{'share':>9}", rule]
+    for label, row in zip(labels, summary.stages, strict=True):
         lines.append(
-            f"{name:<22}{row.p50_ms:>10.1f}{row.p95_ms:>10.1f}{row.p99_ms:>10.1f}{row.share:>8.1%} "
+            f"{label:<{width}}{row.p50_ms:>10.1f}{row.p95_ms:>10.1f}{row.p99_ms:>10.1f}"
+            f"{row.share:>8.1%} "
         )
-    lines.append("-" * 61)
+    lines.append(rule)
     lines.append(
-        f"{'request':<22}{summary.request_p50_ms:>10.1f}{summary.request_p95_ms:>10.1f}"
+        f"{'request':<{width}}{summary.request_p50_ms:>10.1f}{summary.request_p95_ms:>10.1f}"
         f"{summary.request_p99_ms:>10.1f}"
     )
     lines.append("")
@@ -158,8 +172,11 @@ def render(summary: Summary) -> str:
         f"audio {summary.audio_seconds:.1f} s   processing {summary.processing_seconds:.1f} s   "
         f"real-time factor {summary.real_time_factor:.3f}"
     )
-    lines.append("(stage times are per request, summed over its text segments; "
-                 "nested stages are part of the one above)")  # fmt: skip
+    if outside:
+        lines.append(outside)
+    lines.append("(a request is a tts.synthesize span and its subtree; stage times are per "
+                 "request, summed over its text segments; nested stages are part of the one "
+                 "above)")  # fmt: skip
     return "\n".join(lines)
 
 

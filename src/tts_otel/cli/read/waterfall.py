@@ -61,6 +61,11 @@ def render_trees(spans: Iterable[SpanRecord], last: int = 1) -> str:
 def _details(span: SpanRecord) -> str:
     attributes = span.attributes
     details = []
+    queued = attributes.get(semconv.ATTR_QUEUE_WAIT)
+    if isinstance(queued, int | float):  # before the request began: not a bar of it
+        details.append(f"queued {float(queued) * 1000:.1f} ms before")
+    if attributes.get(semconv.ATTR_PROMPT_REUSED) is True:
+        details.append("prompt work reused")
     segment = attributes.get(semconv.ATTR_SEGMENT_INDEX)
     if segment is not None:
         details.append(f"segment {segment}")
@@ -89,7 +94,26 @@ def _header(root: SpanRecord) -> str:
         for key in _SHOWN_DIMENSIONS
         if root.attributes.get(key) is not None
     ]
-    return f"trace {root.trace_id}  {start[:-3]} UTC  {' '.join(dims)}".rstrip()
+    # The span id too: a trace may hold several requests (a web UI's clicks, a session's).
+    header = f"trace {root.trace_id}  span {root.span_id}  {start[:-3]} UTC  {' '.join(dims)}"
+    return header.rstrip()
+
+
+def _context(request: Request) -> str | None:
+    """What the request's span is a child of: a header line, never a bar of the request."""
+    root, parent = request.root, request.context
+    if not root.parent_id:
+        return None
+    if parent is None:
+        return f"  in span {root.parent_id} (not read)"
+    if parent.name == semconv.SPAN_SYNTHESIZE:
+        role = "another request"
+    else:
+        role = "context, not part of the request"
+    if parent.end_ns < root.start_ns:
+        ended = (root.start_ns - parent.end_ns) / 1e9
+        role += f"; it ended {ended:.3f} s before this request began"
+    return f"  in {parent.name} (span {parent.span_id}: {role})"
 
 
 def _order(span: SpanRecord) -> tuple[int, int, str, str]:
@@ -104,11 +128,12 @@ def _waterfall(request: Request) -> str:
     children: dict[str, list[SpanRecord]] = defaultdict(list)
     known = {span.span_id for span in request.spans}
     for span in request.children:
-        # A span whose parent is missing (not stored, or outside the tree) hangs off the root.
+        # A span whose parent is missing (not stored) hangs off the root.
         children[span.parent_id if span.parent_id in known else root.span_id].append(span)
     total = root.end_ns - root.start_ns
     axis = f"0 .. {total / 1e6:.1f} ms"
-    lines = [_header(root), f"{'':<44}{'':>13} |{axis:^{WIDTH}}|"]
+    context = _context(request)
+    lines = [_header(root), *([context] if context else []), f"{'':<44}{'':>13} |{axis:^{WIDTH}}|"]
 
     drawn: set[int] = set()
 

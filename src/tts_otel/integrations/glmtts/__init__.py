@@ -25,7 +25,8 @@ import order does not matter; ``glmtts_inference.py`` run as a script is
 wrapped in ``__main__``, where its ``jsonl_generate`` looks ``generate_long`` up.
 """
 
-from tts_otel.integrations.glmtts.contract import CONTRACT, Wrapped, argument
-from tts_otel.integrations.glmtts.instrumentor import MODEL_NAME, GLMTTSInstrumentor
+from tts_otel.integrations.glmtts.contract import CONTRACT, Kind, Wrapped, argument
+from tts_otel.integrations.glmtts.handlers import MODEL_NAME
+from tts_otel.integrations.glmtts.instrumentor import GLMTTSInstrumentor
 
-__all__ = ["CONTRACT", "MODEL_NAME", "GLMTTSInstrumentor", "Wrapped", "argument"]
+__all__ = ["CONTRACT", "MODEL_NAME", "GLMTTSInstrumentor", "Kind", "Wrapped", "argument"]

@@ -12,12 +12,17 @@ start-up), so it never leaves a span open or a request half-built.
 
 The records live in a context variable and are replaced, never changed in
 place: a copied context (a gradio or Starlette worker, an asyncio task) sees
-its parent's records but cannot add to another context's.
+its parent's records but cannot add to another context's. Each record is
+adopted once, whichever context takes it first: a prompt prepared once and used
+by two requests in copied contexts is counted in the first, and the second
+says it reused prepared work.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import threading
+import weakref
 from contextvars import ContextVar
 from dataclasses import dataclass
 from time import perf_counter
@@ -31,7 +36,7 @@ ADOPTION_GAP_S = 1.0
 MAX_RECORDS = 64
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # adopted once: told apart by identity
 class Record:
     """One wrapped call that ran outside any request."""
 
@@ -54,10 +59,11 @@ class Prologue:
     llm_text: str | None = None
     llm_prompt: str | None = None
     last: float = 0.0
+    reused: bool = False  # some of this work was adopted by an earlier request
 
     @property
     def start(self) -> float | None:
-        return self.records[0].start if self.records else None
+        return min(record.start for record in self.records) if self.records else None
 
     def source_text(self, normalized: str | None) -> str | None:
         """The text whose normalisation gave ``normalized``, if this prologue saw it."""
@@ -74,6 +80,9 @@ class Prologue:
 
 
 _current: ContextVar[Prologue | None] = ContextVar("tts_otel_glmtts_prologue", default=None)
+# Records some request adopted, across all contexts (records are compared by identity).
+_adopted: weakref.WeakSet[Record] = weakref.WeakSet()
+_adopted_lock = threading.Lock()
 
 
 def _fresh(now: float) -> Prologue:
@@ -84,11 +93,6 @@ def _fresh(now: float) -> Prologue:
 
 
 def add(record: Record) -> None:
-    if record.error is not None:
-        # The caller's request failed before the call that would have started it
-        # (jsonl_generate logs it and goes on): the next request must not adopt it.
-        _current.set(None)
-        return
     current = _fresh(record.start)
     records = (*current.records, record)[-MAX_RECORDS:]
     _current.set(dataclasses.replace(current, records=records, last=record.end))
@@ -118,11 +122,23 @@ def llm_inputs(text: object, prompt: object) -> None:
 
 
 def take() -> Prologue | None:
-    """The work this context did just before now, for a request starting now; then forgets it."""
+    """The work this context did just before now, for a request starting now, without what
+    another request adopted already; then forgets it."""
     current = _current.get()
     if current is None:
         return None
     _current.set(None)
     if perf_counter() - current.last > ADOPTION_GAP_S or not current.records:
         return None
-    return current
+    with _adopted_lock:
+        fresh = tuple(record for record in current.records if record not in _adopted)
+        _adopted.update(fresh)
+    return dataclasses.replace(current, records=fresh, reused=len(fresh) < len(current.records))
+
+
+def failed(record: Record) -> Prologue:
+    """The work done so far and the call that failed (``record``): a request that failed
+    before the call that would have started it. Forgotten, so the next request does not
+    adopt it."""
+    add(record)
+    return take() or Prologue(records=(record,), last=record.end)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import wave
 import zlib
 from collections.abc import Callable
 from typing import Any
@@ -60,7 +62,12 @@ class TTSFrontEnd:
 
 
 def _audio(path: Any) -> torch.Generator:
-    if "missing" in repr(path):  # GLM-TTS loads the prompt file: a wrong path raises
-        raise FileNotFoundError(f"No such file: {path!r}")
-    """Prompt audio stands in as noise seeded by its path: no files, the global RNG untouched."""
-    return torch.Generator().manual_seed(zlib.crc32(repr(path).encode()))
+    """Prompt audio is read, as GLM-TTS reads it (a missing file raises FileNotFoundError, a
+    file that is not audio raises too), and stands in as noise seeded by its samples: the
+    global RNG untouched."""
+    paths = path if isinstance(path, list | tuple) else [path]
+    samples = b""
+    for item in paths:
+        with wave.open(os.fspath(item), "rb") as audio:
+            samples += audio.readframes(audio.getnframes())
+    return torch.Generator().manual_seed(zlib.crc32(samples))

@@ -79,4 +79,6 @@ def replay(state: RequestState, prologue: _prologue.Prologue | None) -> None:
         count_tokens(state.request, stage, record.speech_tokens, record.end - record.start)
         stage.end(record.error, at=record.end)
         state.group_ended_at = record.end
+        if record.error is not None:  # as a failure inside a request closes its group
+            state.close_group(record.error)
     state.close_group()
