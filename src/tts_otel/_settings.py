@@ -172,6 +172,14 @@ def path(raw: object) -> Path:
     return Path(str(raw))
 
 
+def directory(raw: object) -> Path | None:
+    """A folder that may not exist yet, but not a file (a spool's)."""
+    folder = Path(str(raw))
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{str(folder)!r} is not a directory")
+    return folder
+
+
 def flag(raw: object) -> bool:
     if isinstance(raw, bool):
         return raw

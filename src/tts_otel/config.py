@@ -18,6 +18,7 @@ from typing import Any, Final, Literal, get_args
 
 from tts_otel._settings import (
     choice,
+    directory,
     file_mode,
     flag,
     host,
@@ -41,6 +42,7 @@ DEFAULT_MAX_ATTRIBUTE_VALUES: Final = 100
 DEFAULT_METRIC_BUFFER: Final = 4096
 DEFAULT_PROMETHEUS_HOST: Final = "127.0.0.1"
 DEFAULT_PROMETHEUS_PORT: Final = 9464
+DEFAULT_SPOOL_BYTES: Final = 64 * 1024 * 1024  # the OTLP and InfluxDB spools' bound
 
 
 def _flag(name: str, raw: object) -> bool:
@@ -125,6 +127,17 @@ class Settings:
         DEFAULT_PROMETHEUS_PORT, ("TTS_OTEL_PROMETHEUS_PORT", "OTEL_EXPORTER_PROMETHEUS_PORT"),
         port, "use 0 to 65535 (0: any free)",
         doc="a port, or the port of `\"host:port\"`", argument="prometheus",
+    )  # fmt: skip
+    # The `otlp` exporter's spool, where batches wait while the collector is away.
+    otlp_spool_dir: Path | None = setting(  # noqa: RUF009
+        None, "TTS_OTEL_OTLP_SPOOL_DIR", directory, "name a directory (it is created if missing)",
+        doc="`otlp` exporter: disk spool, which survives a restart", argument=False,
+        shown="none: in memory",
+    )  # fmt: skip
+    otlp_spool_bytes: int = setting(
+        DEFAULT_SPOOL_BYTES, "TTS_OTEL_OTLP_SPOOL_BYTES", positive_int,
+        "use e.g. 67108864 (64 MiB)", doc="`otlp` exporter: the spool's bound in bytes",
+        argument=False, shown="`67108864` (64 MiB)",
     )  # fmt: skip
 
 

@@ -20,6 +20,7 @@ from typing import Any, Final, Literal
 from tts_otel import semconv
 from tts_otel._settings import (
     choice,
+    directory,
     flag,
     names,
     positive_int,
@@ -29,6 +30,7 @@ from tts_otel._settings import (
     setting,
     text,
 )
+from tts_otel.config import DEFAULT_SPOOL_BYTES as DEFAULT_SPOOL_BYTES  # users import it here
 from tts_otel.errors import ConfigurationError
 
 # service.name plus the bounded stage and configuration attributes: the tags
@@ -37,7 +39,6 @@ DEFAULT_SPAN_DIMENSIONS: Final = frozenset(
     {"service.name"}
     | (semconv.METRIC_ATTRIBUTE_KEYS - {semconv.ATTR_OUTCOME, semconv.ATTR_ERROR_TYPE})
 )
-DEFAULT_SPOOL_BYTES: Final = 64 * 1024 * 1024
 PREFIX: Final = "TTS_OTEL_INFLUXDB_"
 
 
@@ -54,13 +55,6 @@ def _url(raw: object) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("is not an http(s) URL with a host")
     return url
-
-
-def _spool_dir(raw: object) -> Path | None:
-    directory = Path(str(raw))
-    if directory.exists() and not directory.is_dir():
-        raise ValueError(f"{str(directory)!r} is not a directory")
-    return directory
 
 
 def _dimensions(raw: object) -> frozenset[str]:
@@ -107,7 +101,7 @@ class InfluxSettings:
         doc="seconds per export, all retries", shown="`10`",
     )  # fmt: skip
     spool_dir: Path | None = setting(  # noqa: RUF009
-        None, f"{PREFIX}SPOOL_DIR", _spool_dir, "name a directory (it is created if missing)",
+        None, f"{PREFIX}SPOOL_DIR", directory, "name a directory (it is created if missing)",
         doc="disk spool, which survives a restart", shown="none: in memory",
     )  # fmt: skip
     spool_bytes: int = setting(
