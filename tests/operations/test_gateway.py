@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import subprocess
 import time
 import urllib.request
 from collections import defaultdict
@@ -22,9 +20,14 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import tts_otel
-from tests.services import InfluxServer, collector_binary, free_ports, influxdb, running, wait_for
+from tests.operations import test_collector
+from tests.operations.test_collector import CONFIGS, _validate
+from tests.services import InfluxServer, free_ports, influxdb, running, wait_for
 from tts_otel import semconv
-from tts_otel.telemetry import set_telemetry
+
+# test_collector's fixtures: the built collector, and no active telemetry left behind.
+otelcol = test_collector.otelcol
+_restore_active = test_collector._restore_active
 
 COLLECTOR = Path(__file__).parent.parent.parent / "collector"
 AGENT = COLLECTOR / "agent.yaml"
@@ -42,47 +45,18 @@ STAGES = ("text_normalization", "acoustic", "vocoder")
 FALSE_FAILURE = 1e-4
 
 
-@pytest.fixture(scope="module")
-def otelcol() -> str:
-    return collector_binary()
-
-
-@pytest.fixture(autouse=True)
-def _restore_active() -> Iterator[None]:
-    yield
-    set_telemetry(None)
-
-
-def _validate(
-    otelcol: str, configs: list[Path], env: dict[str, str]
-) -> subprocess.CompletedProcess[str]:
-    flags = [flag for config in configs for flag in ("--config", str(config))]
-    return subprocess.run(
-        [otelcol, "validate", *flags], env={**os.environ, **env}, capture_output=True, text=True
-    )
-
-
-INFLUX_V1 = {"TTS_OTEL_INFLUXDB_URL": "http://127.0.0.1:8086", "TTS_OTEL_INFLUXDB_USERNAME": "u",
-             "TTS_OTEL_INFLUXDB_PASSWORD": "p"}  # fmt: skip
-INFLUX_V2 = {"TTS_OTEL_INFLUXDB_URL": "http://127.0.0.1:8086", "TTS_OTEL_INFLUXDB_ORG": "o",
-             "TTS_OTEL_INFLUXDB_BUCKET": "b", "TTS_OTEL_INFLUXDB_TOKEN": "t"}  # fmt: skip
-
-
 def test_agent_and_gateway_configs_validate(otelcol: str) -> None:
-    gateways = {"OTELCOL_GATEWAY_ENDPOINTS": "[127.0.0.1:4417, 127.0.0.1:4427]"}
-    done = _validate(otelcol, [AGENT], gateways)
+    gateways = "[127.0.0.1:4417, 127.0.0.1:4427]"
+    done = _validate(otelcol, AGENT, OTELCOL_GATEWAY_ENDPOINTS=gateways)
     assert done.returncode == 0, done.stderr
     # The gateways are required: an agent without them fails at once, naming why.
-    assert (
-        "no endpoints specified for the static resolver" in _validate(otelcol, [AGENT], {}).stderr
-    )
-    for base, env in (("config.yaml", INFLUX_V2), ("config-influxdb-v1.yaml", INFLUX_V1)):
-        configs = [COLLECTOR / base, COLLECTOR / "gateway.yaml"]
-        done = _validate(otelcol, configs, env)
+    assert "no endpoints specified for the static resolver" in _validate(otelcol, AGENT).stderr
+    for base in CONFIGS:  # InfluxDB 2.x and 1.x
+        done = _validate(otelcol, base, GATEWAY[1])
         assert done.returncode == 0, done.stderr
-        done = _validate(otelcol, [*configs, GATEWAY_FILE], {**env, "OTELCOL_GATEWAY_FILE": "k"})
+        done = _validate(otelcol, base, GATEWAY[1], GATEWAY_FILE, OTELCOL_GATEWAY_FILE="kept")
         assert done.returncode == 0, done.stderr
-    done = _validate(otelcol, GATEWAY, {**INFLUX_V1, "OTELCOL_SAMPLING_BASELINE_PERCENT": "ten"})
+    done = _validate(otelcol, *GATEWAY, OTELCOL_SAMPLING_BASELINE_PERCENT="ten")
     assert "sampling_percentage" in done.stderr
 
 
@@ -97,11 +71,11 @@ def test_the_gateway_threshold_is_the_latency_slo() -> None:
 
 @contextmanager
 def _otelcol(
-    otelcol: str, configs: list[Path], env: dict[str, str], health: int, log: Path
+    binary: str, configs: list[Path], env: dict[str, str], health: int, log: Path
 ) -> Iterator[None]:
     """One otelcol-tts with its own environment (through env(1), which execs it: the
     process that `running` stops is the collector itself)."""
-    command = ["env", *(f"{name}={value}" for name, value in env.items()), otelcol]
+    command = ["env", *(f"{name}={value}" for name, value in env.items()), binary]
     command += [flag for config in configs for flag in ("--config", str(config))]
     with running(command, log, f"http://127.0.0.1:{health}/"):
         yield
