@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import subprocess
 import time
 import urllib.request
 from collections import defaultdict
@@ -43,6 +44,12 @@ BASELINE_PERCENT = 20
 STAGES = ("text_normalization", "acoustic", "vocoder")
 # A false failure of the baseline check at most this likely.
 FALSE_FAILURE = 1e-4
+
+
+def test_the_tier_components_are_built_in(otelcol: str) -> None:
+    listed = subprocess.run([otelcol, "components"], capture_output=True, text=True, check=True)
+    for name in ("load_balancing", "tail_sampling", "file"):
+        assert f"- name: {name}\n" in listed.stdout, name
 
 
 def test_agent_and_gateway_configs_validate(otelcol: str) -> None:
