@@ -396,15 +396,23 @@ class Collector:
     """otelcol-tts with a shipped config on free loopback ports; can be SIGKILLed and restarted."""
 
     def __init__(
-        self, binary_path: str, config: Path, tmp: Path, influx: InfluxServer, database: str
+        self,
+        binary_path: str,
+        config: Path,
+        tmp: Path,
+        influx: InfluxServer | None = None,  # None: a config that does not write to InfluxDB
+        database: str = "",
     ) -> None:
         self.binary, self.config, self.tmp = binary_path, config, tmp
         self.grpc, self.http, self.prometheus, self.health, telemetry = free_ports(5)
-        self.env = {
-            **os.environ,
+        influx_env = {} if influx is None else {
             "TTS_OTEL_INFLUXDB_URL": influx.url, "TTS_OTEL_INFLUXDB_DB": database,
             "TTS_OTEL_INFLUXDB_USERNAME": influx.USER,
             "TTS_OTEL_INFLUXDB_PASSWORD": influx.PASSWORD,
+        }  # fmt: skip
+        self.env = {
+            **os.environ,
+            **influx_env,
             "OTELCOL_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{self.grpc}",
             "OTELCOL_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{self.http}",
             "OTELCOL_PROMETHEUS_ENDPOINT": f"127.0.0.1:{self.prometheus}",

@@ -377,8 +377,10 @@ def test_otlp_metrics_take_their_own_protocol_variable(
     assert parts.metric_reader is not None
     metric_exporter = parts.metric_reader._exporter  # type: ignore[attr-defined]
     try:
-        assert f".proto.{traces}." in type(parts.span_exporter).__module__
-        assert f".proto.{metrics}." in type(metric_exporter).__module__
+        # The SDK's exporters, whose connections the spooling OTLP exporters send through.
+        span_sdk = parts.span_exporter.sdk_exporter  # type: ignore[attr-defined]
+        assert f".proto.{traces}." in type(span_sdk).__module__
+        assert f".proto.{metrics}." in type(metric_exporter.sdk_exporter).__module__
     finally:
         parts.metric_reader.shutdown()
         parts.span_exporter.shutdown()

@@ -175,6 +175,20 @@ def path(raw: object) -> Path:
     return Path(text(raw))
 
 
+def directory(raw: object) -> Path | None:
+    """A folder that may not exist yet, but not a file (a spool's)."""
+    folder = Path(text(raw))
+    try:
+        usable = not folder.exists() or folder.is_dir()
+    except OSError as error:  # a name too long for the file system, say
+        raise ValueError(
+            f"{describe(str(folder))} cannot be a directory ({error.strerror})"
+        ) from None
+    if not usable:
+        raise ValueError(f"{describe(str(folder))} is not a directory")
+    return folder
+
+
 def positive_number(raw: object) -> float:
     """A finite number above 0: NaN slipped through ``<= 0`` and became a timeout per export."""
     try:

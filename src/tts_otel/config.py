@@ -17,6 +17,7 @@ from typing import Any, Final, Literal, get_args
 
 from tts_otel._settings import (
     choice,
+    directory,
     file_mode,
     host,
     names,
@@ -45,6 +46,7 @@ DEFAULT_PROMETHEUS_PORT: Final = 9464
 # The longest span attribute value by default, in characters: a 10 MB text recorded
 # made a 30 MB span, and the collector refused its whole batch for it.
 DEFAULT_ATTRIBUTE_LENGTH: Final = 8192
+DEFAULT_SPOOL_BYTES: Final = 64 * 1024 * 1024  # the OTLP and InfluxDB spools' bound
 
 
 def exporter_names(raw: object) -> tuple[str, ...]:
@@ -125,6 +127,17 @@ class Settings:
     kv_cache: bool = setting(
         True, "TTS_OTEL_KV_CACHE", flag, "use true or false", argument=False,
         doc="GLM-TTS decodes with a KV cache",
+    )  # fmt: skip
+    # The `otlp` exporter's spool, where batches wait while the collector is away.
+    otlp_spool_dir: Path | None = setting(  # noqa: RUF009
+        None, "TTS_OTEL_OTLP_SPOOL_DIR", directory, "name a directory (it is created if missing)",
+        doc="`otlp` exporter: disk spool, which survives a restart", argument=False,
+        shown="none: in memory",
+    )  # fmt: skip
+    otlp_spool_bytes: int = setting(
+        DEFAULT_SPOOL_BYTES, "TTS_OTEL_OTLP_SPOOL_BYTES", positive_int,
+        "use e.g. 67108864 (64 MiB)", doc="`otlp` exporter: the spool's bound in bytes",
+        argument=False, shown="`67108864` (64 MiB)",
     )  # fmt: skip
 
 
@@ -283,7 +296,8 @@ def check_sdk_environment(environ: Mapping[str, str] | None = None) -> SdkSettin
     return load_sdk_settings(environ)
 
 
-def otlp_protocol(signal: Literal["TRACES", "METRICS"]) -> str:
-    """The signal's OTLP protocol variable, else the general one; empty is unset."""
+def otlp_protocol(signal: str) -> str:
+    """The OTLP protocol of ``signal`` (``TRACES`` or ``METRICS``): its own variable,
+    else the general one, as the OTel specification says; empty is unset."""
     sdk = load_sdk_settings()
     return sdk.traces_protocol if signal == "TRACES" else sdk.metrics_protocol

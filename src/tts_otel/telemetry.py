@@ -125,7 +125,8 @@ class Telemetry:
         return {name: dict(report) for name, report in self._report.health()}
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        """Export everything recorded so far; returns ``False`` if a provider timed out."""
+        """Export everything recorded so far; returns ``False`` if a provider timed out, or
+        an exporter's spool still holds points its backend has not taken."""
         self.buffer.drain()
         ok = True
         for provider in (self.tracer_provider, self.meter_provider):
@@ -138,7 +139,8 @@ class Telemetry:
                 # A bad timeout or a reader that fails its collection: say so, never raise.
                 _log.exception("tts-otel: %s.force_flush failed", type(provider).__name__)
                 ok = False
-        return ok
+        # The SDK's flush says the exporter was called, not that the backend took the data.
+        return ok and not any(dict(report).get("spooled") for _, report in self._report.health())
 
     def shutdown(self) -> None:
         """Flush, then shut down the providers tts-otel created. Safe to call twice."""

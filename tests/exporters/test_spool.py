@@ -18,8 +18,8 @@ import pytest
 
 from tests.exporters.test_influx_writer import SwitchableTransport
 from tts_otel.exporters.influxdb.settings import DEFAULT_SPOOL_BYTES, influx_settings
-from tts_otel.exporters.influxdb.spool import DiskSpool
 from tts_otel.exporters.influxdb.writer import InfluxWriter
+from tts_otel.exporters.spool import DiskSpool
 
 
 def _writer(spool: Path, transport: SwitchableTransport) -> InfluxWriter:
@@ -70,7 +70,7 @@ def test_two_writers_in_one_process_replay_each_batch_once_after_a_restart(
 _SPOOLER = """
 import sys
 from pathlib import Path
-from tts_otel.exporters.influxdb.spool import DiskSpool
+from tts_otel.exporters.spool import DiskSpool
 spool = DiskSpool(Path(sys.argv[1]), 1 << 30)
 for index in range(int(sys.argv[3])):
     spool.add(f"{sys.argv[2]} f={index}i {index}\\n".encode(), 1)

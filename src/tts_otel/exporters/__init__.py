@@ -12,16 +12,11 @@ from __future__ import annotations
 import contextlib
 import importlib
 from collections.abc import Callable, Iterator
-from typing import Literal
 
-from opentelemetry.sdk.metrics.export import (
-    ConsoleMetricExporter,
-    MetricExporter,
-    PeriodicExportingMetricReader,
-)
-from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, PeriodicExportingMetricReader
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
-from tts_otel.config import Settings, otlp_protocol
+from tts_otel.config import Settings
 from tts_otel.errors import ConfigurationError
 from tts_otel.exporters.parts import ExporterParts
 
@@ -82,46 +77,9 @@ def _needs(extra: str) -> Iterator[None]:
         ) from error  # fmt: skip
 
 
-def _otlp_protocol(signal: Literal["TRACES", "METRICS"]) -> str:
-    """From the settings table (config.SdkSettings), where empty means unset."""
-    return otlp_protocol(signal)
-
-
-def _otlp_span_exporter() -> SpanExporter:
-    if _otlp_protocol("TRACES") == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-
-        return OTLPSpanExporter()
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
-        OTLPSpanExporter as HttpSpanExporter,
-    )
-
-    return HttpSpanExporter()
-
-
-def _otlp_metric_exporter() -> MetricExporter:
-    if _otlp_protocol("METRICS") == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
-
-        return OTLPMetricExporter()
-    from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
-        OTLPMetricExporter as HttpMetricExporter,
-    )
-
-    return HttpMetricExporter()
-
-
-def _otlp(_settings: Settings) -> ExporterParts:
-    # The OTLP exporters read the other OTEL_EXPORTER_OTLP_* variables themselves.
-    with _needs("otlp"):
-        return ExporterParts(
-            _otlp_span_exporter(), PeriodicExportingMetricReader(_otlp_metric_exporter())
-        )
-
-
 register_exporter("console", _console)
 register_exporter("file", _lazy("tts_otel.exporters.otlp_json", "file_exporter", "otlp"))
-register_exporter("otlp", _otlp)
+register_exporter("otlp", _lazy("tts_otel.exporters.otlp", "otlp_exporter", "otlp"))
 register_exporter(
     "prometheus", _lazy("tts_otel.exporters.prometheus", "prometheus_endpoint", "prometheus")
 )

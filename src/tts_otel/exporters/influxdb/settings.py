@@ -20,6 +20,7 @@ from typing import Any, Final, Literal
 from tts_otel import semconv
 from tts_otel._settings import (
     choice,
+    directory,
     names,
     positive_int,
     positive_number,
@@ -28,7 +29,8 @@ from tts_otel._settings import (
     setting,
     text,
 )
-from tts_otel._validation import describe, flag, is_utf8
+from tts_otel._validation import flag, is_utf8
+from tts_otel.config import DEFAULT_SPOOL_BYTES as DEFAULT_SPOOL_BYTES  # users import it here
 from tts_otel.errors import ConfigurationError
 
 # service.name plus the bounded stage and configuration attributes: the tags
@@ -37,7 +39,6 @@ DEFAULT_SPAN_DIMENSIONS: Final = frozenset(
     {"service.name"}
     | (semconv.METRIC_ATTRIBUTE_KEYS - {semconv.ATTR_OUTCOME, semconv.ATTR_ERROR_TYPE})
 )
-DEFAULT_SPOOL_BYTES: Final = 64 * 1024 * 1024
 PREFIX: Final = "TTS_OTEL_INFLUXDB_"
 
 
@@ -62,19 +63,6 @@ def _url(raw: object) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("is not an http(s) URL with a host")
     return url
-
-
-def _spool_dir(raw: object) -> Path | None:
-    directory = Path(text(raw))
-    try:
-        usable = not directory.exists() or directory.is_dir()
-    except OSError as error:  # a name too long for the file system, say
-        raise ValueError(
-            f"{describe(str(directory))} cannot be a directory ({error.strerror})"
-        ) from None
-    if not usable:
-        raise ValueError(f"{describe(str(directory))} is not a directory")
-    return directory
 
 
 def _dimensions(raw: object) -> frozenset[str]:
@@ -121,7 +109,7 @@ class InfluxSettings:
         doc="seconds per export, all retries", shown="`10`",
     )  # fmt: skip
     spool_dir: Path | None = setting(  # noqa: RUF009
-        None, f"{PREFIX}SPOOL_DIR", _spool_dir, "name a directory (it is created if missing)",
+        None, f"{PREFIX}SPOOL_DIR", directory, "name a directory (it is created if missing)",
         doc="disk spool, which survives a restart", shown="none: in memory",
     )  # fmt: skip
     spool_bytes: int = setting(

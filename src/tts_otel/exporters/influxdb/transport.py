@@ -17,40 +17,22 @@ import ssl
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 from tts_otel._fork import reset_after_fork
+from tts_otel.exporters.delivery import (
+    PartialWriteError,
+    PermanentError,
+    RetryableError,
+    Transport,
+    UnreachableError,
+)
 from tts_otel.exporters.influxdb.settings import InfluxSettings
 
-
-class RetryableError(Exception):
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class UnreachableError(RetryableError):
-    """No HTTP answer at all: nothing listens, or nothing answers in time."""
-
-
-class PermanentError(Exception):
-    pass
-
-
-class PartialWriteError(PermanentError):
-    """The server stored the batch but for ``dropped`` of its points (message: the server's)."""
-
-    def __init__(self, message: str, dropped: int) -> None:
-        super().__init__(message)
-        self.dropped = dropped
-
-
-class Transport(Protocol):
-    def write(self, body: bytes) -> None:
-        """Write line protocol; raise RetryableError or PermanentError."""
-        ...
-
-    def close(self) -> None: ...
+# The delivery's answers, under the names they had here.
+__all__ = ["PartialWriteError", "PermanentError", "RetryableError", "Transport",
+           "UnreachableError", "V1Transport", "V2Transport", "classify",
+           "dropped_by_partial_write"]  # fmt: skip
 
 
 def authorization(settings: InfluxSettings) -> str | None:

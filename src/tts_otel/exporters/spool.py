@@ -1,9 +1,10 @@
-"""Where batches wait while InfluxDB is away: bounded in bytes, replayed oldest first.
+"""Where batches wait while the backend is away: bounded in bytes, replayed oldest first.
 
-In memory by default; in a directory when one is configured, so that what
-waits survives a restart of the exporting process. Overflow drops the oldest
-batches and counts their points. A spool is used by one writer, under that
-writer's lock.
+A batch (of the InfluxDB or the OTLP writer) is opaque bytes and its number of
+points. In memory by default, counted as dropped if still held at shutdown; in
+a directory when one is configured, so that it survives a restart of the
+process. Overflow drops the oldest batches, counted. One writer uses a spool,
+under its lock.
 
 Several writers may share one directory: the span and metric exporters of a
 process, and every worker of a service configured alike. So each writer names
@@ -36,9 +37,10 @@ _log = logging.getLogger(__name__)
 Send = Callable[[bytes, int], bool]
 """Offered one batch (body, points); ``True`` when it is delivered or finally refused."""
 
-# <time_ns>-<sequence>-<pid>-<token>-<points>.lp; files of earlier versions,
-# <sequence>-<points>.lp, match too and sort first.
-_BATCH = re.compile(r"^\d+(?:-[0-9a-z]+)*-(\d+)\.lp$")
+# <time_ns>-<sequence>-<pid>-<token>-<points><suffix>; files of earlier versions,
+# <sequence>-<points>.lp, match too and sort first. The suffix keeps each writer's
+# batches apart when two kinds share a directory (.lp InfluxDB, .otlp OTLP).
+_BATCH = r"^\d+(?:-[0-9a-z]+)*-(\d+)"
 _FRAGMENT = ".tmp"
 
 
@@ -53,6 +55,10 @@ class Spool(Protocol):
 
     def held(self) -> tuple[int, int]:
         """(points, bytes) waiting now: bytes count against the bound."""
+        ...
+
+    def discard(self) -> int:
+        """At shutdown: count what would vanish with the process as dropped; how many points."""
         ...
 
 
@@ -87,25 +93,41 @@ class MemorySpool:
     def held(self) -> tuple[int, int]:
         return self._points, self._bytes
 
-
-def _points(name: str) -> int:
-    found = _BATCH.match(name)
-    return int(found[1]) if found else 0
+    def discard(self) -> int:
+        """Empty the spool, counting its points as dropped: it ends with the process."""
+        discarded = self._points
+        self.dropped_points += discarded
+        self._items.clear()
+        self._bytes = self._points = 0
+        return discarded
 
 
 class DiskSpool:
     """One file per batch in a directory other writers may share (see the module's notes)."""
 
-    def __init__(self, directory: Path, max_bytes: int) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        max_bytes: int,
+        *,
+        suffix: str = ".lp",
+        setting: str = "TTS_OTEL_INFLUXDB_SPOOL_DIR",
+        backend: str = "InfluxDB",
+    ) -> None:
+        """``suffix`` names this writer's kind of batch; ``setting`` and ``backend`` are
+        for messages (the variable that named the directory, and where batches go)."""
         try:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise ConfigurationError(
-                "TTS_OTEL_INFLUXDB_SPOOL_DIR",
+                setting,
                 f"cannot create {str(directory)!r} ({error.strerror})",
                 "name a directory this process may create",
             ) from None
         self._directory = directory
+        self._suffix = suffix
+        self._backend = backend
+        self._batch = re.compile(_BATCH + re.escape(suffix) + "$")
         self._max_bytes = max_bytes
         self._token = uuid.uuid4().hex[:12]
         self._sequence = itertools.count()
@@ -115,7 +137,13 @@ class DiskSpool:
         self._remove_dead_fragments()
         waiting = self._batches()
         if waiting:
-            _log.info("tts-otel: %d spooled InfluxDB batches found in %s", len(waiting), directory)
+            _log.info(
+                "tts-otel: %d spooled %s batches found in %s", len(waiting), backend, directory
+            )
+
+    def _points(self, name: str) -> int:
+        found = self._batch.match(name)
+        return int(found[1]) if found else 0
 
     def _batches(self) -> list[str]:
         """Names of the waiting batches, oldest first."""
@@ -123,7 +151,7 @@ class DiskSpool:
             names = os.listdir(self._directory)
         except OSError:
             return []
-        return sorted(n for n in names if _BATCH.match(n) and n not in self._stuck)
+        return sorted(n for n in names if self._batch.match(n) and n not in self._stuck)
 
     def _remove_dead_fragments(self) -> None:
         """Remove half-written files of writers that died: a live writer holds a lock on its own."""
@@ -141,7 +169,7 @@ class DiskSpool:
     def add(self, body: bytes, points: int) -> None:
         name = (
             f"{time.time_ns():020d}-{next(self._sequence):08d}-{os.getpid()}-{self._token}"
-            f"-{points}.lp"
+            f"-{points}{self._suffix}"
         )
         fragment = self._directory / (name + _FRAGMENT)
         try:
@@ -186,9 +214,9 @@ class DiskSpool:
         self.dropped_points += points
         if not self._failing:
             self._failing = True
-            _log.error("tts-otel: the spool directory %s refuses batches (%s): batches InfluxDB "
+            _log.error("tts-otel: the spool directory %s refuses batches (%s): batches %s "
                        "cannot take now are dropped and counted until it takes them",
-                       self._directory, error.strerror or error)  # fmt: skip
+                       self._directory, error.strerror or error, self._backend)  # fmt: skip
 
     def _sizes(self) -> list[tuple[str, int]]:
         """Each batch of the whole directory, oldest first, with its size in bytes."""
@@ -211,7 +239,7 @@ class DiskSpool:
             if claimed is not None:
                 self._remove(name)
                 os.close(claimed[0])
-                self.dropped_points += _points(name)
+                self.dropped_points += self._points(name)
                 total -= size
 
     def _claim(self, name: str) -> tuple[int, bytes] | None:
@@ -239,7 +267,7 @@ class DiskSpool:
                 continue
             descriptor, body = claimed
             try:
-                if not send(body, _points(name)):
+                if not send(body, self._points(name)):
                     return False
                 self._remove(name)
             finally:
@@ -266,4 +294,7 @@ class DiskSpool:
     def held(self) -> tuple[int, int]:
         """What the whole directory holds, as :meth:`_bound` counts it against the bound."""
         sizes = self._sizes()
-        return sum(_points(name) for name, _ in sizes), sum(size for _, size in sizes)
+        return sum(self._points(name) for name, _ in sizes), sum(size for _, size in sizes)
+
+    def discard(self) -> int:
+        return 0  # the batches stay on disk for the next process
