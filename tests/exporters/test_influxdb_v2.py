@@ -1,10 +1,11 @@
-"""The v2 API for real: influxd 1.8.10 (built from Go modules) with Flux on and auth.
+"""The v2 API for real: InfluxDB OSS 2.8.0, and influxd 1.8.10's compatibility layer (Flux
+on, auth), both built from Go modules (2.8 with its Rust libflux from crates).
 
 Debian's 1.6.7 (tests/exporters/test_influxdb.py, tests/operations/test_collector.py)
-has no /api/v2, so until these tests the direct exporter's v2 path (influxdb-client)
-and the collector's v2 config (collector/config.yaml) had only met a checking endpoint.
-Here both write into a real server, and what lands is read back with InfluxQL
-and with Flux, which must agree: the read side may use either.
+has no /api/v2. Here the direct exporter's v2 path (influxdb-client) and the collector's
+v2 config (collector/config.yaml) write into each real server, and what lands is read
+back with InfluxQL (on 2.8 through a DBRP mapping) and with Flux, which must agree: the
+read side may use either.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from tests.operations.test_collector import _configure, _otlp_env, _schema, _spans, otelcol  # noqa: F401
-from tests.services import Collector, Influx18Server, influxdb18, wait_for
+from tests.services import Collector, V2Server, v2_server, wait_for
 from tts_otel.telemetry import set_telemetry
 
 torch = pytest.importorskip("torch")
@@ -31,9 +32,9 @@ V2_CONFIG = ROOT / "collector" / "config.yaml"
 _FLUX_META = frozenset({"result", "table", "_start", "_stop", "_measurement"})
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Influx18Server]:
-    with influxdb18(tmp_path / "influx") as running:
+@pytest.fixture(params=["2.8", "1.8"], ids=lambda version: f"influxdb-{version}")
+def server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[V2Server]:
+    with v2_server(tmp_path / "influx", request.param) as running:
         for database in ("direct", "collector"):
             running.create_database(database)
         yield running
@@ -45,8 +46,9 @@ def _restore_active() -> Iterator[None]:
     set_telemetry(None)
 
 
-def _v2_env(monkeypatch: pytest.MonkeyPatch, server: Influx18Server, database: str) -> None:
-    """The v2 settings a user of 1.8 gives: bucket ``db/rp``, org ``-``, token ``user:password``."""
+def _v2_env(monkeypatch: pytest.MonkeyPatch, server: V2Server, database: str) -> None:
+    """The v2 settings a user gives: on 2.8 the bucket, org and token of the setup; on 1.8
+    bucket ``db/rp``, org ``-``, token ``user:password``."""
     monkeypatch.setenv("TTS_OTEL_INFLUXDB_URL", server.url)
     monkeypatch.setenv("TTS_OTEL_INFLUXDB_API", "v2")
     monkeypatch.setenv("TTS_OTEL_INFLUXDB_ORG", server.ORG)
@@ -68,12 +70,12 @@ def _point(row: dict[str, Any], time_key: str, skip: frozenset[str]) -> tuple[An
     return (row[time_key], *values)
 
 
-def _via_influxql(server: Influx18Server, database: str, measurement: str) -> list[tuple[Any, ...]]:
+def _via_influxql(server: V2Server, database: str, measurement: str) -> list[tuple[Any, ...]]:
     rows = server.query(f'SELECT * FROM "{measurement}"', database)
     return sorted(_point(row, "time", frozenset({"time"})) for row in rows)
 
 
-def _via_flux(server: Influx18Server, database: str, measurement: str) -> list[tuple[Any, ...]]:
+def _via_flux(server: V2Server, database: str, measurement: str) -> list[tuple[Any, ...]]:
     # One table per series; pivot turns its fields into columns, as InfluxQL's SELECT * shows them.
     rows = server.flux(
         f'from(bucket: "{server.bucket(database)}")'
@@ -84,7 +86,7 @@ def _via_flux(server: Influx18Server, database: str, measurement: str) -> list[t
     return sorted(_point(row, "_time", _FLUX_META | {"_time"}) for row in rows)
 
 
-def _same_with_both_languages(server: Influx18Server, database: str, measurement: str) -> int:
+def _same_with_both_languages(server: V2Server, database: str, measurement: str) -> int:
     influxql = _via_influxql(server, database, measurement)
     flux = _via_flux(server, database, measurement)
     assert influxql, f"nothing in {database}.{measurement}"
@@ -93,7 +95,7 @@ def _same_with_both_languages(server: Influx18Server, database: str, measurement
 
 
 def test_the_direct_v2_exporter_lands_and_reads_back_the_same_with_influxql_and_flux(
-    server: Influx18Server, monkeypatch: pytest.MonkeyPatch
+    server: V2Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _v2_env(monkeypatch, server, "direct")
     collected = InMemorySpanExporter()
@@ -118,7 +120,7 @@ def test_the_direct_v2_exporter_lands_and_reads_back_the_same_with_influxql_and_
 
 def test_the_collectors_v2_config_and_the_direct_v2_exporter_write_one_schema(
     otelcol: str,  # noqa: F811 - the fixture imported from test_collector
-    server: Influx18Server,
+    server: V2Server,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
