@@ -127,13 +127,21 @@ def test_unicode_survives_the_real_server(
     assert writer.write([point])
     row = server.query('SELECT * FROM "prop" WHERE "id"=\'x\'', DB)[-1]
     server.query('DROP SERIES FROM "prop"', DB)
+    assert_documented(row, tag, field_key, value)
 
-    def documented(text: str, tag_like: bool) -> str:
-        cleaned = "".join(REPLACEMENT if ord(c) < 32 or ord(c) == 127 else c for c in text)
-        if tag_like and cleaned.endswith("\\"):
-            cleaned = cleaned[:-1] + REPLACEMENT
-        return cleaned
 
+def documented(text: str, tag_like: bool) -> str:
+    """``text`` as the line protocol writes it: control characters replaced, and a tag-like
+    string's trailing backslash (it would escape the separator)."""
+    cleaned = "".join(REPLACEMENT if ord(c) < 32 or ord(c) == 127 else c for c in text)
+    if tag_like and cleaned.endswith("\\"):
+        cleaned = cleaned[:-1] + REPLACEMENT
+    return cleaned
+
+
+def assert_documented(row: dict[str, Any], tag: str, field_key: str, value: str) -> None:
+    """The stored ``row`` of a point ``prop,t=tag field_key=value,n=1``: unchanged, or
+    changed exactly as documented."""
     expected_key = documented(field_key, tag_like=True)
     if expected_key in _OWN_KEYS:
         return  # became one of them through the documented changes

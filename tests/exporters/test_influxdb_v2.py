@@ -10,16 +10,23 @@ read side may use either.
 
 from __future__ import annotations
 
+import itertools
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from tests.exporters.test_influxdb import _OWN_KEYS, _text, assert_documented
 from tests.operations.test_collector import _configure, _otlp_env, _schema, _spans, otelcol  # noqa: F401
 from tests.services import Collector, V2Server, v2_server, wait_for
+from tts_otel.exporters.influxdb.line_protocol import line
+from tts_otel.exporters.influxdb.settings import influx_settings
+from tts_otel.exporters.influxdb.writer import InfluxWriter
 from tts_otel.telemetry import set_telemetry
 
 torch = pytest.importorskip("torch")
@@ -156,3 +163,95 @@ def test_the_collectors_v2_config_and_the_direct_v2_exporter_write_one_schema(
     for database in ("collector", "direct"):
         _same_with_both_languages(server, database, "spans")
         _same_with_both_languages(server, database, "tts.stage.duration")
+
+
+def _writer(server: V2Server, **overrides: Any) -> InfluxWriter:
+    settings = {"url": server.url, "org": server.ORG, "bucket": server.bucket("direct"),
+                "token": server.token, "export_deadline_s": 2.0, **overrides}  # fmt: skip
+    return InfluxWriter(influx_settings(environ={}, **settings))
+
+
+def test_a_v2_partial_write_stores_the_rest_and_counts_what_the_server_dropped(
+    server: V2Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    """2.x answers a field type conflict with 422 (1.x: 400), the rest of the batch stored."""
+    writer = _writer(server)
+    assert writer.write(["m,k=a f=1i 1"])
+    with caplog.at_level(logging.WARNING):
+        for batch in range(3):
+            assert writer.write([f'm,k=a f="text" {10 + batch}', f"m,k=b f=2i {10 + batch}"])
+    writer.close()
+    assert dict(writer.health()) == {
+        "sent": 4, "dropped": 3, "spooled": 0, "spool_bytes": 0,
+        "spool_limit_bytes": writer.settings.spool_bytes,
+    }  # fmt: skip
+    assert len(server.query("SELECT * FROM m WHERE \"k\"='b'", "direct")) == 3
+    assert len([r for r in caplog.records if "partial write" in r.getMessage()]) == 1
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "expected"),
+    [
+        ("token", "not-the-token", "authorization failed"),
+        ("bucket", "nope", "not found: check the database (v1) or org and bucket (v2)"),
+    ],
+)
+def test_a_v2_refusal_is_one_clear_warning_and_its_points_are_counted(
+    server: V2Server, caplog: pytest.LogCaptureFixture, setting: str, value: str, expected: str
+) -> None:
+    writer = _writer(server, **{setting: value})
+    with caplog.at_level(logging.WARNING):
+        for time_ns in (1, 2):
+            assert not writer.write([f"m f=1i {time_ns}", f"m f=2i {time_ns + 10}"])
+    writer.close()
+    assert dict(writer.health())["dropped"] == 4
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1
+    assert expected in warnings[0]
+    assert "not-the-token" not in caplog.text
+
+
+def test_a_v2_server_killed_and_restarted_stores_every_span_once(
+    server: V2Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _v2_env(monkeypatch, server, "direct")
+    collected = InMemorySpanExporter()
+    telemetry = _configure("influxdb", SimpleSpanProcessor(collected))
+    pipeline = ReferencePipeline(flow_steps=1)
+    pipeline.synthesize(TEXTS[0])
+    telemetry.force_flush()
+    server.kill()
+    for text in TEXTS[:3]:
+        pipeline.synthesize(text)
+    telemetry.force_flush()  # fails: batches go to the spool
+    server.start()
+    pipeline.synthesize(TEXTS[3])
+    telemetry.shutdown()  # replays the spool, then sends the rest
+
+    expected = {
+        format(s.context.span_id, "016x") for s in collected.get_finished_spans() if s.context
+    }
+    span_ids = [row["span_id"] for row in server.query("SELECT * FROM spans", "direct")]
+    assert len(span_ids) == len(set(span_ids))
+    assert set(span_ids) == expected
+
+
+_POINT_IDS = itertools.count()
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(tag=_text, field_key=_text.filter(lambda k: k and k not in _OWN_KEYS), value=_text)
+def test_unicode_survives_the_v2_path(
+    server: V2Server, tag: str, field_key: str, value: str
+) -> None:
+    """Arbitrary text through influxdb-client's write and back: as on 1.x's v1 path."""
+    writer = _writer(server)
+    point_id = str(next(_POINT_IDS))  # one series per example: 2.x's InfluxQL has no DROP
+    point = line("prop", {"id": point_id, "t": tag}, {field_key: value, "n": 1}, 1_000)
+    assert point is not None
+    assert writer.write([point])
+    writer.close()
+    rows = server.query(f'SELECT * FROM "prop" WHERE "id"=\'{point_id}\'', "direct")
+    assert_documented(rows[-1], tag, field_key, value)
