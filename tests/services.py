@@ -149,7 +149,39 @@ def query(base_url: str, promql: str) -> list[dict[str, Any]]:
 DATABASE = "tts"
 
 
-class InfluxServer:
+class ServerProcess:
+    """A server process the tests start, and stop in the ways a test needs."""
+
+    _process: subprocess.Popen[bytes] | None = None
+
+    def kill(self) -> None:
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+            self._process = None
+
+    def stop(self) -> None:
+        """SIGTERM, as a service manager stops it; SIGKILL if it has not exited in 20 s."""
+        if self._process is not None:
+            self._process.terminate()
+            try:
+                self._process.wait(20)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+            self._process = None
+
+    def hang(self) -> None:
+        """Stop the process (SIGSTOP): connections are accepted by the kernel, never answered."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self._process is not None
+        self._process.send_signal(signal.SIGCONT)
+
+
+class InfluxServer(ServerProcess):
     """Debian's influxd 1.x on loopback with authentication; can be killed and started again."""
 
     USER = "admin"
@@ -204,21 +236,6 @@ class InfluxServer:
     def _pings(self) -> bool:
         with urllib.request.urlopen(f"{self.url}/ping", timeout=2) as response:
             return bool(response.status == 204)
-
-    def kill(self) -> None:
-        if self._process is not None:
-            self._process.kill()
-            self._process.wait()
-            self._process = None
-
-    def hang(self) -> None:
-        """Stop the process (SIGSTOP): connections are accepted by the kernel, never answered."""
-        assert self._process is not None
-        self._process.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        assert self._process is not None
-        self._process.send_signal(signal.SIGCONT)
 
     def _post_query(self, statement: str, auth: bool = True) -> Any:
         request = urllib.request.Request(
@@ -406,7 +423,7 @@ def influxdb2_binary() -> str:
     return go_built("scripts/build_influxdb2.sh", "InfluxDB 2.8.0", "influxdb2", "--check")
 
 
-class Influx2Server:
+class Influx2Server(ServerProcess):
     """InfluxDB OSS 2.8.0 on a free loopback port with its default limits, set up over HTTP.
 
     The same surface as :class:`Influx18Server`, so a test can take either:
@@ -502,32 +519,6 @@ class Influx2Server:
         """Rows of every table the Flux ``query`` returns: see :func:`run_flux`."""
         return run_flux(self.url, self.TOKEN, self.ORG, query, timeout)
 
-    def kill(self) -> None:
-        if self._process is not None:
-            self._process.kill()
-            self._process.wait()
-            self._process = None
-
-    def stop(self) -> None:
-        """SIGTERM, as a service manager stops it; SIGKILL if it has not exited in 20 s."""
-        if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(20)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-            self._process = None
-
-    def hang(self) -> None:
-        """Stop the process (SIGSTOP): connections are accepted by the kernel, never answered."""
-        assert self._process is not None
-        self._process.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        assert self._process is not None
-        self._process.send_signal(signal.SIGCONT)
-
 
 @contextmanager
 def influxdb2(tmp: Path) -> Iterator[Influx2Server]:
@@ -558,7 +549,7 @@ def collector_binary() -> str:
     return go_built("collector/build.sh", "the collector", "collector")
 
 
-class Collector:
+class Collector(ServerProcess):
     """otelcol-tts with a shipped config on free loopback ports; can be SIGKILLed and restarted."""
 
     def __init__(
@@ -601,22 +592,6 @@ class Collector:
                 return bool(response.status == 200)
 
         wait_for(healthy, 60, "the collector's health check")
-
-    def kill(self) -> None:
-        if self._process is not None:
-            self._process.kill()
-            self._process.wait()
-            self._process = None
-
-    def stop(self) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(20)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-            self._process = None
 
 
 @contextmanager

@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import tts_otel
-from tests.services import DATABASE, InfluxServer, free_port
+from tests.services import DATABASE, InfluxQLServer, InfluxServer, free_port
 from tts_otel.exporters.influxdb.line_protocol import REPLACEMENT, line
 from tts_otel.exporters.influxdb.settings import influx_settings
 from tts_otel.exporters.influxdb.writer import InfluxWriter
@@ -183,9 +183,15 @@ def test_server_never_started_costs_synthesis_nothing_but_spooling(
 def test_server_killed_and_restarted_stores_every_span_once(
     server: InfluxServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    _env(monkeypatch, server.url)
+    assert_every_span_once_across_a_restart(server, DB)
+
+
+def assert_every_span_once_across_a_restart(server: InfluxQLServer, database: str) -> None:
+    """Export to ``server`` (as the environment says) while it is killed and started again:
+    every span is stored, none twice."""
     from tts_otel.reference import TEXTS, ReferencePipeline
 
-    _env(monkeypatch, server.url)
     collected = InMemorySpanExporter()
     telemetry = tts_otel.configure(
         exporters=["influxdb", SimpleSpanProcessor(collected)],
@@ -207,7 +213,7 @@ def test_server_killed_and_restarted_stores_every_span_once(
     expected = {
         format(s.context.span_id, "016x") for s in collected.get_finished_spans() if s.context
     }
-    stored = server.query("SELECT * FROM spans", DB)
+    stored = server.query("SELECT * FROM spans", database)
     span_ids = [row["span_id"] for row in stored]
     assert len(span_ids) == len(set(span_ids))
     assert set(span_ids) == expected

@@ -21,7 +21,13 @@ from hypothesis import HealthCheck, given, settings
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from tests.exporters.test_influxdb import _OWN_KEYS, _text, assert_documented
+from tests.exporters.test_influx_faults import assert_partial_writes_counted
+from tests.exporters.test_influxdb import (
+    _OWN_KEYS,
+    _text,
+    assert_documented,
+    assert_every_span_once_across_a_restart,
+)
 from tests.operations.test_collector import _configure, _otlp_env, _schema, _spans, otelcol  # noqa: F401
 from tests.services import Collector, V2Server, v2_server, wait_for
 from tts_otel.exporters.influxdb.line_protocol import line
@@ -175,18 +181,7 @@ def test_a_v2_partial_write_stores_the_rest_and_counts_what_the_server_dropped(
     server: V2Server, caplog: pytest.LogCaptureFixture
 ) -> None:
     """2.x answers a field type conflict with 422 (1.x: 400), the rest of the batch stored."""
-    writer = _writer(server)
-    assert writer.write(["m,k=a f=1i 1"])
-    with caplog.at_level(logging.WARNING):
-        for batch in range(3):
-            assert writer.write([f'm,k=a f="text" {10 + batch}', f"m,k=b f=2i {10 + batch}"])
-    writer.close()
-    assert dict(writer.health()) == {
-        "sent": 4, "dropped": 3, "spooled": 0, "spool_bytes": 0,
-        "spool_limit_bytes": writer.settings.spool_bytes,
-    }  # fmt: skip
-    assert len(server.query("SELECT * FROM m WHERE \"k\"='b'", "direct")) == 3
-    assert len([r for r in caplog.records if "partial write" in r.getMessage()]) == 1
+    assert_partial_writes_counted(_writer(server), server, "direct", caplog)
 
 
 @pytest.mark.parametrize(
@@ -215,25 +210,7 @@ def test_a_v2_server_killed_and_restarted_stores_every_span_once(
     server: V2Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _v2_env(monkeypatch, server, "direct")
-    collected = InMemorySpanExporter()
-    telemetry = _configure("influxdb", SimpleSpanProcessor(collected))
-    pipeline = ReferencePipeline(flow_steps=1)
-    pipeline.synthesize(TEXTS[0])
-    telemetry.force_flush()
-    server.kill()
-    for text in TEXTS[:3]:
-        pipeline.synthesize(text)
-    telemetry.force_flush()  # fails: batches go to the spool
-    server.start()
-    pipeline.synthesize(TEXTS[3])
-    telemetry.shutdown()  # replays the spool, then sends the rest
-
-    expected = {
-        format(s.context.span_id, "016x") for s in collected.get_finished_spans() if s.context
-    }
-    span_ids = [row["span_id"] for row in server.query("SELECT * FROM spans", "direct")]
-    assert len(span_ids) == len(set(span_ids))
-    assert set(span_ids) == expected
+    assert_every_span_once_across_a_restart(server, "direct")
 
 
 _POINT_IDS = itertools.count()
