@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 CACHE  := .cache
 STAMP  := $(CACHE)/stamps
 
-.PHONY: demo test lint typecheck pytest bench clean services collector influxd18
+.PHONY: demo test lint typecheck pytest bench clean services collector influxd18 influxdb2
 
 # Real servers the tests run on loopback, from Debian (needs root, as CI has), the
 # headless browser that loads the HTML report, and espeak-ng, the small real TTS engine
@@ -52,6 +52,11 @@ collector:
 influxd18:
 	bash scripts/build_influxd.sh
 
+# InfluxDB OSS 2.8.0 (no Debian package) from Go modules and crates, cached in .cache/:
+# about 10 minutes from empty Go and cargo caches; needs Go, cargo and pkg-config.
+influxdb2:
+	bash scripts/build_influxdb2.sh
+
 # opentelemetry-distro on a path of its own, at the version of the installed
 # instrumentation: the zero-code test runs it beside tts-otel's configurator.
 DISTRO := $(CACHE)/otel-distro
@@ -61,7 +66,7 @@ $(DISTRO): $(STAMP)/venv
 		"opentelemetry-distro==$$($(PY) -c 'import importlib.metadata as m; print(m.version("opentelemetry-instrumentation"))')"
 	rm -rf $@ && mv $@.tmp $@
 
-pytest: $(STAMP)/venv services collector influxd18 $(DISTRO)
+pytest: $(STAMP)/venv services collector influxd18 influxdb2 $(DISTRO)
 	$(PY) -m pytest
 
 test: lint typecheck pytest

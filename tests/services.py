@@ -149,7 +149,39 @@ def query(base_url: str, promql: str) -> list[dict[str, Any]]:
 DATABASE = "tts"
 
 
-class InfluxServer:
+class ServerProcess:
+    """A server process the tests start, and stop in the ways a test needs."""
+
+    _process: subprocess.Popen[bytes] | None = None
+
+    def kill(self) -> None:
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+            self._process = None
+
+    def stop(self) -> None:
+        """SIGTERM, as a service manager stops it; SIGKILL if it has not exited in 20 s."""
+        if self._process is not None:
+            self._process.terminate()
+            try:
+                self._process.wait(20)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+            self._process = None
+
+    def hang(self) -> None:
+        """Stop the process (SIGSTOP): connections are accepted by the kernel, never answered."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self._process is not None
+        self._process.send_signal(signal.SIGCONT)
+
+
+class InfluxServer(ServerProcess):
     """Debian's influxd 1.x on loopback with authentication; can be killed and started again."""
 
     USER = "admin"
@@ -205,21 +237,6 @@ class InfluxServer:
         with urllib.request.urlopen(f"{self.url}/ping", timeout=2) as response:
             return bool(response.status == 204)
 
-    def kill(self) -> None:
-        if self._process is not None:
-            self._process.kill()
-            self._process.wait()
-            self._process = None
-
-    def hang(self) -> None:
-        """Stop the process (SIGSTOP): connections are accepted by the kernel, never answered."""
-        assert self._process is not None
-        self._process.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        assert self._process is not None
-        self._process.send_signal(signal.SIGCONT)
-
     def _post_query(self, statement: str, auth: bool = True) -> Any:
         request = urllib.request.Request(
             f"{self.url}/query", data=urllib.parse.urlencode({"q": statement}).encode()
@@ -236,20 +253,21 @@ class InfluxServer:
     def query(self, statement: str, database: str) -> list[dict[str, Any]]:
         """Rows of every series the statement returns, as dicts (tags included)."""
         params = {"q": statement, "db": database, "u": self.USER, "p": self.PASSWORD, "epoch": "ns"}
-        answer = get_json(f"{self.url}/query?" + urllib.parse.urlencode(params))
-        rows = []
-        for result in answer["results"]:
-            if "error" in result:
-                raise ValueError(result["error"])
-            for series in result.get("series", []):
-                for values in series["values"]:
-                    rows.append(
-                        {
-                            **series.get("tags", {}),
-                            **dict(zip(series["columns"], values, strict=True)),
-                        }
-                    )
-        return rows
+        return influxql_rows(get_json(f"{self.url}/query?" + urllib.parse.urlencode(params)))
+
+
+def influxql_rows(answer: Any) -> list[dict[str, Any]]:
+    """The rows of an InfluxQL answer's every series, as dicts (tags included)."""
+    rows = []
+    for result in answer["results"]:
+        if "error" in result:
+            raise ValueError(result["error"])
+        for series in result.get("series", []):
+            for values in series["values"]:
+                rows.append(
+                    {**series.get("tags", {}), **dict(zip(series["columns"], values, strict=True))}
+                )
+    return rows
 
 
 @contextmanager
@@ -262,12 +280,15 @@ def influxdb(tmp: Path, config: Mapping[str, str] | None = None) -> Iterator[Inf
         server.kill()
 
 
-def go_built(script: str, what: str, make_target: str) -> str:
+def go_built(script: str, what: str, make_target: str, *flags: str) -> str:
     """The binary a build script caches under .cache/ (built on first use; prints its path last)."""
     root = Path(__file__).parent.parent
-    done = subprocess.run(["bash", str(root / script)], cwd=root, capture_output=True, text=True)
+    done = subprocess.run(
+        ["bash", str(root / script), *flags], cwd=root, capture_output=True, text=True
+    )
     if done.returncode != 0:
-        pytest.fail(f"building {what} failed (run `make {make_target}`):\n{done.stderr[-3000:]}")
+        trouble = "is not built" if "--check" in flags else "failed to build"
+        pytest.fail(f"{what} {trouble} (run `make {make_target}`):\n{done.stderr[-3000:]}")
     return str(root / done.stdout.strip().splitlines()[-1])
 
 
@@ -305,28 +326,34 @@ class Influx18Server(InfluxServer):
         return f"{database}/{retention_policy}"
 
     def flux(self, query: str, timeout: float = 30) -> list[dict[str, Any]]:
-        """Rows of every table the Flux ``query`` returns, typed by its ``#datatype`` row.
+        """Rows of every table the Flux ``query`` returns: see :func:`run_flux`."""
+        return run_flux(self.url, self.token, self.ORG, query, timeout)
 
-        Each row is a dict of column -> value (``result`` and ``table`` included):
-        ``long``/``unsignedLong`` -> int, ``double`` -> float, ``boolean`` -> bool,
-        ``dateTime:RFC3339*`` -> int nanoseconds since the epoch, anything else -> str,
-        an empty cell -> None. A Flux error raises ValueError with the server's message.
-        """
-        body = json.dumps(
-            {"query": query, "type": "flux", "dialect": {"annotations": ["datatype"]}}
-        ).encode()
-        request = urllib.request.Request(f"{self.url}/api/v2/query", data=body, method="POST")
-        # JSON rather than the bare application/vnd.flux body: only the JSON form
-        # carries the dialect, and without #datatype every value would be a string.
-        request.add_header("Content-Type", "application/json")
-        request.add_header("Accept", "application/csv")
-        request.add_header("Authorization", f"Token {self.token}")
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                text = response.read().decode()
-        except urllib.error.HTTPError as error:
-            raise ValueError(f"Flux query failed ({error.code}): {error.read().decode()}") from None
-        return parse_flux_csv(text)
+
+def run_flux(url: str, token: str, org: str, query: str, timeout: float) -> list[dict[str, Any]]:
+    """Rows of every table the Flux ``query`` returns, typed by its ``#datatype`` row.
+
+    Each row is a dict of column -> value (``result`` and ``table`` included):
+    ``long``/``unsignedLong`` -> int, ``double`` -> float, ``boolean`` -> bool,
+    ``dateTime:RFC3339*`` -> int nanoseconds since the epoch, anything else -> str,
+    an empty cell -> None. A Flux error raises ValueError with the server's message.
+    """
+    body = json.dumps(
+        {"query": query, "type": "flux", "dialect": {"annotations": ["datatype"]}}
+    ).encode()
+    target = f"{url}/api/v2/query?" + urllib.parse.urlencode({"org": org})
+    request = urllib.request.Request(target, data=body, method="POST")
+    # JSON rather than the bare application/vnd.flux body: only the JSON form
+    # carries the dialect, and without #datatype every value would be a string.
+    request.add_header("Content-Type", "application/json")
+    request.add_header("Accept", "application/csv")
+    request.add_header("Authorization", f"Token {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            text = response.read().decode()
+    except urllib.error.HTTPError as error:
+        raise ValueError(f"Flux query failed ({error.code}): {error.read().decode()}") from None
+    return parse_flux_csv(text)
 
 
 def parse_flux_csv(text: str) -> list[dict[str, Any]]:
@@ -387,12 +414,142 @@ def influxdb18(tmp: Path, config: Mapping[str, str] | None = None) -> Iterator[I
         server.kill()
 
 
+def influxdb2_binary() -> str:
+    """InfluxDB OSS 2.8.0 from Go modules and crates (scripts/build_influxdb2.sh, in .cache/).
+
+    Never built here: from empty caches it takes about ten minutes, which a test must not
+    spend silently; a missing binary fails the test with the make target that builds it.
+    """
+    return go_built("scripts/build_influxdb2.sh", "InfluxDB 2.8.0", "influxdb2", "--check")
+
+
+class Influx2Server(ServerProcess):
+    """InfluxDB OSS 2.8.0 on a free loopback port with its default limits, set up over HTTP.
+
+    The same surface as :class:`Influx18Server`, so a test can take either:
+
+    - ``url``, ``ORG``, ``token`` (the operator token given at setup), ``bucket(database)``;
+    - ``create_database(name)``: a bucket ``name`` and a DBRP mapping ``name``/``autogen``
+      (the default) to it, so InfluxQL on v1 ``/query?db=name`` reads that bucket;
+    - ``query(statement, database)``: InfluxQL through that mapping; ``flux(query)``;
+    - ``kill``/``start``/``hang``/``resume``, and ``stop`` (SIGTERM, as a service manager).
+
+    ``USER``/``PASSWORD`` are the onboarded user's; the v1 API takes the token instead.
+    """
+
+    USER = "admin"
+    PASSWORD = "s3cret-admin"
+    ORG = "tts-org"
+    TOKEN = "tts-operator-token"
+    INITIAL_BUCKET = "setup"  # setup insists on one; tests create their own
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        tmp.mkdir(parents=True, exist_ok=True)
+        self.influxd = influxdb2_binary()
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.command = [
+            self.influxd, f"--bolt-path={tmp / 'influxd.bolt'}",
+            f"--engine-path={tmp / 'engine'}", f"--sqlite-path={tmp / 'influxd.sqlite'}",
+            f"--http-bind-address=127.0.0.1:{self.port}", "--reporting-disabled",
+        ]  # fmt: skip
+        self._process: subprocess.Popen[bytes] | None = None
+        self.org_id = ""
+        self._bucket_ids: dict[str, str] = {}
+
+    @property
+    def token(self) -> str:
+        return self.TOKEN
+
+    @staticmethod
+    def bucket(database: str, retention_policy: str = "autogen") -> str:
+        return database
+
+    def start(self) -> None:
+        log = (self.tmp / "influxd.log").open("ab")
+        # cwd: influxd reads a config.{toml,yaml,json} from its working directory.
+        self._process = subprocess.Popen(
+            self.command, stdout=log, stderr=subprocess.STDOUT, cwd=self.tmp
+        )
+        wait_for(self._healthy, 30, "InfluxDB 2 to pass /health")
+        if not self.org_id:
+            answer = self._api("POST", "/api/v2/setup", {
+                "username": self.USER, "password": self.PASSWORD, "org": self.ORG,
+                "bucket": self.INITIAL_BUCKET, "token": self.TOKEN,
+            }, auth=False)  # fmt: skip
+            self.org_id = answer["org"]["id"]
+
+    def _healthy(self) -> bool:
+        if self._process is not None and self._process.poll() is not None:
+            pytest.fail(f"influxd 2 exited: {(self.tmp / 'influxd.log').read_text()[-3000:]}")
+        with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
+            return bool(json.load(response)["status"] == "pass")
+
+    def _api(self, method: str, path: str, body: object, auth: bool = True) -> Any:
+        request = urllib.request.Request(
+            f"{self.url}{path}", data=json.dumps(body).encode(), method=method
+        )
+        request.add_header("Content-Type", "application/json")
+        if auth:
+            request.add_header("Authorization", f"Token {self.TOKEN}")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return json.load(response)
+        except urllib.error.HTTPError as error:
+            raise ValueError(f"{method} {path}: {error.code} {error.read().decode()}") from None
+
+    def create_database(self, name: str) -> None:
+        bucket = self._api("POST", "/api/v2/buckets", {"orgID": self.org_id, "name": name})
+        self._bucket_ids[name] = bucket["id"]
+        self._api("POST", "/api/v2/dbrps", {
+            "orgID": self.org_id, "bucketID": bucket["id"], "database": name,
+            "retention_policy": "autogen", "default": True,
+        })  # fmt: skip
+
+    def query(self, statement: str, database: str) -> list[dict[str, Any]]:
+        """Rows of every series the InfluxQL statement returns, as dicts (tags included)."""
+        params = {"q": statement, "db": database, "epoch": "ns"}
+        request = urllib.request.Request(f"{self.url}/query?" + urllib.parse.urlencode(params))
+        request.add_header("Authorization", f"Token {self.TOKEN}")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return influxql_rows(json.load(response))
+
+    def flux(self, query: str, timeout: float = 30) -> list[dict[str, Any]]:
+        """Rows of every table the Flux ``query`` returns: see :func:`run_flux`."""
+        return run_flux(self.url, self.TOKEN, self.ORG, query, timeout)
+
+
+@contextmanager
+def influxdb2(tmp: Path) -> Iterator[Influx2Server]:
+    """A running, set-up :class:`Influx2Server`, stopped (SIGTERM) after."""
+    server = Influx2Server(tmp)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+# What speaks the v2 API here: the real InfluxDB 2, and 1.8's compatibility layer.
+V2Server = Influx18Server | Influx2Server
+# What answers InfluxQL on /query (2.x through DBRP mappings).
+InfluxQLServer = InfluxServer | Influx2Server
+
+
+@contextmanager
+def v2_server(tmp: Path, version: str) -> Iterator[V2Server]:
+    """A running server of ``version`` (``"2.8"`` or ``"1.8"``) for the v2 API."""
+    with influxdb2(tmp) if version == "2.8" else influxdb18(tmp) as server:
+        yield server
+
+
 def collector_binary() -> str:
     """Build (or find, cached by manifest hash) otelcol-tts with collector/build.sh."""
     return go_built("collector/build.sh", "the collector", "collector")
 
 
-class Collector:
+class Collector(ServerProcess):
     """otelcol-tts with a shipped config on free loopback ports; can be SIGKILLed and restarted."""
 
     def __init__(
@@ -400,7 +557,7 @@ class Collector:
         binary_path: str,
         config: Path,
         tmp: Path,
-        influx: InfluxServer | None = None,  # None: a config that does not write to InfluxDB
+        influx: InfluxQLServer | None = None,  # None: a config that does not write to InfluxDB
         database: str = "",
     ) -> None:
         self.binary, self.config, self.tmp = binary_path, config, tmp
@@ -438,22 +595,6 @@ class Collector:
                 return bool(response.status == 200)
 
         wait_for(healthy, 60, "the collector's health check")
-
-    def kill(self) -> None:
-        if self._process is not None:
-            self._process.kill()
-            self._process.wait()
-            self._process = None
-
-    def stop(self) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(20)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-            self._process = None
 
 
 @contextmanager

@@ -25,7 +25,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from tests.services import DATABASE, InfluxServer, free_port, influxdb
+from tests.services import DATABASE, InfluxQLServer, InfluxServer, free_port, influxdb
 from tts_otel.cli import command as cli
 from tts_otel.config import Settings
 from tts_otel.errors import ConfigurationError
@@ -176,6 +176,14 @@ def test_a_partial_write_stores_the_rest_and_counts_what_the_server_dropped(
     server: InfluxServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     writer = InfluxWriter(influx_settings(environ={}, **_settings(server)))
+    assert_partial_writes_counted(writer, server, DB, caplog)
+
+
+def assert_partial_writes_counted(
+    writer: InfluxWriter, server: InfluxQLServer, database: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Three batches of a stored point and a field type conflict: each stored but for the
+    conflict, counted so, and one warning."""
     assert writer.write(["m,k=a f=1i 1"])
     with caplog.at_level(logging.WARNING):
         for batch in range(3):
@@ -186,7 +194,7 @@ def test_a_partial_write_stores_the_rest_and_counts_what_the_server_dropped(
         "sent": 4, "dropped": 3, "spooled": 0, "spool_bytes": 0,
         "spool_limit_bytes": writer.settings.spool_bytes,
     }  # fmt: skip
-    assert len(server.query("SELECT * FROM m WHERE \"k\"='b'", DB)) == 3
+    assert len(server.query("SELECT * FROM m WHERE \"k\"='b'", database)) == 3
     assert len([r for r in caplog.records if "partial write" in r.getMessage()]) == 1
 
 

@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import tts_otel
-from tests.services import DATABASE, InfluxServer, free_port
+from tests.services import DATABASE, InfluxQLServer, InfluxServer, free_port
 from tts_otel.exporters.influxdb.line_protocol import REPLACEMENT, line
 from tts_otel.exporters.influxdb.settings import influx_settings
 from tts_otel.exporters.influxdb.writer import InfluxWriter
@@ -127,13 +127,21 @@ def test_unicode_survives_the_real_server(
     assert writer.write([point])
     row = server.query('SELECT * FROM "prop" WHERE "id"=\'x\'', DB)[-1]
     server.query('DROP SERIES FROM "prop"', DB)
+    assert_documented(row, tag, field_key, value)
 
-    def documented(text: str, tag_like: bool) -> str:
-        cleaned = "".join(REPLACEMENT if ord(c) < 32 or ord(c) == 127 else c for c in text)
-        if tag_like and cleaned.endswith("\\"):
-            cleaned = cleaned[:-1] + REPLACEMENT
-        return cleaned
 
+def documented(text: str, tag_like: bool) -> str:
+    """``text`` as the line protocol writes it: control characters replaced, and a tag-like
+    string's trailing backslash (it would escape the separator)."""
+    cleaned = "".join(REPLACEMENT if ord(c) < 32 or ord(c) == 127 else c for c in text)
+    if tag_like and cleaned.endswith("\\"):
+        cleaned = cleaned[:-1] + REPLACEMENT
+    return cleaned
+
+
+def assert_documented(row: dict[str, Any], tag: str, field_key: str, value: str) -> None:
+    """The stored ``row`` of a point ``prop,t=tag field_key=value,n=1``: unchanged, or
+    changed exactly as documented."""
     expected_key = documented(field_key, tag_like=True)
     if expected_key in _OWN_KEYS:
         return  # became one of them through the documented changes
@@ -175,9 +183,15 @@ def test_server_never_started_costs_synthesis_nothing_but_spooling(
 def test_server_killed_and_restarted_stores_every_span_once(
     server: InfluxServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    _env(monkeypatch, server.url)
+    assert_every_span_once_across_a_restart(server, DB)
+
+
+def assert_every_span_once_across_a_restart(server: InfluxQLServer, database: str) -> None:
+    """Export to ``server`` (as the environment says) while it is killed and started again:
+    every span is stored, none twice."""
     from tts_otel.reference import TEXTS, ReferencePipeline
 
-    _env(monkeypatch, server.url)
     collected = InMemorySpanExporter()
     telemetry = tts_otel.configure(
         exporters=["influxdb", SimpleSpanProcessor(collected)],
@@ -199,7 +213,7 @@ def test_server_killed_and_restarted_stores_every_span_once(
     expected = {
         format(s.context.span_id, "016x") for s in collected.get_finished_spans() if s.context
     }
-    stored = server.query("SELECT * FROM spans", DB)
+    stored = server.query("SELECT * FROM spans", database)
     span_ids = [row["span_id"] for row in stored]
     assert len(span_ids) == len(set(span_ids))
     assert set(span_ids) == expected

@@ -1,24 +1,38 @@
-"""The v2 API for real: influxd 1.8.10 (built from Go modules) with Flux on and auth.
+"""The v2 API for real: InfluxDB OSS 2.8.0, and influxd 1.8.10's compatibility layer (Flux
+on, auth), both built from Go modules (2.8 with its Rust libflux from crates).
 
 Debian's 1.6.7 (tests/exporters/test_influxdb.py, tests/operations/test_collector.py)
-has no /api/v2, so until these tests the direct exporter's v2 path (influxdb-client)
-and the collector's v2 config (collector/config.yaml) had only met a checking endpoint.
-Here both write into a real server, and what lands is read back with InfluxQL
-and with Flux, which must agree: the read side may use either.
+has no /api/v2. Here the direct exporter's v2 path (influxdb-client) and the collector's
+v2 config (collector/config.yaml) write into each real server, and what lands is read
+back with InfluxQL (on 2.8 through a DBRP mapping) and with Flux, which must agree: the
+read side may use either.
 """
 
 from __future__ import annotations
 
+import itertools
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from tests.exporters.test_influx_faults import assert_partial_writes_counted
+from tests.exporters.test_influxdb import (
+    _OWN_KEYS,
+    _text,
+    assert_documented,
+    assert_every_span_once_across_a_restart,
+)
 from tests.operations.test_collector import _configure, _otlp_env, _schema, _spans, otelcol  # noqa: F401
-from tests.services import Collector, Influx18Server, influxdb18, wait_for
+from tests.services import Collector, V2Server, v2_server, wait_for
+from tts_otel.exporters.influxdb.line_protocol import line
+from tts_otel.exporters.influxdb.settings import influx_settings
+from tts_otel.exporters.influxdb.writer import InfluxWriter
 from tts_otel.telemetry import set_telemetry
 
 torch = pytest.importorskip("torch")
@@ -31,9 +45,9 @@ V2_CONFIG = ROOT / "collector" / "config.yaml"
 _FLUX_META = frozenset({"result", "table", "_start", "_stop", "_measurement"})
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Influx18Server]:
-    with influxdb18(tmp_path / "influx") as running:
+@pytest.fixture(params=["2.8", "1.8"], ids=lambda version: f"influxdb-{version}")
+def server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[V2Server]:
+    with v2_server(tmp_path / "influx", request.param) as running:
         for database in ("direct", "collector"):
             running.create_database(database)
         yield running
@@ -45,8 +59,9 @@ def _restore_active() -> Iterator[None]:
     set_telemetry(None)
 
 
-def _v2_env(monkeypatch: pytest.MonkeyPatch, server: Influx18Server, database: str) -> None:
-    """The v2 settings a user of 1.8 gives: bucket ``db/rp``, org ``-``, token ``user:password``."""
+def _v2_env(monkeypatch: pytest.MonkeyPatch, server: V2Server, database: str) -> None:
+    """The v2 settings a user gives: on 2.8 the bucket, org and token of the setup; on 1.8
+    bucket ``db/rp``, org ``-``, token ``user:password``."""
     monkeypatch.setenv("TTS_OTEL_INFLUXDB_URL", server.url)
     monkeypatch.setenv("TTS_OTEL_INFLUXDB_API", "v2")
     monkeypatch.setenv("TTS_OTEL_INFLUXDB_ORG", server.ORG)
@@ -68,12 +83,12 @@ def _point(row: dict[str, Any], time_key: str, skip: frozenset[str]) -> tuple[An
     return (row[time_key], *values)
 
 
-def _via_influxql(server: Influx18Server, database: str, measurement: str) -> list[tuple[Any, ...]]:
+def _via_influxql(server: V2Server, database: str, measurement: str) -> list[tuple[Any, ...]]:
     rows = server.query(f'SELECT * FROM "{measurement}"', database)
     return sorted(_point(row, "time", frozenset({"time"})) for row in rows)
 
 
-def _via_flux(server: Influx18Server, database: str, measurement: str) -> list[tuple[Any, ...]]:
+def _via_flux(server: V2Server, database: str, measurement: str) -> list[tuple[Any, ...]]:
     # One table per series; pivot turns its fields into columns, as InfluxQL's SELECT * shows them.
     rows = server.flux(
         f'from(bucket: "{server.bucket(database)}")'
@@ -84,7 +99,7 @@ def _via_flux(server: Influx18Server, database: str, measurement: str) -> list[t
     return sorted(_point(row, "_time", _FLUX_META | {"_time"}) for row in rows)
 
 
-def _same_with_both_languages(server: Influx18Server, database: str, measurement: str) -> int:
+def _same_with_both_languages(server: V2Server, database: str, measurement: str) -> int:
     influxql = _via_influxql(server, database, measurement)
     flux = _via_flux(server, database, measurement)
     assert influxql, f"nothing in {database}.{measurement}"
@@ -93,7 +108,7 @@ def _same_with_both_languages(server: Influx18Server, database: str, measurement
 
 
 def test_the_direct_v2_exporter_lands_and_reads_back_the_same_with_influxql_and_flux(
-    server: Influx18Server, monkeypatch: pytest.MonkeyPatch
+    server: V2Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _v2_env(monkeypatch, server, "direct")
     collected = InMemorySpanExporter()
@@ -118,7 +133,7 @@ def test_the_direct_v2_exporter_lands_and_reads_back_the_same_with_influxql_and_
 
 def test_the_collectors_v2_config_and_the_direct_v2_exporter_write_one_schema(
     otelcol: str,  # noqa: F811 - the fixture imported from test_collector
-    server: Influx18Server,
+    server: V2Server,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -154,3 +169,66 @@ def test_the_collectors_v2_config_and_the_direct_v2_exporter_write_one_schema(
     for database in ("collector", "direct"):
         _same_with_both_languages(server, database, "spans")
         _same_with_both_languages(server, database, "tts.stage.duration")
+
+
+def _writer(server: V2Server, **overrides: Any) -> InfluxWriter:
+    settings = {"url": server.url, "org": server.ORG, "bucket": server.bucket("direct"),
+                "token": server.token, "export_deadline_s": 2.0, **overrides}  # fmt: skip
+    return InfluxWriter(influx_settings(environ={}, **settings))
+
+
+def test_a_v2_partial_write_stores_the_rest_and_counts_what_the_server_dropped(
+    server: V2Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    """2.x answers a field type conflict with 422 (1.x: 400), the rest of the batch stored."""
+    assert_partial_writes_counted(_writer(server), server, "direct", caplog)
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "expected"),
+    [
+        ("token", "not-the-token", "authorization failed"),
+        ("bucket", "nope", "not found: check the database (v1) or org and bucket (v2)"),
+    ],
+)
+def test_a_v2_refusal_is_one_clear_warning_and_its_points_are_counted(
+    server: V2Server, caplog: pytest.LogCaptureFixture, setting: str, value: str, expected: str
+) -> None:
+    writer = _writer(server, **{setting: value})
+    with caplog.at_level(logging.WARNING):
+        for time_ns in (1, 2):
+            assert not writer.write([f"m f=1i {time_ns}", f"m f=2i {time_ns + 10}"])
+    writer.close()
+    assert dict(writer.health())["dropped"] == 4
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1
+    assert expected in warnings[0]
+    assert "not-the-token" not in caplog.text
+
+
+def test_a_v2_server_killed_and_restarted_stores_every_span_once(
+    server: V2Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _v2_env(monkeypatch, server, "direct")
+    assert_every_span_once_across_a_restart(server, "direct")
+
+
+_POINT_IDS = itertools.count()
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(tag=_text, field_key=_text.filter(lambda k: k and k not in _OWN_KEYS), value=_text)
+def test_unicode_survives_the_v2_path(
+    server: V2Server, tag: str, field_key: str, value: str
+) -> None:
+    """Arbitrary text through influxdb-client's write and back: as on 1.x's v1 path."""
+    writer = _writer(server)
+    point_id = str(next(_POINT_IDS))  # one series per example: 2.x's InfluxQL has no DROP
+    point = line("prop", {"id": point_id, "t": tag}, {field_key: value, "n": 1}, 1_000)
+    assert point is not None
+    assert writer.write([point])
+    writer.close()
+    rows = server.query(f'SELECT * FROM "prop" WHERE "id"=\'{point_id}\'', "direct")
+    assert_documented(rows[-1], tag, field_key, value)

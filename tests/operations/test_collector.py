@@ -20,6 +20,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import tts_otel
 from tests.services import (
     Collector,
+    InfluxQLServer,
     InfluxServer,
     collector_binary,
     influxdb,
@@ -160,7 +161,7 @@ REQUESTS_ONLY = "WHERE \"span.name\"='tts.synthesize'"
 
 
 def _spans(
-    server: InfluxServer, database: str, expected: int, where: str = ""
+    server: InfluxQLServer, database: str, expected: int, where: str = ""
 ) -> list[dict[str, object]]:
     def arrived() -> list[dict[str, object]] | None:
         rows = server.query(f"SELECT * FROM spans {where}", database)
@@ -210,7 +211,7 @@ def test_a_run_reaches_influxdb_and_prometheus_through_the_collector(
     assert 'le="2.5"' in page
 
 
-def _schema(server: InfluxServer, database: str) -> dict[str, dict[str, object]]:
+def _schema(server: InfluxQLServer, database: str) -> dict[str, dict[str, object]]:
     schema: dict[str, dict[str, object]] = {}
     for row in server.query("SHOW MEASUREMENTS", database):
         name = str(row["name"])

@@ -239,7 +239,10 @@ class InfluxQLSource:
         return self._refused(detail or f"HTTP {error.code}")
 
     def _refused(self, detail: str) -> ReadError:
-        fix = f"set {PREFIX}DB" if "database not found" in detail else "check the query settings"
+        fix = "check the query settings"
+        if "database not found" in detail or "default retention policy not set" in detail:
+            # The second is 2.x's answer for a database that no DBRP mapping names.
+            fix = f"set {PREFIX}DB (on InfluxDB 2.x: the database of a bucket's DBRP mapping)"
         return ReadError(
             f"InfluxDB at {self.settings.url} answered {detail!r} reading spans from "
             f"db={self.settings.database}: {fix}"

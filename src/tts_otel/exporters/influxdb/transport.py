@@ -58,9 +58,9 @@ def _retry_after(headers: Mapping[str, str] | None) -> float | None:
         return None
 
 
-# 1.x: "partial write: <reason> dropped=N", where a line that does not parse
-# is listed as "unable to parse '<line>': ..." and not in N; 2.x: "partial
-# write error (N written): ...".
+# 1.x and 2.8: "partial write: <reason> dropped=N", where a line that does not
+# parse is listed (1.x) as "unable to parse '<line>': ..." and not in N; some 2.x
+# answers: "partial write error (N written): ...".
 _DROPPED = re.compile(r"dropped=(\d+)")
 _WRITTEN = re.compile(r"partial write error \((\d+) written\)")
 
@@ -79,7 +79,8 @@ def dropped_by_partial_write(message: str, points: int) -> int:
 def classify(status: int, message: str, headers: Mapping[str, str] | None) -> Exception:
     if status == 429 or status >= 500:
         return RetryableError(f"HTTP {status}: {message}", _retry_after(headers))
-    if status == 400 and "partial write" in message:
+    # 1.x answers a partial write with 400, InfluxDB 2.x (seen on 2.8.0) with 422.
+    if status in (400, 422) and "partial write" in message:
         return PartialWriteError(message, 0)  # the writer counts, knowing the batch's size
     hint = {
         401: "authorization failed: check the username and password (v1) or the token (v2)",
