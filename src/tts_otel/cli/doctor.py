@@ -83,11 +83,8 @@ def run_checks(settings: InfluxSettings) -> Iterator[Check]:
     if status != 204:
         return
     version = headers.get("X-Influxdb-Version", "")
-    # InfluxDB 1.8 takes v2 writes (/api/v2/write, bucket "db/rp", token "user:password")
-    # but has no /api/v2/buckets: there the v1 endpoints answer for the v2 settings.
-    buckets = settings.api == "v2" and not version.startswith("1.")
     for check in (_authenticated, _database):
-        result = check(settings, buckets)
+        result = check(settings, version)
         yield result
         if not result.ok:
             return
@@ -97,11 +94,17 @@ def run_checks(settings: InfluxSettings) -> Iterator[Check]:
         yield _span_storage(settings, version)
 
 
-def _authenticated(settings: InfluxSettings, buckets: bool) -> Check:
-    if buckets:
-        status, _, _ = _get(
-            settings, "/api/v2/buckets", {"org": settings.org, "name": settings.bucket}
-        )
+def _buckets(settings: InfluxSettings, version: str) -> bool:
+    """Whether the server has /api/v2/buckets for the v2 settings. InfluxDB 1.8 takes v2
+    writes (bucket "db/rp", token "user:password") without it: its /query answers."""
+    return settings.api == "v2" and not version.startswith("1.")
+
+
+def _authenticated(settings: InfluxSettings, version: str) -> Check:
+    if _buckets(settings, version):
+        # Any bucket of the org: asked by name, 2.x answers 404 for a missing bucket,
+        # which is the next check's finding, not a bad token.
+        status, _, _ = _get(settings, "/api/v2/buckets", {"org": settings.org, "limit": "1"})
         who, fix = "token", "check TTS_OTEL_INFLUXDB_TOKEN and TTS_OTEL_INFLUXDB_ORG"
     elif settings.api == "v2":  # 1.8 takes the token on /query too
         status, _, _ = _get(settings, "/query", {"q": "SHOW DATABASES"})
@@ -115,8 +118,8 @@ def _authenticated(settings: InfluxSettings, buckets: bool) -> Check:
     return Check("authenticated", status == 200, f"{who}: HTTP {status}", fix)
 
 
-def _database(settings: InfluxSettings, buckets: bool) -> Check:
-    if buckets:
+def _database(settings: InfluxSettings, version: str) -> Check:
+    if _buckets(settings, version):
         _, body, _ = _get(
             settings, "/api/v2/buckets", {"org": settings.org, "name": settings.bucket}
         )
@@ -132,6 +135,9 @@ def _database(settings: InfluxSettings, buckets: bool) -> Check:
         exists = database in names
         where = f"database {database}"
         fix = f"create it: influx -execute 'CREATE DATABASE \"{database}\"'"
+        if not version.startswith("1."):  # 2.x's InfluxQL reads buckets through DBRP mappings
+            fix = (f"map it to a bucket: influx v1 dbrp create --db {database} --rp autogen "
+                   "--bucket-id BUCKET_ID")  # fmt: skip
     return Check("database", exists, where + (" exists" if exists else " is missing"), fix)
 
 
