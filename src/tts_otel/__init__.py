@@ -20,6 +20,8 @@ stage, and feeds latency, real-time-factor and size histograms. Names are in
 import importlib as _importlib
 from typing import TYPE_CHECKING
 
+# First: the SDK's trace module reads a variable at import that could make this raise.
+from tts_otel import _sdk_trace  # noqa: F401  # isort: skip
 from tts_otel import semconv
 from tts_otel.errors import ConfigurationError
 from tts_otel.request import Synthesis, current, synthesis

@@ -18,7 +18,7 @@ from opentelemetry.sdk.metrics.export import (
     PeriodicExportingMetricReader,
 )
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import SpanProcessor
+from opentelemetry.sdk.trace import SpanLimits, SpanProcessor
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.trace import TracerProvider
@@ -27,9 +27,17 @@ from opentelemetry.util.types import AttributeValue
 from tts_otel._batching import CountingBatchSpanProcessor
 from tts_otel._fork import follow_into_workers
 from tts_otel._settings import rows
-from tts_otel.config import Settings, check_sdk_environment, exporter_names, load_settings
+from tts_otel._validation import describe
+from tts_otel.config import (
+    SdkSettings,
+    Settings,
+    check_sdk_environment,
+    exporter_names,
+    load_settings,
+    origin,
+)
 from tts_otel.errors import ConfigurationError
-from tts_otel.exporters import ExporterParts, build_exporter
+from tts_otel.exporters import ExporterParts, available_exporters, build_exporter
 from tts_otel.gpu.cuda import CudaRuntime
 from tts_otel.gpu.nvml import NvmlReader
 from tts_otel.telemetry import Telemetry, set_telemetry
@@ -40,7 +48,9 @@ ExporterSpec = str | SpanExporter | SpanProcessor | MetricExporter | MetricReade
 
 
 def _split(
-    exporters: Sequence[ExporterSpec], names: tuple[str, ...], settings: Settings
+    exporters: Sequence[ExporterSpec],
+    names: tuple[str, ...],
+    settings: Settings,
 ) -> tuple[list[SpanExporter | SpanProcessor], list[MetricReader], list[ExporterParts]]:
     """Span exporters (batched later, once the meter provider exists) and processors,
     metric readers, and the parts built from exporter names."""
@@ -81,6 +91,19 @@ def _split(
                 "pass a name, a SpanExporter, SpanProcessor, MetricExporter or MetricReader",
             )  # fmt: skip
     return processors, readers, built
+
+
+def _check_exporter_names(settings: Settings, in_environment: bool) -> None:
+    """Refuse a name no exporter has, before any is built, naming where it came from."""
+    known = available_exporters()
+    for field in ("exporters", "metric_exporters"):
+        names: tuple[str, ...] = getattr(settings, field) or ()
+        for name in names:
+            if name not in known:
+                where = origin(field, names) if in_environment else "exporters"
+                raise ConfigurationError(
+                    where, f"unknown exporter {describe(name)}", f"use one of {', '.join(known)}"
+                )
 
 
 def _close(built: list[ExporterParts]) -> None:
@@ -131,12 +154,20 @@ def configure(
     # keywords that are settings, so they are not listed here a second time.
     given = {name: value for name, value in locals().items() if name in SETTING_KEYWORDS}
     specs = list(exporter_names(exporters)) if isinstance(exporters, str) else exporters
-    check_sdk_environment()
+    sdk = check_sdk_environment()
     settings = _settings(given, specs, prometheus)
+    _check_exporter_names(settings, in_environment=specs is None)
     processors, readers, built = _split(specs or [], settings.exporters, settings)
     owns = tracer_provider is None and meter_provider is None
     tracer_provider, meter_provider, batched = _providers(
-        settings, tracer_provider, meter_provider, resource_attributes, processors, readers, built
+        settings,
+        sdk,
+        tracer_provider,
+        meter_provider,
+        resource_attributes,
+        processors,
+        readers,
+        built,
     )
     telemetry = Telemetry(
         settings, tracer_provider, meter_provider, owns_providers=owns, cuda=cuda,
@@ -189,6 +220,7 @@ def _settings(
 
 def _providers(
     settings: Settings,
+    sdk: SdkSettings,
     tracer_provider: TracerProvider | None,
     meter_provider: MeterProvider | None,
     resource_attributes: Mapping[str, AttributeValue] | None,
@@ -216,11 +248,26 @@ def _providers(
     if meter_provider is None:
         meter_provider = SdkMeterProvider(resource=resource, metric_readers=readers)
     if tracer_provider is None:
-        tracer_provider = SdkTracerProvider(resource=resource)
+        tracer_provider = SdkTracerProvider(
+            resource=resource, span_limits=_span_limits(settings, sdk)
+        )
     batched: list[CountingBatchSpanProcessor] = []
     if isinstance(tracer_provider, SdkTracerProvider):
         batched = _add_processors(tracer_provider, processors, meter_provider)
     return tracer_provider, meter_provider, batched
+
+
+def _span_limits(settings: Settings, sdk: SdkSettings) -> SpanLimits:
+    """Every limit given, so the SDK reads none of its variables itself (they are
+    checked in the settings tables); attribute values bounded in length by default."""
+    return SpanLimits(
+        max_attributes=sdk.attribute_count, max_events=sdk.span_event_count,
+        max_links=sdk.span_link_count, max_span_attributes=sdk.span_attribute_count,
+        max_event_attributes=sdk.event_attribute_count,
+        max_link_attributes=sdk.link_attribute_count,
+        max_attribute_length=sdk.attribute_length,
+        max_span_attribute_length=settings.span_attribute_length,
+    )  # fmt: skip
 
 
 def _add_processors(

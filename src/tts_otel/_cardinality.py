@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from opentelemetry.util.types import AttributeValue
 
 from tts_otel import semconv
+from tts_otel._validation import MAX_LABEL_CHARS, ValueChecker
 
 _log = logging.getLogger(__name__)
 
@@ -24,8 +25,14 @@ class AttributeGuard:
     Values already admitted stay admitted, so existing series keep their names.
     """
 
-    def __init__(self, max_values: int, allowed: frozenset[str] = semconv.METRIC_ATTRIBUTE_KEYS):
+    def __init__(
+        self,
+        max_values: int,
+        values: ValueChecker | None = None,
+        allowed: frozenset[str] = semconv.METRIC_ATTRIBUTE_KEYS,
+    ):
         self._max_values = max_values
+        self._values = ValueChecker() if values is None else values
         self._allowed = allowed
         self._seen: dict[str, set[AttributeValue]] = {}
         self._warned: set[str] = set()
@@ -47,6 +54,10 @@ class AttributeGuard:
         return result
 
     def _admit(self, name: str, value: AttributeValue) -> AttributeValue:
+        # Every label value passes here once (the memo holds the result): made valid
+        # UTF-8 and bounded in length before it is counted as one of the distinct values.
+        if isinstance(value, str):
+            value = self._values.text(name, value, MAX_LABEL_CHARS)
         seen = self._seen.setdefault(name, set())
         if value in seen:
             return value

@@ -35,6 +35,11 @@ class StageOwner(Protocol):
     @property
     def gpu(self) -> RequestGpu | None: ...
 
+    @property
+    def error_details(self) -> bool:
+        """Whether a failure's message and stack trace are recorded (they may quote the text)."""
+        ...
+
     def span_attributes(self, stage: str) -> Mapping[str, AttributeValue]: ...
 
     def metric_attributes(

@@ -8,27 +8,15 @@ raised on; the input text is measured, and exported only as asked.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, TypeVar, cast
+from typing import TypeVar, cast
 
 from opentelemetry.util.types import AttributeValue
 
 from tts_otel import semconv
-from tts_otel._validation import ValueChecker, plain
+from tts_otel._validation import TextRecording, ValueChecker, plain, text_mode
 from tts_otel.telemetry import Telemetry
 
-if TYPE_CHECKING:
-    from tts_otel.config import TextRecording
-
 T = TypeVar("T")
-
-_TEXT_MODES: dict[object, TextRecording] = {
-    True: "plain",
-    False: "off",
-    "plain": "plain",
-    "off": "off",
-    "hash": "sha256",
-    "sha256": "sha256",
-}
 
 
 class Description:
@@ -36,7 +24,8 @@ class Description:
 
     # A plain class: a dataclass costs about 1 ms of `import tts_otel` (Python 3.11
     # compiles each generated method; measured on the 2-core reference machine).
-    __slots__ = ("attributes", "characters", "metric_config", "sample_rate", "span_config")
+    __slots__ = ("attributes", "characters", "metric_config", "sample_rate", "span_config",
+                 "text_mode")  # fmt: skip
 
     def __init__(self) -> None:
         self.sample_rate: int | None = None
@@ -44,6 +33,9 @@ class Description:
         self.span_config: dict[str, AttributeValue] = {}
         self.metric_config: Mapping[str, AttributeValue] = {}
         self.attributes: dict[str, AttributeValue] = {}
+        # The request's own record_text, else configure()'s: it decides the text
+        # attribute and whether exception messages (which may quote it) are kept.
+        self.text_mode: TextRecording | None = None
 
 
 class _Checked:
@@ -55,6 +47,8 @@ class _Checked:
             return None
         wrong_bool = kind is int and isinstance(value, bool)
         if isinstance(value, kind) and not wrong_bool:
+            if isinstance(value, str):  # made valid UTF-8 here, once, for spans and labels
+                return cast(T, self._checker.text(name, cast(str, plain(value))))
             return cast(T, plain(value))
         self._checker.reject(name, value, f"not a {kind.__name__}")
         return None
@@ -135,14 +129,24 @@ def _add_attributes(
 def _record_text(
     into: Description, telemetry: Telemetry, text: str | None, record_text: object
 ) -> None:
-    mode = telemetry.settings.record_text
-    record_text = plain(record_text)  # looked up in a dict: a str subclass may not hash
+    mode: TextRecording | None = telemetry.settings.record_text
+    record_text = plain(record_text)  # a str subclass's own methods are not run
     if record_text is not None:
-        known = isinstance(record_text, bool | str) and record_text in _TEXT_MODES
-        if not known:
+        try:
+            mode = text_mode(record_text) if isinstance(record_text, bool | str) else None
+        except ValueError:
+            mode = None
+        if mode is None:  # the service got it wrong: record nothing of the text
             telemetry.values.reject("record_text", record_text, "not a recording mode")
-        mode = _TEXT_MODES[record_text] if known else "off"
+            mode = "off"
+    into.text_mode = mode = mode or "off"
     if text is not None and mode == "plain":
+        limit = telemetry.settings.span_attribute_length
+        if len(text) > limit:  # the SDK would cut it too, uncounted
+            telemetry.values.note_cut(
+                semconv.ATTR_TEXT, f"<{len(text)} characters>", f"longer than {limit}"
+            )
+            text = text[:limit]
         into.attributes[semconv.ATTR_TEXT] = text
     elif text is not None and mode == "sha256":
         import hashlib  # only here: importing it is a tenth of `import tts_otel`'s time

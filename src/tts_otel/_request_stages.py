@@ -19,6 +19,14 @@ from tts_otel._metric_buffer import Measurement
 from tts_otel.gpu.cuda import GpuInterval, RequestGpu
 from tts_otel.telemetry import Telemetry
 
+# A request's stage measurements go to the metric buffer in batches of this many, and
+# at most this many stage spans wait for their CUDA events: each measurement holds its
+# stage's context (the exemplar's span), so a request of a million segments held every
+# ended stage span until it ended (3.5 GiB). Bounded, its memory does not grow with
+# its length; a batch is still one append to the buffer, not one per stage.
+MEASUREMENT_BATCH = 512
+DEFERRED_LIMIT = 1024
+
 
 class RequestStages:
     def __init__(self, telemetry: Telemetry, description: Description) -> None:
@@ -27,12 +35,18 @@ class RequestStages:
         self.context: Context = otel_context.get_current()
         self.gpu: RequestGpu | None = None
         self.anchor = (time_ns(), perf_counter())
-        self.measurements: list[Measurement] = []  # recorded when the request ends
+        self.measurements: list[Measurement] = []  # pushed in batches, the rest at the end
         self.closed = False
         # Stage spans waiting for the request to resolve their CUDA events.
         self.deferred: list[tuple[Span, int, GpuInterval, Mapping[str, AttributeValue]]] = []
         self._span_attributes: dict[str, Mapping[str, AttributeValue]] = {}
         self._metric_attributes: dict[str, Mapping[str, AttributeValue]] = {}
+
+    @property
+    def error_details(self) -> bool:
+        """Exception messages and stack traces only where this request records plain text."""
+        mode = self._description.text_mode
+        return (self.telemetry.settings.record_text if mode is None else mode) == "plain"
 
     def wall_ns(self, at: float) -> int:
         """A ``perf_counter()`` reading as epoch nanoseconds, on this request's one clock
@@ -75,8 +89,17 @@ class RequestStages:
             # The span stays open until the request resolves its CUDA events,
             # then ends with the wall-clock end time taken here.
             self.deferred.append((span, end_ns, gpu, attributes))
+            if len(self.deferred) >= DEFERRED_LIMIT and self.gpu is not None:
+                # The oldest half ran a thousand stages ago: their events are done,
+                # and resolving them waits for nothing the request still runs.
+                half = DEFERRED_LIMIT // 2
+                self._resolve_stages(self.gpu, self.deferred[:half])
+                del self.deferred[:half]
         else:
             span.end(end_ns)
+        if len(self.measurements) >= MEASUREMENT_BATCH:
+            self.telemetry.buffer.push(self.measurements)
+            self.measurements = []
 
     def resolve_gpu(self, span: Span) -> None:
         """Request end: its peak memory; the CUDA events of its stages, whose spans end now."""
@@ -88,10 +111,19 @@ class RequestStages:
         span.set_attribute(semconv.ATTR_GPU_MEMORY_PEAK, peak)
         config = self._description.metric_config
         self.measurements.append((instruments.gpu_memory_peak.record, peak, config, None))
-        for stage_span, end_ns, interval, attributes in self.deferred:
+        self._resolve_stages(gpu, self.deferred)
+        self.deferred = []
+
+    def _resolve_stages(
+        self,
+        gpu: RequestGpu,
+        stages: list[tuple[Span, int, GpuInterval, Mapping[str, AttributeValue]]],
+    ) -> None:
+        """Their CUDA events as GPU seconds (span attribute and measurement); their spans end."""
+        record = self.telemetry.instruments.stage_gpu_duration.record
+        for stage_span, end_ns, interval, attributes in stages:
             seconds = gpu.gpu_seconds(interval)
             if seconds is not None:
                 stage_span.set_attribute(semconv.ATTR_STAGE_GPU_DURATION, seconds)
-                record = instruments.stage_gpu_duration.record
                 self.measurements.append((record, seconds, attributes, None))
             stage_span.end(end_ns)

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final, NamedTuple, TypeVar
 
+from tts_otel._validation import MAX_COUNT, describe, is_utf8
 from tts_otel.errors import ConfigurationError
 
 _log = logging.getLogger("tts_otel.config")
@@ -28,8 +29,6 @@ _log = logging.getLogger("tts_otel.config")
 T = TypeVar("T")
 S = TypeVar("S", bound=str)
 
-_TRUE: Final = frozenset({"1", "true", "yes", "on"})
-_FALSE: Final = frozenset({"0", "false", "no", "off"})
 _KEY: Final = "tts_otel.setting"
 
 
@@ -165,30 +164,29 @@ def _warn_once(error: ConfigurationError, raw: str, default: str) -> None:
 
 
 def text(raw: object) -> str:
-    return str(raw)
+    """Any text that is valid UTF-8; the error does not repeat the value (a password)."""
+    value = str(raw)
+    if not is_utf8(value):
+        raise ValueError("is not valid UTF-8 text")
+    return value
 
 
 def path(raw: object) -> Path:
-    return Path(str(raw))
+    return Path(text(raw))
 
 
 def directory(raw: object) -> Path | None:
     """A folder that may not exist yet, but not a file (a spool's)."""
-    folder = Path(str(raw))
-    if folder.exists() and not folder.is_dir():
-        raise ValueError(f"{str(folder)!r} is not a directory")
+    folder = Path(text(raw))
+    try:
+        usable = not folder.exists() or folder.is_dir()
+    except OSError as error:  # a name too long for the file system, say
+        raise ValueError(
+            f"{describe(str(folder))} cannot be a directory ({error.strerror})"
+        ) from None
+    if not usable:
+        raise ValueError(f"{describe(str(folder))} is not a directory")
     return folder
-
-
-def flag(raw: object) -> bool:
-    if isinstance(raw, bool):
-        return raw
-    value = str(raw).strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ValueError(f"{raw!r} is not a boolean")
 
 
 def positive_number(raw: object) -> float:
@@ -198,7 +196,7 @@ def positive_number(raw: object) -> float:
     except (TypeError, ValueError, OverflowError):
         value = math.nan
     if isinstance(raw, bool) or not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{raw!r} is not a finite positive number")
+        raise ValueError(f"{describe(raw)} is not a finite positive number")
     return value
 
 
@@ -209,27 +207,43 @@ def positive_int(raw: object) -> int:
     except ValueError:
         number = positive_number(raw)
         if not number.is_integer():
-            raise ValueError(f"{raw!r} is not a whole number") from None
+            raise ValueError(f"{describe(raw)} is not a whole number") from None
         value = int(number)
     if isinstance(raw, bool) or value <= 0:
-        raise ValueError(f"{raw!r} is not a positive integer")
+        raise ValueError(f"{describe(raw)} is not a positive integer")
     return value
 
 
-def port(raw: object) -> int:
+def _whole(raw: object, low: int, high: int, what: str) -> int:
+    """An integer from ``low`` to ``high`` (a bool is none), else ValueError naming ``what``."""
     try:
         value = int(raw) if isinstance(raw, int) else int(str(raw).strip())
     except ValueError:
-        value = -1
-    if isinstance(raw, bool) or not 0 <= value <= 65535:
-        raise ValueError(f"{raw!r} is not a TCP port")
+        value = low - 1
+    if isinstance(raw, bool) or not low <= value <= high:
+        raise ValueError(f"{describe(raw)} is not {what}")
     return value
 
 
+def non_negative_int(raw: object) -> int:
+    """A whole number of 0 or more, as the SDK's limits take them."""
+    return _whole(raw, 0, MAX_COUNT, "a whole number of 0 or more")
+
+
+def port(raw: object) -> int:
+    return _whole(raw, 0, 65535, "a TCP port")
+
+
+# The longest DNS name; a longer "host" failed in the IDNA codec as a bare UnicodeError.
+_MAX_HOST_CHARS = 253
+
+
 def host(raw: object) -> str:
-    address = str(raw).strip()
+    address = text(raw).strip()
     if not address:
         raise ValueError("the address is empty")
+    if len(address) > _MAX_HOST_CHARS:
+        raise ValueError(f"{describe(address)} is longer than a host name can be")
     return address
 
 
@@ -241,7 +255,7 @@ def choice(*options: S) -> Callable[[object], S]:
         for option in options:
             if value == option:
                 return option
-        raise ValueError(f"{raw!r} is not one of {', '.join(options)}")
+        raise ValueError(f"{describe(raw)} is not one of {', '.join(options)}")
 
     return parse
 
@@ -253,15 +267,15 @@ def names(raw: object) -> tuple[str, ...]:
     elif isinstance(raw, Iterable):
         parts = raw
     else:
-        raise ValueError(f"{raw!r} is not a list of names")
-    return tuple(str(part).strip() for part in parts if str(part).strip())
+        raise ValueError(f"{describe(raw)} is not a list of names")
+    return tuple(text(part).strip() for part in parts if text(part).strip())
 
 
 def file_mode(raw: object) -> int:
     """Permission bits in octal (``600``, ``0640``, ``0o640``, or an int such as ``0o640``);
     the owner keeps read and write, which the writer needs to reopen its files."""
     if isinstance(raw, bool):
-        raise ValueError(f"{raw!r} is not a file mode")
+        raise ValueError(f"{describe(raw)} is not a file mode")
     try:
         value = raw if isinstance(raw, int) else int(str(raw).strip().removeprefix("0o"), 8)
     except ValueError:

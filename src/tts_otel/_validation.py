@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import threading
+from typing import Final, Literal
 
 _log = logging.getLogger("tts_otel")
 
@@ -13,6 +15,17 @@ _log = logging.getLogger("tts_otel")
 # float to check it and raises OverflowError, and not on the request's thread but on the
 # one that records the metric buffer, or in force_flush().
 MAX_COUNT = 2**63 - 1
+
+TextRecording = Literal["off", "plain", "sha256"]
+
+_TRUE: Final = frozenset({"1", "true", "yes", "on"})
+_FALSE: Final = frozenset({"0", "false", "no", "off"})
+
+# A metric label value's most characters: a label is a name to group by, and 20 stage
+# names of 100 kB made one Prometheus scrape 50 MB (every series repeats its labels).
+MAX_LABEL_CHARS: Final = 256
+
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
 
 # Enough of a rejected value to recognise it in a warning; a 1 MB string is not logged whole.
 _SHOWN_CHARS = 200
@@ -35,6 +48,21 @@ def describe(value: object) -> str:
     if len(shown) > _SHOWN_CHARS:
         return f"{shown[:_SHOWN_CHARS]}... ({len(shown)} characters)"
     return shown
+
+
+def is_utf8(value: str) -> bool:
+    """Whether ``value`` encodes as UTF-8: ``os.environ`` holds a variable's non-UTF-8
+    bytes as lone surrogates (surrogateescape), which fail later, in an exporter."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def valid_text(value: str) -> str:
+    """``value`` itself when it is valid UTF-8, else with each lone surrogate as U+FFFD."""
+    return value if is_utf8(value) else _SURROGATE.sub("\ufffd", value)
 
 
 def plain(value: object) -> object:
@@ -64,6 +92,30 @@ class ValueChecker:
         self._warned: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
         self.dropped = 0
+        self.cut = 0  # values kept, but shortened or with characters replaced
+
+    def text(self, name: str, value: str, limit: int | None = None) -> str:
+        """``value`` as valid UTF-8 of at most ``limit`` characters; a change is counted.
+
+        A lone surrogate (``os.fsdecode`` of a non-UTF-8 file name, a bad slice) cannot
+        be encoded by any exporter: in a metric label it made every later Prometheus
+        scrape fail with HTTP 500, in a span its whole batch fail to export.
+        """
+        safe = valid_text(value)
+        if limit is not None and len(safe) > limit:
+            safe = safe[:limit]
+        if safe is not value:
+            self.note_cut(name, value, "longer than allowed, or not valid UTF-8")
+        return safe
+
+    def note_cut(self, name: str, value: object, reason: str) -> None:
+        """Count a value kept in a changed form; the first time per (name, reason), warn."""
+        if self._count("cut", name, reason):
+            _log.warning(
+                "tts-otel shortened or repaired %s=%s (%s); later values with the same "
+                "problem are changed silently and counted in tts.telemetry.dropped"
+                "{signal=\"cut\"}", name, describe(value), reason,
+            )  # fmt: skip
 
     def number(self, name: str, value: object) -> float | None:
         if isinstance(value, bool) or not isinstance(value, int | float):
@@ -103,13 +155,17 @@ class ValueChecker:
             return None
         return int(number)
 
-    def reject(self, name: str, value: object, reason: str) -> None:
-        """Count ``value`` as dropped; the first time per (name, reason), warn."""
+    def _count(self, counter: str, name: str, reason: str) -> bool:
+        """Add one to ``counter``; whether (name, reason) is new, to be warned about."""
         with self._lock:
-            self.dropped += 1
+            setattr(self, counter, getattr(self, counter) + 1)
             first = (name, reason) not in self._warned
             self._warned.add((name, reason))
-        if first:
+        return first
+
+    def reject(self, name: str, value: object, reason: str) -> None:
+        """Count ``value`` as dropped; the first time per (name, reason), warn."""
+        if self._count("dropped", name, reason):
             _log.warning(
                 "tts-otel dropped %s=%s (%s); later values with the same problem are dropped "
                 "silently and counted in tts.telemetry.dropped",
@@ -118,3 +174,32 @@ class ValueChecker:
                 reason,
             )
         return None
+
+
+def flag(raw: object) -> bool:
+    """``True``/``False``, or one of the words for them in any case."""
+    if isinstance(raw, bool):
+        return raw
+    value = str(raw).strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(f"{describe(raw)} is not a boolean")
+
+
+def text_mode(raw: object) -> TextRecording:
+    """The one reading of ``record_text``, for configure() and synthesis() alike:
+    a boolean (or its words), ``"plain"``, or ``"hash"``/``"sha256"``."""
+    if isinstance(raw, str):
+        word = raw.strip().lower()
+        if word in ("hash", "sha256"):
+            return "sha256"
+        if word == "plain":
+            return "plain"
+    try:
+        return "plain" if flag(raw) else "off"
+    except ValueError:
+        raise ValueError(
+            f"{describe(raw)} is not a text recording mode (true, false or hash)"
+        ) from None

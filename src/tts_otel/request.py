@@ -208,8 +208,9 @@ class Synthesis:
         self._stages.closed = True
         instruments = self.telemetry.instruments
         measurements = self._stages.measurements
-        details = self.telemetry.settings.record_text == "plain"
-        failure = mark_error(span, exc, details=details) if exc is not None else None
+        failure = (
+            mark_error(span, exc, details=self._stages.error_details) if exc is not None else None
+        )
         self._stages.resolve_gpu(span)
 
         outcome = {

@@ -24,7 +24,7 @@ from tts_otel._spans import (
     restore_context,
     set_span_attribute,
 )
-from tts_otel._validation import describe, plain
+from tts_otel._validation import describe, plain, valid_text
 from tts_otel.gpu.cuda import GpuInterval, RequestGpu
 from tts_otel.telemetry import Telemetry, get_telemetry
 
@@ -67,6 +67,10 @@ class _Detached:
     @property
     def context(self) -> Context:
         return context.get_current()
+
+    @property
+    def error_details(self) -> bool:
+        return self.telemetry.settings.record_text == "plain"
 
     def span_attributes(self, stage: str) -> Mapping[str, AttributeValue]:
         return {semconv.ATTR_STAGE: stage}
@@ -113,8 +117,10 @@ class Stage:
         self, name: str, owner: StageOwner | None = None, parent: Stage | None = None
     ) -> None:
         # A str subclass (an enum, or one whose __hash__ raises) as its plain str:
-        # the name is hashed and formatted on every run.
+        # the name is hashed and formatted on every run. Made valid UTF-8 here, once.
         self._name = cast(str, plain(name))
+        if isinstance(self._name, str) and valid_text(self._name) is not self._name:
+            self._name = get_telemetry().values.text(semconv.ATTR_STAGE, self._name)
         self._owner = owner  # None: the request current when the stage starts, if any
         self._parent = parent
         self._used: StageOwner = _DETACHED
@@ -260,8 +266,7 @@ class Stage:
             restore_context(self._context, self._previous)
             self._previous = None
         owner = self._used
-        details = owner.telemetry.settings.record_text == "plain"
-        failure = mark_error(span, exc, details=details) if exc is not None else None
+        failure = mark_error(span, exc, details=owner.error_details) if exc is not None else None
         attributes = owner.metric_attributes(self._name, failure)
         gpu = owner.gpu
         if self._gpu is not None and gpu is not None:

@@ -50,6 +50,7 @@ class _Report:
     def dropped(self) -> Iterable[tuple[str, int]]:
         yield ("metrics", self._buffer.dropped)
         yield ("invalid_value", self._values.dropped)
+        yield ("cut", self._values.cut)
         if self._dropped_spans:
             yield ("spans", sum(count() for count in self._dropped_spans))
 
@@ -92,7 +93,7 @@ class Telemetry:
         self.tracer = tracer_provider.get_tracer(semconv.INSTRUMENTATION_SCOPE, __version__)
         meter = meter_provider.get_meter(semconv.INSTRUMENTATION_SCOPE, __version__)
         self.values = ValueChecker()
-        self.guard = AttributeGuard(settings.max_attribute_values)
+        self.guard = AttributeGuard(settings.max_attribute_values, self.values)
         # Deferring records only pays off when a reader will collect them; a no-op
         # provider never collects, so record at once (each record is then a no-op).
         self.buffer: MetricBuffer | DirectRecorder = (

@@ -70,11 +70,6 @@ def test_doctor_on_influxdb_2_names_a_wrong_token_and_its_setting(
     assert "not-the-token" not in out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="doctor defect on 2.x: GET /api/v2/buckets?org=&name= answers 404 for a bucket "
-    "that does not exist, which doctor reports as a failed token check",
-)
 def test_doctor_on_influxdb_2_names_a_missing_bucket(
     server: Influx2Server, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -84,11 +79,6 @@ def test_doctor_on_influxdb_2_names_a_missing_bucket(
     assert "influx bucket create -n nope" in out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="doctor defect on 2.x: a database no DBRP mapping names gets 1.x's advice, "
-    "CREATE DATABASE, which 2.x's InfluxQL does not have",
-)
 def test_doctor_on_influxdb_2_advises_a_dbrp_mapping_for_a_missing_database(
     server: Influx2Server, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -82,22 +82,33 @@ def run_checks(settings: InfluxSettings) -> Iterator[Check]:
                 "is this InfluxDB? /ping should answer 204")  # fmt: skip
     if status != 204:
         return
-    for check in (_authenticated, _database, _test_write):
-        result = check(settings)
+    version = headers.get("X-Influxdb-Version", "")
+    for check in (_authenticated, _database):
+        result = check(settings, version)
         yield result
         if not result.ok:
             return
-    version = headers.get("X-Influxdb-Version", "")
-    if settings.api == "v1" and version.startswith("1."):
+    result = _test_write(settings)
+    yield result
+    if result.ok and settings.api == "v1" and version.startswith("1."):
         yield _span_storage(settings, version)
 
 
-def _authenticated(settings: InfluxSettings) -> Check:
-    if settings.api == "v2":
-        status, _, _ = _get(
-            settings, "/api/v2/buckets", {"org": settings.org, "name": settings.bucket}
-        )
+def _buckets(settings: InfluxSettings, version: str) -> bool:
+    """Whether the server has /api/v2/buckets for the v2 settings. InfluxDB 1.8 takes v2
+    writes (bucket "db/rp", token "user:password") without it: its /query answers."""
+    return settings.api == "v2" and not version.startswith("1.")
+
+
+def _authenticated(settings: InfluxSettings, version: str) -> Check:
+    if _buckets(settings, version):
+        # Any bucket of the org: asked by name, 2.x answers 404 for a missing bucket,
+        # which is the next check's finding, not a bad token.
+        status, _, _ = _get(settings, "/api/v2/buckets", {"org": settings.org, "limit": "1"})
         who, fix = "token", "check TTS_OTEL_INFLUXDB_TOKEN and TTS_OTEL_INFLUXDB_ORG"
+    elif settings.api == "v2":  # 1.8 takes the token on /query too
+        status, _, _ = _get(settings, "/query", {"q": "SHOW DATABASES"})
+        who, fix = "token", "check TTS_OTEL_INFLUXDB_TOKEN (on InfluxDB 1.8: user:password)"
     else:
         status, _, _ = _get(settings, "/query", {"q": "SHOW DATABASES"})
         who, fix = (
@@ -107,8 +118,8 @@ def _authenticated(settings: InfluxSettings) -> Check:
     return Check("authenticated", status == 200, f"{who}: HTTP {status}", fix)
 
 
-def _database(settings: InfluxSettings) -> Check:
-    if settings.api == "v2":
+def _database(settings: InfluxSettings, version: str) -> Check:
+    if _buckets(settings, version):
         _, body, _ = _get(
             settings, "/api/v2/buckets", {"org": settings.org, "name": settings.bucket}
         )
@@ -116,12 +127,17 @@ def _database(settings: InfluxSettings) -> Check:
         where = f"bucket {settings.bucket} in org {settings.org}"
         fix = f"create the bucket: influx bucket create -n {settings.bucket} -o {settings.org}"
     else:
+        # On 1.8 a v2 bucket is "database/retention-policy".
+        database = settings.bucket.partition("/")[0] if settings.api == "v2" else settings.database
         _, body, _ = _get(settings, "/query", {"q": "SHOW DATABASES"})
         series = (body or {}).get("results", [{}])[0].get("series", [{}])
         names = {row[0] for row in series[0].get("values", [])} if series else set()
-        exists = settings.database in names
-        where = f"database {settings.database}"
-        fix = f"create it: influx -execute 'CREATE DATABASE \"{settings.database}\"'"
+        exists = database in names
+        where = f"database {database}"
+        fix = f"create it: influx -execute 'CREATE DATABASE \"{database}\"'"
+        if not version.startswith("1."):  # 2.x's InfluxQL reads buckets through DBRP mappings
+            fix = (f"map it to a bucket: influx v1 dbrp create --db {database} --rp autogen "
+                   "--bucket-id BUCKET_ID")  # fmt: skip
     return Check("database", exists, where + (" exists" if exists else " is missing"), fix)
 
 

@@ -18,7 +18,6 @@ first byte of a spooled batch says which service it goes to.
 from __future__ import annotations
 
 import importlib
-import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +32,8 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from tts_otel.errors import ConfigurationError
+# The protocol variables are rows of the settings table (config.SdkSettings): empty is unset.
+from tts_otel.config import load_sdk_settings, otlp_protocol
 from tts_otel.exporters.delivery import SpoolingWriter
 from tts_otel.exporters.otlp_transport import (
     METRICS,
@@ -47,19 +47,6 @@ from tts_otel.exporters.parts import ExporterParts
 
 if TYPE_CHECKING:
     from tts_otel.config import Settings
-
-
-def otlp_protocol(signal: str) -> str:
-    """The signal's protocol variable, else the general one, as the OTel specification says."""
-    variable = f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL"
-    if variable not in os.environ:
-        variable = "OTEL_EXPORTER_OTLP_PROTOCOL"
-    protocol = os.environ.get(variable, "grpc")
-    if protocol not in ("grpc", "http/protobuf"):
-        raise ConfigurationError(
-            variable, f"{protocol!r} is not supported", "use grpc or http/protobuf"
-        )
-    return protocol
 
 
 class OtlpWriter(SpoolingWriter):
@@ -137,6 +124,22 @@ class OtlpMetricExporter(MetricExporter):
         pass  # the writer is closed after both providers' last export
 
 
+_SDK_TIMEOUT_S = 10.0  # the SDK's default for OTEL_EXPORTER_OTLP_TIMEOUT
+
+
+def _compression(name: str, grpc: bool) -> Any:
+    """The SDK exporter's compression value for ``gzip``, ``deflate`` or ``none``."""
+    if not grpc:
+        from opentelemetry.exporter.otlp.proto.http import Compression as HttpCompression
+
+        return HttpCompression(name)
+    from grpc import Compression
+
+    return {"gzip": Compression.Gzip, "deflate": Compression.Deflate}.get(
+        name, Compression.NoCompression
+    )
+
+
 def _sdk_exporter(signal: str, kind: bytes) -> tuple[Any, Sender]:
     """The SDK's exporter of ``signal`` for its protocol, and a sender through it."""
     grpc = otlp_protocol(signal) == "grpc"
@@ -145,7 +148,15 @@ def _sdk_exporter(signal: str, kind: bytes) -> tuple[Any, Sender]:
     module = importlib.import_module(
         f"opentelemetry.exporter.otlp.proto.{package}.{name[0]}_exporter"
     )
-    exporter = getattr(module, name[1])()
+    # Given, so the SDK does not read these variables itself: it raised a bare error for
+    # an empty one, which the settings table (checked in configure()) reads as unset.
+    sdk = load_sdk_settings(lenient=True)
+    spans = kind == SPANS
+    timeout = (sdk.traces_timeout if spans else sdk.metrics_timeout) or _SDK_TIMEOUT_S
+    compression = (sdk.traces_compression if spans else sdk.metrics_compression) or "none"
+    exporter = getattr(module, name[1])(
+        timeout=timeout, compression=_compression(compression, grpc)
+    )
     return exporter, GrpcSender(exporter, kind) if grpc else HttpSender(exporter, kind)
 
 

@@ -15,7 +15,8 @@ from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.exposition import start_http_server
 
-from tts_otel.config import Settings
+from tts_otel._validation import describe
+from tts_otel.config import Settings, origin
 from tts_otel.errors import ConfigurationError
 from tts_otel.exporters.parts import ExporterParts
 
@@ -31,13 +32,13 @@ def prometheus_endpoint(settings: Settings) -> ExporterParts:
     except socket.gaierror as error:  # the address does not resolve: the host is wrong
         reader.shutdown()
         raise ConfigurationError(
-            "TTS_OTEL_PROMETHEUS_HOST", f"cannot listen on {host!r}: {error.strerror}",
+            origin("prometheus_host", host), f"cannot listen on {describe(host)}: {error.strerror}",
             "use an address of this machine, e.g. 127.0.0.1 or 0.0.0.0",
         ) from error  # fmt: skip
     except OSError as error:
         reader.shutdown()
         raise ConfigurationError(
-            "TTS_OTEL_PROMETHEUS_PORT", f"cannot listen on {host}:{port}: {error.strerror}",
+            origin("prometheus_port", port), f"cannot listen on {host}:{port}: {error.strerror}",
             "choose a free port (one per worker process) or stop what holds it",
         ) from error  # fmt: skip
     bound_host, bound_port = str(server.server_address[0]), int(server.server_address[1])

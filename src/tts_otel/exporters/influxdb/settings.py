@@ -21,7 +21,6 @@ from tts_otel import semconv
 from tts_otel._settings import (
     choice,
     directory,
-    flag,
     names,
     positive_int,
     positive_number,
@@ -30,6 +29,7 @@ from tts_otel._settings import (
     setting,
     text,
 )
+from tts_otel._validation import flag, is_utf8
 from tts_otel.config import DEFAULT_SPOOL_BYTES as DEFAULT_SPOOL_BYTES  # users import it here
 from tts_otel.errors import ConfigurationError
 
@@ -43,12 +43,20 @@ PREFIX: Final = "TTS_OTEL_INFLUXDB_"
 
 
 def _url(raw: object) -> str:
-    """A URL urllib can send to: a space or a bad port used to fail on every export."""
+    """A URL urllib can send to: a space or a bad port used to fail on every export.
+
+    Checked, and described in errors, without its credentials: urllib ends the host at
+    the first ``/``, ``?`` or ``#``, so a password holding one unencoded was printed up
+    to that character as a host or a port.
+    """
     url = str(raw)
-    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
+    if not is_utf8(url):  # said without the value: it may hold a password
+        raise ValueError("is not valid UTF-8 text")
+    bare = _split_credentials(url)[0]
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in bare):
         raise ValueError("contains a space or control character")
     try:
-        parts = urllib.parse.urlsplit(url)
+        parts = urllib.parse.urlsplit(bare)
         parts.port  # noqa: B018 - raises ValueError for a port that is not 0-65535
     except ValueError as error:
         raise ValueError(f"is not a valid URL ({error})") from None
@@ -156,10 +164,15 @@ def influx_settings(environ: Mapping[str, str] | None = None, **overrides: Any) 
 
 
 def _split_credentials(url: str) -> tuple[str, str, str]:
-    """``(url without credentials, username, password)``."""
-    parts = urllib.parse.urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    without = urllib.parse.urlunsplit(parts._replace(netloc=host)).rstrip("/")
-    username = urllib.parse.unquote(parts.username or "")
-    password = urllib.parse.unquote(parts.password or "")
-    return without, username, password
+    """``(url without credentials, username, password)``.
+
+    Split by hand at the authority's last ``@``, not by urllib, which stops at a
+    ``/``, ``?`` or ``#`` that an unencoded password may hold.
+    """
+    scheme, separator, rest = url.partition("://")
+    if not separator or "@" not in rest:
+        return url.rstrip("/"), "", ""
+    userinfo, _, host = rest.rpartition("@")
+    username, _, password = userinfo.partition(":")
+    without = f"{scheme}://{host}".rstrip("/")
+    return without, urllib.parse.unquote(username), urllib.parse.unquote(password)

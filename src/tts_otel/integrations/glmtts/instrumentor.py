@@ -4,7 +4,6 @@ handlers of each kind of call (``handlers``) and hooks gradio's web UI (``web_ui
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Collection
 from typing import Any
 
@@ -12,8 +11,7 @@ from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-de
     BaseInstrumentor,
 )
 
-from tts_otel.config import _flag as parse_flag
-from tts_otel.errors import ConfigurationError
+from tts_otel.config import load_settings
 from tts_otel.integrations.glmtts.contract import Wrapped
 from tts_otel.integrations.glmtts.handlers import Handler, Handlers
 from tts_otel.integrations.glmtts.web_ui import GradioHooks
@@ -21,9 +19,6 @@ from tts_otel.integrations.glmtts.wrapping import Wrapping
 from tts_otel.telemetry import Telemetry, get_telemetry
 
 _log = logging.getLogger(__name__)
-
-ENV_MODEL_VERSION = "TTS_OTEL_MODEL_VERSION"
-ENV_KV_CACHE = "TTS_OTEL_KV_CACHE"
 
 
 class GLMTTSInstrumentor(BaseInstrumentor):  # type: ignore[misc]
@@ -55,17 +50,14 @@ class GLMTTSInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         return instrumented and wrapping is not None and bool(wrapping.expected)
 
     def _instrument(self, **kwargs: Any) -> None:
-        version = kwargs.get("model_version", os.environ.get(ENV_MODEL_VERSION))
+        # TTS_OTEL_MODEL_VERSION and TTS_OTEL_KV_CACHE are rows of the settings table:
+        # checked in configure(), read here leniently (a bad one: one warning, the default).
+        settings = load_settings(exporters=(), lenient=True)
+        version = kwargs.get("model_version", settings.model_version)
         kv_cache = kwargs.get("kv_cache")
-        raw = os.environ.get(ENV_KV_CACHE, "").strip()  # empty means unset, as everywhere
-        if kv_cache is None and raw:
-            try:
-                kv_cache = parse_flag(ENV_KV_CACHE, raw)
-            except ConfigurationError as error:
-                _log.warning("tts-otel: %s; GLM-TTS requests say kv_cache=true", error)
         handlers = Handlers(
             version if isinstance(version, str) and version else None,
-            True if kv_cache is None else bool(kv_cache),
+            settings.kv_cache if kv_cache is None else bool(kv_cache),
             _telemetry_for(kwargs.get("tracer_provider"), kwargs.get("meter_provider")),
         )
 
