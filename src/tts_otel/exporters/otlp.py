@@ -17,8 +17,10 @@ first byte of a spooled batch says which service it goes to.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
@@ -154,10 +156,29 @@ def _sdk_exporter(signal: str, kind: bytes) -> tuple[Any, Sender]:
     spans = kind == SPANS
     timeout = (sdk.traces_timeout if spans else sdk.metrics_timeout) or _SDK_TIMEOUT_S
     compression = (sdk.traces_compression if spans else sdk.metrics_compression) or "none"
-    exporter = getattr(module, name[1])(
-        timeout=timeout, compression=_compression(compression, grpc)
-    )
+    with _empty_as_unset("OTEL_EXPORTER_OTLP_"):
+        exporter = getattr(module, name[1])(
+            timeout=timeout, compression=_compression(compression, grpc)
+        )
     return exporter, GrpcSender(exporter, kind) if grpc else HttpSender(exporter, kind)
+
+
+@contextlib.contextmanager
+def _empty_as_unset(prefix: str) -> Iterator[None]:
+    """The variables under ``prefix`` that are set but empty, hidden while the SDK's
+    exporter is built: it reads some whatever it is given (the gRPC exporters' per-signal
+    timeouts, ``float("")``), and empty means unset, as the settings table reads them."""
+    empty = {
+        name: value
+        for name, value in os.environ.items()
+        if name.startswith(prefix) and not value.strip()
+    }
+    for name in empty:
+        del os.environ[name]
+    try:
+        yield
+    finally:
+        os.environ.update(empty)
 
 
 def otlp_exporter(settings: Settings) -> ExporterParts:
