@@ -228,3 +228,42 @@ def test_the_sdk_metric_state_a_forked_child_clears_is_where_it_is_looked_for() 
     assert isinstance(point, NumberDataPoint)
     assert point.value == 2
     provider.shutdown()
+
+
+def test_a_forked_child_reports_its_own_drop_counts_not_its_parents() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from tts_otel._batching import CountingBatchSpanProcessor
+    from tts_otel._validation import ValueChecker
+
+    checker = ValueChecker()
+    for value in range(3):
+        checker.reject("samples", -value - 1, "negative")
+
+    release = threading.Event()
+
+    class Hung(SpanExporter):
+        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+            release.wait(10)
+            return SpanExportResult.SUCCESS
+
+    processor = CountingBatchSpanProcessor(Hung(), meter_provider=MeterProvider())
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(processor)
+    tracer = tracer_provider.get_tracer("t")
+    for _ in range(5000):  # past the queue of 2048 behind a hung exporter
+        tracer.start_span("s").end()
+    assert checker.dropped == 3
+    assert processor.dropped() > 0
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.write(write, json.dumps([checker.dropped, checker.cut, processor.dropped()]).encode())
+        os._exit(0)
+    os.close(write)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert json.loads(os.read(read, 1000)) == [0, 0, 0]
+    assert checker.dropped == 3  # the parent keeps its own
+    release.set()
+    tracer_provider.shutdown()

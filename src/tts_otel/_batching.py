@@ -106,8 +106,13 @@ class CountingBatchSpanProcessor(BatchSpanProcessor):
         reset_after_fork(self, CountingBatchSpanProcessor._after_fork)
 
     def _after_fork(self) -> None:
+        # The child's own losses from here on: the parent's stay the parent's to report.
+        self._left_at_shutdown = 0
+        if self._counter is not None:
+            self._counter.dropped = 0
         if self._queue is not None:
             self._queue.lock = threading.Lock()
+            self._queue.evicted = 0
 
     def shutdown(self) -> None:
         super().shutdown()  # type: ignore[no-untyped-call]

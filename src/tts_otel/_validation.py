@@ -9,6 +9,8 @@ import re
 import threading
 from typing import Final, Literal
 
+from tts_otel._fork import reset_after_fork
+
 _log = logging.getLogger("tts_otel")
 
 # The largest count a metric backend stores (int64): the SDK turns a larger int into a
@@ -93,6 +95,13 @@ class ValueChecker:
         self._lock = threading.Lock()
         self.dropped = 0
         self.cut = 0  # values kept, but shortened or with characters replaced
+        reset_after_fork(self, ValueChecker._after_fork)
+
+    def _after_fork(self) -> None:
+        # A forked child reports its own counts, under its own instance id: the parent's,
+        # inherited, would be counted twice wherever the two are summed.
+        self._lock = threading.Lock()
+        self.dropped = self.cut = 0
 
     def text(self, name: str, value: str, limit: int | None = None) -> str:
         """``value`` as valid UTF-8 of at most ``limit`` characters; a change is counted.

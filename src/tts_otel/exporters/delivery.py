@@ -128,6 +128,8 @@ class SpoolingWriter:
 
     def _after_fork(self) -> None:
         self._lock, self._stop = threading.Lock(), threading.Event()
+        self.sent_points = self.rejected_points = 0  # the parent's, reported by the parent
+        self.spool.dropped_points = 0
         if isinstance(self.spool, MemorySpool):
             # The parent still holds and delivers these batches; sent twice they would count twice.
             self.spool = MemorySpool(self._spool_bytes)
