@@ -126,18 +126,19 @@ def _three_ways(
     return from_file, from_influxql, _run(capsys, *command, "--influxdb", "--since", "1h")
 
 
-@pytest.mark.parametrize(
-    "command",
-    [
-        ["report", "--by", "kv_cache,sample_rate"],
-        ["report", "--where", "model_version=1.1", "--where", "outcome=ok", "--every", "1h"],
-        ["trace", "--slowest", "3"],
-        ["trace", "--slowest", "2", "--stage", "vocoder", "--where", "kv_cache=false"],
-        ["trace", "--last", "2"],
-        ["compare", "kv_cache=true", "kv_cache=false", "--resamples", "200"],
-        ["compare", "model_version=1.0", "model_version=1.1", "--resamples", "200"],
-    ],
-)
+# The read commands every stored workload is read with, from a file and from InfluxDB.
+READ_COMMANDS = [
+    ["report", "--by", "kv_cache,sample_rate"],
+    ["report", "--where", "model_version=1.1", "--where", "outcome=ok", "--every", "1h"],
+    ["trace", "--slowest", "3"],
+    ["trace", "--slowest", "2", "--stage", "vocoder", "--where", "kv_cache=false"],
+    ["trace", "--last", "2"],
+    ["compare", "kv_cache=true", "kv_cache=false", "--resamples", "200"],
+    ["compare", "model_version=1.0", "model_version=1.1", "--resamples", "200"],
+]
+
+
+@pytest.mark.parametrize("command", READ_COMMANDS)
 def test_influxql_flux_and_the_file_give_the_same_output(
     stored: Stored, command: list[str], monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],

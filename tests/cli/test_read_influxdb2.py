@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import tts_otel
-from tests.cli.test_read_influx import DB, REQUESTS, _fails, _run, _workload
+from tests.cli.test_read_influx import DB, READ_COMMANDS, REQUESTS, _fails, _run, _workload
 from tests.services import Influx2Server, free_port, influxdb2
 from tts_otel.telemetry import set_telemetry
 
@@ -61,17 +61,7 @@ def stored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stored]:
         yield Stored(server, tmp / "out", failed)
 
 
-@pytest.mark.parametrize(
-    "command",
-    [
-        ["report", "--by", "kv_cache,sample_rate"],
-        ["report", "--where", "model_version=1.1", "--where", "outcome=ok", "--every", "1h"],
-        ["trace", "--slowest", "3"],
-        ["trace", "--slowest", "2", "--stage", "vocoder", "--where", "kv_cache=false"],
-        ["trace", "--last", "2"],
-        ["compare", "kv_cache=true", "kv_cache=false", "--resamples", "200"],
-    ],
-)
+@pytest.mark.parametrize("command", READ_COMMANDS)
 def test_flux_and_influxql_on_2_8_give_the_files_output(
     stored: Stored, command: list[str], monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],

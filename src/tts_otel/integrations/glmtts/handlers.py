@@ -236,6 +236,8 @@ class Handlers:
     def _segments(
         self, request: Synthesis, token2wav: Any, wrapped: Any, args: Any, kwargs: Any
     ) -> Any:
+        """A call that returns ``(wav, ...)`` inside ``request``: each text normalisation
+        in it starts a segment; the wav returned is audio the caller can play from now on."""
         state = self._states.of(request)
         state.segment = -1
         try:
@@ -292,12 +294,4 @@ class Handlers:
         with self._new_request(
             _prologue.take(), sample_rate=rate, kind=semconv.REQUEST_KIND_RESYNTHESIS
         ) as request:
-            state = self._states.of(request)
-            try:
-                result = wrapped(*args, **kw)
-            finally:
-                state.close_group()
-            samples = length(result[0] if isinstance(result, tuple) and result else None)
-            if samples is not None:
-                request.audio(samples=samples, sample_rate=rate)
-            return result
+            return self._segments(request, instance, wrapped, args, kw)
