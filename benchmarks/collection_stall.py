@@ -62,9 +62,12 @@ def main() -> None:
             )
             meter_providers.append(MeterProvider([reader]))
             telemetry = tts_otel.configure(
-                tracer_provider=TracerProvider(), meter_provider=meter_providers[-1],
-                set_global=False, nvml=False, cuda=None,
-            )  # fmt: skip
+                tracer_provider=TracerProvider(),
+                meter_provider=meter_providers[-1],
+                set_global=False,
+                nvml=False,
+                cuda=None,
+            )
             if name == "reader only":
                 # Before the first request starts the drainer: it then waits an hour.
                 setattr(telemetry.buffer, "DRAIN_INTERVAL_S", 3600.0)  # noqa: B010
@@ -88,12 +91,16 @@ def main() -> None:
             meter_provider.shutdown()
 
     for name, samples in times.items():
-        print(f"{name:>11}: p50 {statistics.median(samples) * 1000:6.2f} ms   "
-              f"p99 {p99(samples) * 1000:6.2f} ms")  # fmt: skip
+        print(
+            f"{name:>11}: p50 {statistics.median(samples) * 1000:6.2f} ms   "
+            f"p99 {p99(samples) * 1000:6.2f} ms"
+        )
     low, high = p99_difference_interval(times["thread"], times["reader only"])
     difference = p99(times["thread"]) - p99(times["reader only"])
-    print(f"p99 thread - p99 reader only: {difference * 1000:+.3f} ms, "
-          f"95% bootstrap interval [{low * 1000:+.3f}, {high * 1000:+.3f}] ms")  # fmt: skip
+    print(
+        f"p99 thread - p99 reader only: {difference * 1000:+.3f} ms, "
+        f"95% bootstrap interval [{low * 1000:+.3f}, {high * 1000:+.3f}] ms"
+    )
     print(f"p99_ratio={p99(times['thread']) / p99(times['reader only']):.3f}")
 
 

@@ -93,8 +93,11 @@ def main() -> None:
         used, _ = PynvmlReader().memory_bytes(0)
         answer = subprocess.run(
             [smi, "--query-gpu=memory.used", "--format=csv,noheader,nounits", "-i", "0"],
-            capture_output=True, text=True, check=True, timeout=30,
-        ).stdout  # fmt: skip
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        ).stdout
         nvml_ratio = (used / (1 << 20)) / float(answer.strip())
     print("gpu_available=true")
     for stage in STAGES:

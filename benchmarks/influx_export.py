@@ -102,8 +102,10 @@ def main() -> None:
         ours_rates += throughput(ours, spans, 2)
         theirs_rates += throughput(theirs, spans, 2)
     ours_rate, theirs_rate = statistics.median(ours_rates), statistics.median(theirs_rates)
-    print(f"serialise {len(spans)} spans: tts-otel {ours_rate:,.0f} spans/s, "
-          f"influxdb-client Point {theirs_rate:,.0f} spans/s")  # fmt: skip
+    print(
+        f"serialise {len(spans)} spans: tts-otel {ours_rate:,.0f} spans/s, "
+        f"influxdb-client Point {theirs_rate:,.0f} spans/s"
+    )
 
     from tests.services import influxdb
 
@@ -119,8 +121,10 @@ def main() -> None:
             assert writer.write(lines[offset : offset + 500])
         seconds = time.perf_counter() - start
         writer.close()
-        print(f"end to end into influxd {server.url}: {len(lines) / seconds:,.0f} spans/s "
-              f"(batches of 500, gzip, one connection per batch)")  # fmt: skip
+        print(
+            f"end to end into influxd {server.url}: {len(lines) / seconds:,.0f} spans/s "
+            f"(batches of 500, gzip, one connection per batch)"
+        )
     print(f"serialize_ratio={ours_rate / theirs_rate:.2f}")
 
 

@@ -94,10 +94,12 @@ def main() -> None:
     parser.add_argument("--target", choices=("influxdb", "otlp"), default="influxdb")
     args = parser.parse_args()
     for key, value in {
-        "TTS_OTEL_INFLUXDB_DB": "bench", "TTS_OTEL_INFLUXDB_SPOOL_BYTES": str(SPOOL_BYTES),
-        "OTEL_BSP_SCHEDULE_DELAY": "200", "OTEL_METRIC_EXPORT_INTERVAL": "1000",
+        "TTS_OTEL_INFLUXDB_DB": "bench",
+        "TTS_OTEL_INFLUXDB_SPOOL_BYTES": str(SPOOL_BYTES),
+        "OTEL_BSP_SCHEDULE_DELAY": "200",
+        "OTEL_METRIC_EXPORT_INTERVAL": "1000",
         "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-    }.items():  # fmt: skip
+    }.items():
         os.environ.setdefault(key, value)  # a variable set by the caller wins
 
     import torch
@@ -180,27 +182,34 @@ def main() -> None:
 
     for name, samples in times.items():
         median_ms, p99_ms = statistics.median(samples) * 1000, p99(samples) * 1000
-        print(f"{name:>10}: p50 {median_ms:7.2f} ms   p99 {p99_ms:7.2f} ms   "
-              f"inside tts-otel: p50 {statistics.median(inside[name]) * 1e6:5.0f} us  "
-              f"p99 {p99(inside[name]) * 1e6:5.0f} us")  # fmt: skip
-    print("CPU of each set-up's background threads during the run: " + ", ".join(
-        f"{name} {seconds:.2f} s" for name, seconds in background.items()
-    ))  # fmt: skip
+        print(
+            f"{name:>10}: p50 {median_ms:7.2f} ms   p99 {p99_ms:7.2f} ms   "
+            f"inside tts-otel: p50 {statistics.median(inside[name]) * 1e6:5.0f} us  "
+            f"p99 {p99(inside[name]) * 1e6:5.0f} us"
+        )
+    print(
+        "CPU of each set-up's background threads during the run: "
+        + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in background.items())
+    )
     print(f"target {args.target}: influxd stored {stored} request spans of the two 'up' set-ups")
     if health:
         print(f"blackholed exporter health: {health}")
     growth_mib = (rss_after - rss_before) / 1024
-    print(f"peak RSS growth during the run: {growth_mib:.1f} MiB "
-          f"(direct exporter: spool bound {SPOOL_BYTES >> 20} MiB for each down set-up; "
-          f"OTLP: the SDK's bounded span queue)")  # fmt: skip
+    print(
+        f"peak RSS growth during the run: {growth_mib:.1f} MiB "
+        f"(direct exporter: spool bound {SPOOL_BYTES >> 20} MiB for each down set-up; "
+        f"OTLP: the SDK's bounded span queue)"
+    )
     floor = abs(p99(times["up again"]) - p99(times["up"]))
     print(f"noise floor (A/A, |p99 up again - p99 up|): {floor * 1000:.3f} ms")
     highs = []
     for name in ("refused", "blackholed"):
         low, high = p99_difference_interval(times[name], times["up"])
         highs.append(high)
-        print(f"p99 {name} - p99 up: {(p99(times[name]) - p99(times['up'])) * 1000:+.3f} ms, "
-              f"95% bootstrap interval [{low * 1000:+.3f}, {high * 1000:+.3f}] ms")  # fmt: skip
+        print(
+            f"p99 {name} - p99 up: {(p99(times[name]) - p99(times['up'])) * 1000:+.3f} ms, "
+            f"95% bootstrap interval [{low * 1000:+.3f}, {high * 1000:+.3f}] ms"
+        )
     print(f"upper end of those intervals: {max(highs) * 1000:+.3f} ms")
     added = max(p99(times["refused"]), p99(times["blackholed"])) - p99(times["up"])
     print(f"p99_added_ms={added * 1000:.3f}")

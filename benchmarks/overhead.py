@@ -58,8 +58,10 @@ def providers() -> tuple[TracerProvider, MeterProvider, InMemoryMetricReader]:
 def plain_request(tracer: trace_api.Tracer, histogram: metrics_api.Histogram) -> None:
     """What a careful engineer writes by hand: five spans, four stage histogram records."""
     attributes: dict[str, AttributeValue] = {
-        "tts.model.name": "glm-tts", "tts.sample_rate": 24000, "tts.kv_cache": True,
-    }  # fmt: skip
+        "tts.model.name": "glm-tts",
+        "tts.sample_rate": 24000,
+        "tts.kv_cache": True,
+    }
     with tracer.start_as_current_span("tts.synthesize", attributes=attributes):
         for stage in STAGES:
             start = time.perf_counter()
@@ -93,9 +95,12 @@ def timed(run: Callable[[], None], count: int) -> tuple[list[float], float]:
 def empty_stages(rounds: int, per_round: int) -> float:
     tracer_provider, meter_provider, reader = providers()
     telemetry = tts_otel.configure(
-        tracer_provider=tracer_provider, meter_provider=meter_provider,
-        set_global=False, nvml=False, cuda=None,
-    )  # fmt: skip
+        tracer_provider=tracer_provider,
+        meter_provider=meter_provider,
+        set_global=False,
+        nvml=False,
+        cuda=None,
+    )
     tracer = tracer_provider.get_tracer("plain")
     histogram = meter_provider.get_meter("plain").create_histogram(
         "plain.stage.duration",
@@ -138,8 +143,10 @@ def empty_stages(rounds: int, per_round: int) -> float:
     print(
         f"empty stages, median per request: tts-otel {ours_us:.1f} us, plain OTel {plain_us:.1f} us"
     )
-    print(f"cpu per request incl. metric collection: tts-otel {ours_cpu / total * 1e6:.1f} us, "
-          f"plain OTel {plain_cpu / total * 1e6:.1f} us")  # fmt: skip
+    print(
+        f"cpu per request incl. metric collection: tts-otel {ours_cpu / total * 1e6:.1f} us, "
+        f"plain OTel {plain_cpu / total * 1e6:.1f} us"
+    )
     print(f"cpu_ratio={ours_cpu / plain_cpu:.3f}")
     return ours_us / plain_us
 
@@ -149,9 +156,12 @@ def workload(pairs: int) -> float:
 
     tracer_provider, meter_provider, reader = providers()
     instrumented = tts_otel.configure(
-        tracer_provider=tracer_provider, meter_provider=meter_provider,
-        set_global=False, nvml=False, cuda=None,
-    )  # fmt: skip
+        tracer_provider=tracer_provider,
+        meter_provider=meter_provider,
+        set_global=False,
+        nvml=False,
+        cuda=None,
+    )
     silent = Telemetry(
         instrumented.settings,
         trace_api.NoOpTracerProvider(),
@@ -175,9 +185,11 @@ def workload(pairs: int) -> float:
             if index % 20 == 0:
                 reader.get_metrics_data()
     pct = clock.seconds / request_seconds * 100
-    print(f"reference workload ({pairs} requests over the demo corpus): "
-          f"{clock.seconds / pairs * 1e6:.0f} us of tts-otel per request, "
-          f"{request_seconds / pairs * 1000:.1f} ms per request")  # fmt: skip
+    print(
+        f"reference workload ({pairs} requests over the demo corpus): "
+        f"{clock.seconds / pairs * 1e6:.0f} us of tts-otel per request, "
+        f"{request_seconds / pairs * 1000:.1f} ms per request"
+    )
 
     # 2. A/B cross-check: each text with and without telemetry, alternating.
     # Its noise (a few % per pair on 2 cores) is larger than the effect, so it
@@ -196,8 +208,10 @@ def workload(pairs: int) -> float:
     instrumented.shutdown()
     tracer_provider.shutdown()
     error = statistics.stdev(relative) / len(relative) ** 0.5 * 100
-    print(f"A/B cross-check: mean added time {statistics.mean(relative) * 100:+.2f}% "
-          f"+- {error:.2f}% (one standard error)")  # fmt: skip
+    print(
+        f"A/B cross-check: mean added time {statistics.mean(relative) * 100:+.2f}% "
+        f"+- {error:.2f}% (one standard error)"
+    )
     return pct
 
 

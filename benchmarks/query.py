@@ -42,11 +42,15 @@ def request_lines(index: int, start: int, rng: random.Random) -> Iterator[str]:
     """One request tree in the collector's schema, as the exporters write it."""
     trace = f"{rng.getrandbits(128):032x}"
     kv_cache = index % 2 == 0
-    config = {"service.name": "tts-bench", "tts.model.name": "glm-tts",
-              "tts.model.version": "1.1" if index % 3 else "1.0",
-              "tts.kv_cache": str(kv_cache).lower(),
-              "tts.sample_rate": "24000" if index % 4 < 2 else "32000", "tts.streaming": "false",
-              "tts.text.length_bin": ("short", "medium", "long")[index % 3]}  # fmt: skip
+    config = {
+        "service.name": "tts-bench",
+        "tts.model.name": "glm-tts",
+        "tts.model.version": "1.1" if index % 3 else "1.0",
+        "tts.kv_cache": str(kv_cache).lower(),
+        "tts.sample_rate": "24000" if index % 4 < 2 else "32000",
+        "tts.streaming": "false",
+        "tts.text.length_bin": ("short", "medium", "long")[index % 3],
+    }
     root_id = f"{rng.getrandbits(64):016x}"
     cursor = start
 
@@ -61,10 +65,13 @@ def request_lines(index: int, start: int, rng: random.Random) -> Iterator[str]:
         if segment is not None:
             attributes["tts.segment.index"] = segment
         fields: dict[str, str | int | float | bool] = {
-            "span.name": name, "span.kind": "Internal", "parent_span_id": parent,
-            "end_time_unix_nano": cursor + duration, "duration_nano": duration,
+            "span.name": name,
+            "span.kind": "Internal",
+            "parent_span_id": parent,
+            "end_time_unix_nano": cursor + duration,
+            "duration_nano": duration,
             "attributes": go_json(attributes),
-        }  # fmt: skip
+        }
         begin = cursor
         if stage and "." not in stage:
             cursor += duration
@@ -79,11 +86,13 @@ def request_lines(index: int, start: int, rng: random.Random) -> Iterator[str]:
     for segment in range(SEGMENTS):
         llm = rng.lognormvariate(5.5 if kv_cache else 6.4, 0.3)
         flow, vocoder = rng.uniform(40, 60), rng.uniform(20, 40)
-        children += [("tts.text_normalization", "text_normalization", 0.5, segment),
-                     ("tts.acoustic", "acoustic", llm + flow, segment),
-                     ("tts.acoustic.llm", "acoustic.llm", llm, segment),
-                     ("tts.acoustic.flow", "acoustic.flow", flow, segment),
-                     ("tts.vocoder", "vocoder", vocoder, segment)]  # fmt: skip
+        children += [
+            ("tts.text_normalization", "text_normalization", 0.5, segment),
+            ("tts.acoustic", "acoustic", llm + flow, segment),
+            ("tts.acoustic.llm", "acoustic.llm", llm, segment),
+            ("tts.acoustic.flow", "acoustic.flow", flow, segment),
+            ("tts.vocoder", "vocoder", vocoder, segment),
+        ]
         total += 0.5 + llm + flow + vocoder
     total += children[0][2]
     yield span("tts.synthesize", None, total, "", None)
@@ -194,36 +203,57 @@ def run_size(server: object, spans: int, flux: bool) -> None:
     assert isinstance(server, Influx18Server)
     db = f"bench{spans}{'flux' if flux else ''}"
     server.create_database(db)
-    settings = influx_settings(environ={}, url=server.url, db=db, username=server.USER,
-                               password=server.PASSWORD, timeout_s=120)  # fmt: skip
+    settings = influx_settings(
+        environ={},
+        url=server.url,
+        db=db,
+        username=server.USER,
+        password=server.PASSWORD,
+        timeout_s=120,
+    )
     writer = InfluxWriter(settings)
     start = time.perf_counter()
     load(writer, spans)
     writer.close()
     stored = spans // SPANS_PER_REQUEST * SPANS_PER_REQUEST
     took = time.perf_counter() - start
-    print(f"\n{stored:,} spans ({stored // SPANS_PER_REQUEST:,} requests, "
-          f"{len(DEFAULT_SPAN_DIMENSIONS)} dimension tags) loaded in {took:.1f} s")  # fmt: skip
+    print(
+        f"\n{stored:,} spans ({stored // SPANS_PER_REQUEST:,} requests, "
+        f"{len(DEFAULT_SPAN_DIMENSIONS)} dimension tags) loaded in {took:.1f} s"
+    )
     base = {**os.environ, "TTS_OTEL_INFLUXDB_URL": server.url, "TTS_OTEL_INFLUXDB_TIMEOUT": "120"}
-    v1 = {**base, "TTS_OTEL_INFLUXDB_DB": db, "TTS_OTEL_INFLUXDB_USERNAME": server.USER,
-          "TTS_OTEL_INFLUXDB_PASSWORD": server.PASSWORD, "TTS_OTEL_INFLUXDB_API": "v1"}  # fmt: skip
-    v2 = {**base, "TTS_OTEL_INFLUXDB_API": "v2", "TTS_OTEL_INFLUXDB_TOKEN": server.token,
-          "TTS_OTEL_INFLUXDB_ORG": server.ORG,
-          "TTS_OTEL_INFLUXDB_BUCKET": server.bucket(db)}  # fmt: skip
+    v1 = {
+        **base,
+        "TTS_OTEL_INFLUXDB_DB": db,
+        "TTS_OTEL_INFLUXDB_USERNAME": server.USER,
+        "TTS_OTEL_INFLUXDB_PASSWORD": server.PASSWORD,
+        "TTS_OTEL_INFLUXDB_API": "v1",
+    }
+    v2 = {
+        **base,
+        "TTS_OTEL_INFLUXDB_API": "v2",
+        "TTS_OTEL_INFLUXDB_TOKEN": server.token,
+        "TTS_OTEL_INFLUXDB_ORG": server.ORG,
+        "TTS_OTEL_INFLUXDB_BUCKET": server.bucket(db),
+    }
     assert server._process is not None  # influxd's own CPU time is read from /proc
     server_pid = server._process.pid
     paths = [("InfluxQL", v1)] + ([("Flux", v2)] if flux else [])
     for api, env in paths:
-        for argv in (["report", "--influxdb", "--since", "1h"],
-                     ["trace", "--influxdb", "--since", "1h", "--slowest", "10"]):  # fmt: skip
+        for argv in (
+            ["report", "--influxdb", "--since", "1h"],
+            ["trace", "--influxdb", "--since", "1h", "--slowest", "10"],
+        ):
             result = timed(argv, env, server_pid)
             what = f"  {api:<8} {' '.join(argv[:1] + argv[2:]):<32}"
             if isinstance(result, str):
                 print(f"{what} {result}")
                 continue
-            print(f"{what} {result.seconds:6.2f} s {stored / result.seconds:>8,.0f} spans/s  "
-                  f"peak RSS {result.peak_mib:5.1f} MiB  CPU: influxd {result.server_cpu:5.2f} s, "
-                  f"tts-otel {result.client_cpu:5.2f} s")  # fmt: skip
+            print(
+                f"{what} {result.seconds:6.2f} s {stored / result.seconds:>8,.0f} spans/s  "
+                f"peak RSS {result.peak_mib:5.1f} MiB  CPU: influxd {result.server_cpu:5.2f} s, "
+                f"tts-otel {result.client_cpu:5.2f} s"
+            )
 
 
 if __name__ == "__main__":

@@ -17,10 +17,16 @@ class TelemetryClock:
     """
 
     METHODS: tuple[tuple[type, str], ...] = (
-        (Synthesis, "__init__"), (Synthesis, "__enter__"), (Synthesis, "__exit__"),
-        (Synthesis, "segment"), (Synthesis, "stage"), (Synthesis, "audio"),
-        (Synthesis, "speech_tokens"), (Stage, "__enter__"), (Stage, "__exit__"),
-    )  # fmt: skip
+        (Synthesis, "__init__"),
+        (Synthesis, "__enter__"),
+        (Synthesis, "__exit__"),
+        (Synthesis, "segment"),
+        (Synthesis, "stage"),
+        (Synthesis, "audio"),
+        (Synthesis, "speech_tokens"),
+        (Stage, "__enter__"),
+        (Stage, "__exit__"),
+    )
 
     def __init__(self) -> None:
         self.seconds = 0.0

@@ -89,10 +89,15 @@ EMITTED = frozenset(
 # (InfluxDB, OTLP), with streaming requests, or behind a queue that reports its wait
 # (the GLM-TTS web UI): tests without them check these queries run, not that they answer.
 CONDITIONAL = frozenset(
-    {HISTOGRAMS[semconv.METRIC_STAGE_GPU_DURATION], HISTOGRAMS[semconv.METRIC_GPU_MEMORY_PEAK],
-     HISTOGRAMS[semconv.METRIC_AUDIO_UNDERRUN], HISTOGRAMS[semconv.METRIC_QUEUE_WAIT],
-     COUNTERS[semconv.METRIC_EXPORTER_POINTS], *GAUGES.values()}
-)  # fmt: skip
+    {
+        HISTOGRAMS[semconv.METRIC_STAGE_GPU_DURATION],
+        HISTOGRAMS[semconv.METRIC_GPU_MEMORY_PEAK],
+        HISTOGRAMS[semconv.METRIC_AUDIO_UNDERRUN],
+        HISTOGRAMS[semconv.METRIC_QUEUE_WAIT],
+        COUNTERS[semconv.METRIC_EXPORTER_POINTS],
+        *GAUGES.values(),
+    }
+)
 
 NS = 1000000000  # nanoseconds a second; InfluxQL 1.6 cannot parse 1e9
 TARGET_FILTER = 'job=~"$job", instance=~"$instance"'
@@ -116,39 +121,79 @@ PANELS: dict[str, tuple[str, str, str]] = {
     "Stage latency p95": ("timeseries", "s", "Which stage got slower, and since when."),
     "Stage latency distribution": ("heatmap", "s", "Durations of the selected stages, bucketed."),
     "Stage latency p95 by sample rate and KV cache": (
-        "timeseries", "s", "The same latency, split by configuration."),
+        "timeseries",
+        "s",
+        "The same latency, split by configuration.",
+    ),
     "Real-time factor p50 (below 1: faster than real time)": (
-        "timeseries", "none", "Processing time over audio duration."),
+        "timeseries",
+        "none",
+        "Processing time over audio duration.",
+    ),
     "Real-time factor, mean per interval": (
-        "timeseries", "none", "From the cumulative histogram: sum and count differences."),
+        "timeseries",
+        "none",
+        "From the cumulative histogram: sum and count differences.",
+    ),
     "Time to first audio p95": (
-        "timeseries", "s", "How long a listener waits for the first chunk."),
-    "Peak GPU memory per request p95": ("timeseries", "bytes",
-        "Peaks that grow from request to request are a leak (needs torch and CUDA)."),
+        "timeseries",
+        "s",
+        "How long a listener waits for the first chunk.",
+    ),
+    "Peak GPU memory per request p95": (
+        "timeseries",
+        "bytes",
+        "Peaks that grow from request to request are a leak (needs torch and CUDA).",
+    ),
     "Stage GPU time p95 (CUDA events)": (
-        "timeseries", "s", "GPU time per stage, with timing=cuda_events."),
-    "Telemetry dropped": ("timeseries", "short",
-        "Items tts-otel dropped: buffer overflow, invalid values, failed exports."),
-    "Queue wait p95": ("timeseries", "s",
-        "Time requests waited in the server's queue before their handler ran."),
-    "Streaming underrun p95": ("timeseries", "s",
-        "Seconds a listener starting at the first chunk waits for later ones."),
-    "Exporter points per second": ("timeseries", "short",
-        "Points each exporter sent and dropped."),
-    "Exporter spool": ("timeseries", "percentunit",
-        "Share of each exporter's spool bound in use: above 0 the backend is not taking points."),
-    "GPU memory in use": ("timeseries", "percentunit",
-        "NVML: memory used over the GPU's total; a steady climb is a leak."),
-    "GPU utilization, power, temperature": ("timeseries", "none",
-        "NVML: share of time a kernel ran, watts, degrees Celsius."),
+        "timeseries",
+        "s",
+        "GPU time per stage, with timing=cuda_events.",
+    ),
+    "Telemetry dropped": (
+        "timeseries",
+        "short",
+        "Items tts-otel dropped: buffer overflow, invalid values, failed exports.",
+    ),
+    "Queue wait p95": (
+        "timeseries",
+        "s",
+        "Time requests waited in the server's queue before their handler ran.",
+    ),
+    "Streaming underrun p95": (
+        "timeseries",
+        "s",
+        "Seconds a listener starting at the first chunk waits for later ones.",
+    ),
+    "Exporter points per second": ("timeseries", "short", "Points each exporter sent and dropped."),
+    "Exporter spool": (
+        "timeseries",
+        "percentunit",
+        "Share of each exporter's spool bound in use: above 0 the backend is not taking points.",
+    ),
+    "GPU memory in use": (
+        "timeseries",
+        "percentunit",
+        "NVML: memory used over the GPU's total; a steady climb is a leak.",
+    ),
+    "GPU utilization, power, temperature": (
+        "timeseries",
+        "none",
+        "NVML: share of time a kernel ran, watts, degrees Celsius.",
+    ),
     "GPU throttling": ("timeseries", "short", "NVML: 1 while a throttle reason is active."),
-}  # fmt: skip
+}
 
 
 def _panel(title: str, *targets: Json) -> Json:
     kind, unit, description = PANELS[title]
-    return {"title": title, "type": kind, "description": description, "targets": list(targets),
-            "fieldConfig": {"defaults": {"unit": unit}, "overrides": []}}  # fmt: skip
+    return {
+        "title": title,
+        "type": kind,
+        "description": description,
+        "targets": list(targets),
+        "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+    }
 
 
 def _layout(panels: list[Json], datasource: Json) -> list[Json]:
@@ -165,10 +210,16 @@ def _layout(panels: list[Json], datasource: Json) -> list[Json]:
 
 def _dashboard(uid: str, title: str, variables: list[Json], panels: list[Json]) -> Json:
     return {
-        "uid": uid, "title": title, "tags": ["tts", "tts-otel"], "schemaVersion": 39,
-        "editable": True, "time": {"from": "now-6h", "to": "now"}, "refresh": "30s",
-        "templating": {"list": variables}, "panels": panels,
-    }  # fmt: skip
+        "uid": uid,
+        "title": title,
+        "tags": ["tts", "tts-otel"],
+        "schemaVersion": 39,
+        "editable": True,
+        "time": {"from": "now-6h", "to": "now"},
+        "refresh": "30s",
+        "templating": {"list": variables},
+        "panels": panels,
+    }
 
 
 def _datasource_variable(plugin: str) -> Json:
@@ -177,10 +228,16 @@ def _datasource_variable(plugin: str) -> Json:
 
 def _query_variable(name: str, query: str, datasource: Json) -> Json:
     return {
-        "name": name, "type": "query", "query": query, "datasource": datasource,
-        "includeAll": True, "multi": True, "allValue": ".*", "refresh": 2,
+        "name": name,
+        "type": "query",
+        "query": query,
+        "datasource": datasource,
+        "includeAll": True,
+        "multi": True,
+        "allValue": ".*",
+        "refresh": 2,
         "current": {"text": "All", "value": "$__all"},
-    }  # fmt: skip
+    }
 
 
 def prometheus_dashboard() -> Json:
@@ -194,83 +251,148 @@ def prometheus_dashboard() -> Json:
         return {"expr": expr, "legendFormat": legend, **extra}
 
     panels = [
-        _panel("Requests per second", target(
-            f"sum by (tts_outcome) (rate({COUNTERS[semconv.METRIC_REQUESTS]}"
-            f"{{{REQUEST_FILTER}}}[$__rate_interval]))", "{{tts_outcome}}",
-        )),
-        _panel("Request latency", *(
-            target(_quantile(q, request, "", REQUEST_FILTER), f"p{round(q * 100)}")
-            for q in (0.5, 0.95, 0.99)
-        )),
-        _panel("Stage latency p95", target(
-            _quantile(0.95, stage, "tts_stage", STAGE_FILTER), "{{tts_stage}}",
-        )),
-        _panel("Stage latency distribution", target(
-            f"sum by (le) (increase({stage}_bucket{{{STAGE_FILTER}}}[$__rate_interval]))",
-            "{{le}}", format="heatmap",
-        )),
-        _panel("Stage latency p95 by sample rate and KV cache", target(
-            _quantile(0.95, stage, "tts_stage, tts_sample_rate, tts_kv_cache", STAGE_FILTER),
-            "{{tts_stage}} {{tts_sample_rate}} Hz kv={{tts_kv_cache}}",
-        )),
-        _panel("Real-time factor p50 (below 1: faster than real time)", target(
-            _quantile(0.5, HISTOGRAMS[semconv.METRIC_REAL_TIME_FACTOR], "", REQUEST_FILTER),
-            "p50",
-        )),
-        _panel("Time to first audio p95", target(
-            _quantile(0.95, HISTOGRAMS[semconv.METRIC_TIME_TO_FIRST_AUDIO], "", REQUEST_FILTER),
-            "p95",
-        )),
-        _panel("Peak GPU memory per request p95", target(
-            _quantile(0.95, HISTOGRAMS[semconv.METRIC_GPU_MEMORY_PEAK], "tts_stage",
-                      STAGE_FILTER), "{{tts_stage}}",
-        )),
-        _panel("Stage GPU time p95 (CUDA events)", target(
-            _quantile(0.95, HISTOGRAMS[semconv.METRIC_STAGE_GPU_DURATION], "tts_stage",
-                      STAGE_FILTER), "{{tts_stage}}",
-        )),
-        _panel("Telemetry dropped", target(
-            f"sum by (tts_telemetry_signal) "
-            f"(rate({COUNTERS[semconv.METRIC_TELEMETRY_DROPPED]}{{{TARGET_FILTER}}}"
-            "[$__rate_interval]))", "{{tts_telemetry_signal}}",
-        )),
-        _panel("Queue wait p95", target(
-            _quantile(0.95, HISTOGRAMS[semconv.METRIC_QUEUE_WAIT], "", REQUEST_FILTER), "p95",
-        )),
-        _panel("Streaming underrun p95", target(
-            _quantile(0.95, HISTOGRAMS[semconv.METRIC_AUDIO_UNDERRUN], "", REQUEST_FILTER),
-            "p95",
-        )),
-        _panel("Exporter points per second", target(
-            f"sum by (tts_exporter, tts_exporter_outcome) "
-            f"(rate({COUNTERS[semconv.METRIC_EXPORTER_POINTS]}{{{TARGET_FILTER}}}"
-            "[$__rate_interval]))", "{{tts_exporter}} {{tts_exporter_outcome}}",
-        )),
-        _panel("Exporter spool", target(
-            f"max by (instance, tts_exporter) "
-            f"({GAUGES[semconv.METRIC_EXPORTER_SPOOL_USAGE]}{{{TARGET_FILTER}}} "
-            f"/ {GAUGES[semconv.METRIC_EXPORTER_SPOOL_LIMIT]}{{{TARGET_FILTER}}})",
-            "{{instance}} {{tts_exporter}}",
-        )),
-        _panel("GPU memory in use", target(
-            f"{GAUGES[semconv.METRIC_HW_GPU_MEMORY_USAGE]}{{{TARGET_FILTER}}} "
-            f"/ {GAUGES[semconv.METRIC_HW_GPU_MEMORY_LIMIT]}{{{TARGET_FILTER}}}",
-            "{{instance}} GPU {{hw_id}}",
-        )),
-        _panel("GPU utilization, power, temperature",
-            target(f"{GAUGES[semconv.METRIC_HW_GPU_UTILIZATION]}{{{TARGET_FILTER}}}",
-                   "{{instance}} GPU {{hw_id}} utilization"),
-            target(f'{GAUGES[semconv.METRIC_HW_POWER]}{{hw_type="gpu", {TARGET_FILTER}}}',
-                   "{{instance}} GPU {{hw_id}} W"),
-            target(f'{GAUGES[semconv.METRIC_HW_TEMPERATURE]}{{hw_type="gpu", {TARGET_FILTER}}}',
-                   "{{instance}} GPU {{hw_id}} °C"),
+        _panel(
+            "Requests per second",
+            target(
+                f"sum by (tts_outcome) (rate({COUNTERS[semconv.METRIC_REQUESTS]}"
+                f"{{{REQUEST_FILTER}}}[$__rate_interval]))",
+                "{{tts_outcome}}",
+            ),
         ),
-        _panel("GPU throttling", target(
-            f"max by (instance, hw_id, tts_gpu_throttle_reason) "
-            f"({GAUGES[semconv.METRIC_GPU_THROTTLED]}{{{TARGET_FILTER}}})",
-            "{{instance}} GPU {{hw_id}} {{tts_gpu_throttle_reason}}",
-        )),
-    ]  # fmt: skip
+        _panel(
+            "Request latency",
+            *(
+                target(_quantile(q, request, "", REQUEST_FILTER), f"p{round(q * 100)}")
+                for q in (0.5, 0.95, 0.99)
+            ),
+        ),
+        _panel(
+            "Stage latency p95",
+            target(
+                _quantile(0.95, stage, "tts_stage", STAGE_FILTER),
+                "{{tts_stage}}",
+            ),
+        ),
+        _panel(
+            "Stage latency distribution",
+            target(
+                f"sum by (le) (increase({stage}_bucket{{{STAGE_FILTER}}}[$__rate_interval]))",
+                "{{le}}",
+                format="heatmap",
+            ),
+        ),
+        _panel(
+            "Stage latency p95 by sample rate and KV cache",
+            target(
+                _quantile(0.95, stage, "tts_stage, tts_sample_rate, tts_kv_cache", STAGE_FILTER),
+                "{{tts_stage}} {{tts_sample_rate}} Hz kv={{tts_kv_cache}}",
+            ),
+        ),
+        _panel(
+            "Real-time factor p50 (below 1: faster than real time)",
+            target(
+                _quantile(0.5, HISTOGRAMS[semconv.METRIC_REAL_TIME_FACTOR], "", REQUEST_FILTER),
+                "p50",
+            ),
+        ),
+        _panel(
+            "Time to first audio p95",
+            target(
+                _quantile(0.95, HISTOGRAMS[semconv.METRIC_TIME_TO_FIRST_AUDIO], "", REQUEST_FILTER),
+                "p95",
+            ),
+        ),
+        _panel(
+            "Peak GPU memory per request p95",
+            target(
+                _quantile(
+                    0.95, HISTOGRAMS[semconv.METRIC_GPU_MEMORY_PEAK], "tts_stage", STAGE_FILTER
+                ),
+                "{{tts_stage}}",
+            ),
+        ),
+        _panel(
+            "Stage GPU time p95 (CUDA events)",
+            target(
+                _quantile(
+                    0.95, HISTOGRAMS[semconv.METRIC_STAGE_GPU_DURATION], "tts_stage", STAGE_FILTER
+                ),
+                "{{tts_stage}}",
+            ),
+        ),
+        _panel(
+            "Telemetry dropped",
+            target(
+                f"sum by (tts_telemetry_signal) "
+                f"(rate({COUNTERS[semconv.METRIC_TELEMETRY_DROPPED]}{{{TARGET_FILTER}}}"
+                "[$__rate_interval]))",
+                "{{tts_telemetry_signal}}",
+            ),
+        ),
+        _panel(
+            "Queue wait p95",
+            target(
+                _quantile(0.95, HISTOGRAMS[semconv.METRIC_QUEUE_WAIT], "", REQUEST_FILTER),
+                "p95",
+            ),
+        ),
+        _panel(
+            "Streaming underrun p95",
+            target(
+                _quantile(0.95, HISTOGRAMS[semconv.METRIC_AUDIO_UNDERRUN], "", REQUEST_FILTER),
+                "p95",
+            ),
+        ),
+        _panel(
+            "Exporter points per second",
+            target(
+                f"sum by (tts_exporter, tts_exporter_outcome) "
+                f"(rate({COUNTERS[semconv.METRIC_EXPORTER_POINTS]}{{{TARGET_FILTER}}}"
+                "[$__rate_interval]))",
+                "{{tts_exporter}} {{tts_exporter_outcome}}",
+            ),
+        ),
+        _panel(
+            "Exporter spool",
+            target(
+                f"max by (instance, tts_exporter) "
+                f"({GAUGES[semconv.METRIC_EXPORTER_SPOOL_USAGE]}{{{TARGET_FILTER}}} "
+                f"/ {GAUGES[semconv.METRIC_EXPORTER_SPOOL_LIMIT]}{{{TARGET_FILTER}}})",
+                "{{instance}} {{tts_exporter}}",
+            ),
+        ),
+        _panel(
+            "GPU memory in use",
+            target(
+                f"{GAUGES[semconv.METRIC_HW_GPU_MEMORY_USAGE]}{{{TARGET_FILTER}}} "
+                f"/ {GAUGES[semconv.METRIC_HW_GPU_MEMORY_LIMIT]}{{{TARGET_FILTER}}}",
+                "{{instance}} GPU {{hw_id}}",
+            ),
+        ),
+        _panel(
+            "GPU utilization, power, temperature",
+            target(
+                f"{GAUGES[semconv.METRIC_HW_GPU_UTILIZATION]}{{{TARGET_FILTER}}}",
+                "{{instance}} GPU {{hw_id}} utilization",
+            ),
+            target(
+                f'{GAUGES[semconv.METRIC_HW_POWER]}{{hw_type="gpu", {TARGET_FILTER}}}',
+                "{{instance}} GPU {{hw_id}} W",
+            ),
+            target(
+                f'{GAUGES[semconv.METRIC_HW_TEMPERATURE]}{{hw_type="gpu", {TARGET_FILTER}}}',
+                "{{instance}} GPU {{hw_id}} °C",
+            ),
+        ),
+        _panel(
+            "GPU throttling",
+            target(
+                f"max by (instance, hw_id, tts_gpu_throttle_reason) "
+                f"({GAUGES[semconv.METRIC_GPU_THROTTLED]}{{{TARGET_FILTER}}})",
+                "{{instance}} GPU {{hw_id}} {{tts_gpu_throttle_reason}}",
+            ),
+        ),
+    ]
     requests_total = COUNTERS[semconv.METRIC_REQUESTS]
     variables = [
         _datasource_variable("prometheus"),
@@ -281,8 +403,9 @@ def prometheus_dashboard() -> Json:
         _query_variable("model", f"label_values({request}_count, tts_model_name)", prom),
         _query_variable("stage", f"label_values({stage}_count, tts_stage)", prom),
     ]
-    dashboard = _dashboard("tts-otel-prometheus", "TTS (Prometheus)", variables,
-                           _layout(panels, prom))  # fmt: skip
+    dashboard = _dashboard(
+        "tts-otel-prometheus", "TTS (Prometheus)", variables, _layout(panels, prom)
+    )
     _check_metrics(dashboard)
     return dashboard
 
@@ -297,32 +420,59 @@ def influxdb_dashboard() -> Json:
 
     seconds = f'/ {NS} FROM "spans" WHERE $timeFilter'
     panels = [
-        _panel("Requests per interval", target(
-            f'SELECT count("duration_nano") FROM "spans" WHERE $timeFilter AND {requests} '
-            "GROUP BY time($__interval) fill(0)", "requests",
-        )),
-        _panel("Request latency", *(target(
-            f'SELECT percentile("duration_nano", {q}) {seconds} AND {requests} '
-            "GROUP BY time($__interval) fill(none)", f"p{q}",
-        ) for q in (50, 95, 99))),
-        _panel("Stage latency p95", target(
-            f'SELECT percentile("duration_nano", 95) {seconds} AND {stages} '
-            'GROUP BY time($__interval), "tts.stage" fill(none)', "$tag_tts.stage",
-        )),
-        _panel("Stage latency distribution", target(
-            f'SELECT "duration_nano" {seconds} AND {stages}',
-        )),
-        _panel("Stage latency p95 by sample rate and KV cache", target(
-            f'SELECT percentile("duration_nano", 95) {seconds} AND {stages} '
-            'GROUP BY time($__interval), "tts.stage", "tts.sample_rate", "tts.kv_cache" '
-            "fill(none)", "$tag_tts.stage $tag_tts.sample_rate Hz kv=$tag_tts.kv_cache",
-        )),
-        _panel("Real-time factor, mean per interval", target(
-            'SELECT non_negative_difference(last("sum")) '
-            f'/ non_negative_difference(last("count")) FROM "{semconv.METRIC_REAL_TIME_FACTOR}" '
-            "WHERE $timeFilter GROUP BY time($__interval) fill(none)", "mean",
-        )),
-    ]  # fmt: skip
+        _panel(
+            "Requests per interval",
+            target(
+                f'SELECT count("duration_nano") FROM "spans" WHERE $timeFilter AND {requests} '
+                "GROUP BY time($__interval) fill(0)",
+                "requests",
+            ),
+        ),
+        _panel(
+            "Request latency",
+            *(
+                target(
+                    f'SELECT percentile("duration_nano", {q}) {seconds} AND {requests} '
+                    "GROUP BY time($__interval) fill(none)",
+                    f"p{q}",
+                )
+                for q in (50, 95, 99)
+            ),
+        ),
+        _panel(
+            "Stage latency p95",
+            target(
+                f'SELECT percentile("duration_nano", 95) {seconds} AND {stages} '
+                'GROUP BY time($__interval), "tts.stage" fill(none)',
+                "$tag_tts.stage",
+            ),
+        ),
+        _panel(
+            "Stage latency distribution",
+            target(
+                f'SELECT "duration_nano" {seconds} AND {stages}',
+            ),
+        ),
+        _panel(
+            "Stage latency p95 by sample rate and KV cache",
+            target(
+                f'SELECT percentile("duration_nano", 95) {seconds} AND {stages} '
+                'GROUP BY time($__interval), "tts.stage", "tts.sample_rate", "tts.kv_cache" '
+                "fill(none)",
+                "$tag_tts.stage $tag_tts.sample_rate Hz kv=$tag_tts.kv_cache",
+            ),
+        ),
+        _panel(
+            "Real-time factor, mean per interval",
+            target(
+                'SELECT non_negative_difference(last("sum")) '
+                '/ non_negative_difference(last("count")) '
+                f'FROM "{semconv.METRIC_REAL_TIME_FACTOR}" '
+                "WHERE $timeFilter GROUP BY time($__interval) fill(none)",
+                "mean",
+            ),
+        ),
+    ]
     variables = [
         _datasource_variable("influxdb"),
         _query_variable("stage", 'SHOW TAG VALUES FROM "spans" WITH KEY = "tts.stage"', influx),
@@ -336,8 +486,10 @@ def _check_metrics(dashboard: Json) -> None:
             # A metric name is the one word followed by a selector or a range.
             unknown = set(re.findall(r"\b((?:tts|hw)_[a-z_]+)[{\[]", target["expr"])) - EMITTED
             if unknown:
-                raise ValueError(f"panel {panel['title']!r} queries {sorted(unknown)}, "
-                                 "which tts-otel does not emit")  # fmt: skip
+                raise ValueError(
+                    f"panel {panel['title']!r} queries {sorted(unknown)}, "
+                    "which tts-otel does not emit"
+                )
 
 
 DASHBOARDS = {"tts-prometheus.json": prometheus_dashboard, "tts-influxdb.json": influxdb_dashboard}

@@ -73,7 +73,7 @@ def main() -> None:
         help="folder for the telemetry (traces.jsonl, metrics.jsonl) and WAVs",
     )
     parser.add_argument("--voice", default="en", help="espeak-ng voice (default: en)")
-    args = parser.parse_args()  # fmt: skip
+    args = parser.parse_args()
     executable = shutil.which("espeak-ng")
     if executable is None:
         parser.error("espeak-ng is not installed (Debian: apt-get install espeak-ng)")

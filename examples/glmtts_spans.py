@@ -23,8 +23,10 @@ GLMTTSInstrumentor().instrument(model_version="stand-in")
 
 from tools.gradio_app import run_inference  # noqa: E402 - GLM-TTS's web UI handler
 
-text = ("今天北京的最高气温是23.5度，空气质量良好，适合户外活动。"
-        "我们在2024年发布了新版本，平均延迟降低了35%，显存占用也明显减少。")  # fmt: skip
+text = (
+    "今天北京的最高气温是23.5度，空气质量良好，适合户外活动。"
+    "我们在2024年发布了新版本，平均延迟降低了35%，显存占用也明显减少。"
+)
 run_inference("他当时还跟线下其他的站姐吵架。", "examples/prompt/jiayan_zh.wav", text, 42, 24000)
 
 telemetry.shutdown()

@@ -48,9 +48,12 @@ else:
 
 def _tagged(request_id: str, streaming: bool) -> tts_otel.Synthesis:
     return tts_otel.synthesis(
-        model="glm-tts", sample_rate=24000, streaming=streaming, text="hello world",
+        model="glm-tts",
+        sample_rate=24000,
+        streaming=streaming,
+        text="hello world",
         attributes={"app.request_id": request_id},
-    )  # fmt: skip
+    )
 
 
 def _chunks(request_id: str) -> Iterator[bytes]:

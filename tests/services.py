@@ -132,9 +132,12 @@ def prometheus(tmp: Path, config: dict[str, Any]) -> Iterator[str]:
     config_file = tmp / "prometheus.yml"
     config_file.write_text(json.dumps(config))  # JSON is YAML
     command = [
-        binary("prometheus"), f"--config.file={config_file}", f"--storage.tsdb.path={tmp / 'tsdb'}",
-        f"--web.listen-address=127.0.0.1:{port}", "--rules.alert.resend-delay=1s",
-    ]  # fmt: skip
+        binary("prometheus"),
+        f"--config.file={config_file}",
+        f"--storage.tsdb.path={tmp / 'tsdb'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--rules.alert.resend-delay=1s",
+    ]
     url = f"http://127.0.0.1:{port}"
     with running(command, tmp / "prometheus.log", f"{url}/-/ready"):
         yield url
@@ -450,10 +453,13 @@ class Influx2Server(ServerProcess):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.command = [
-            self.influxd, f"--bolt-path={tmp / 'influxd.bolt'}",
-            f"--engine-path={tmp / 'engine'}", f"--sqlite-path={tmp / 'influxd.sqlite'}",
-            f"--http-bind-address=127.0.0.1:{self.port}", "--reporting-disabled",
-        ]  # fmt: skip
+            self.influxd,
+            f"--bolt-path={tmp / 'influxd.bolt'}",
+            f"--engine-path={tmp / 'engine'}",
+            f"--sqlite-path={tmp / 'influxd.sqlite'}",
+            f"--http-bind-address=127.0.0.1:{self.port}",
+            "--reporting-disabled",
+        ]
         self._process: subprocess.Popen[bytes] | None = None
         self.org_id = ""
         self._bucket_ids: dict[str, str] = {}
@@ -474,10 +480,18 @@ class Influx2Server(ServerProcess):
         )
         wait_for(self._healthy, 30, "InfluxDB 2 to pass /health")
         if not self.org_id:
-            answer = self._api("POST", "/api/v2/setup", {
-                "username": self.USER, "password": self.PASSWORD, "org": self.ORG,
-                "bucket": self.INITIAL_BUCKET, "token": self.TOKEN,
-            }, auth=False)  # fmt: skip
+            answer = self._api(
+                "POST",
+                "/api/v2/setup",
+                {
+                    "username": self.USER,
+                    "password": self.PASSWORD,
+                    "org": self.ORG,
+                    "bucket": self.INITIAL_BUCKET,
+                    "token": self.TOKEN,
+                },
+                auth=False,
+            )
             self.org_id = answer["org"]["id"]
 
     def _healthy(self) -> bool:
@@ -502,10 +516,17 @@ class Influx2Server(ServerProcess):
     def create_database(self, name: str) -> None:
         bucket = self._api("POST", "/api/v2/buckets", {"orgID": self.org_id, "name": name})
         self._bucket_ids[name] = bucket["id"]
-        self._api("POST", "/api/v2/dbrps", {
-            "orgID": self.org_id, "bucketID": bucket["id"], "database": name,
-            "retention_policy": "autogen", "default": True,
-        })  # fmt: skip
+        self._api(
+            "POST",
+            "/api/v2/dbrps",
+            {
+                "orgID": self.org_id,
+                "bucketID": bucket["id"],
+                "database": name,
+                "retention_policy": "autogen",
+                "default": True,
+            },
+        )
 
     def query(self, statement: str, database: str) -> list[dict[str, Any]]:
         """Rows of every series the InfluxQL statement returns, as dicts (tags included)."""
@@ -562,11 +583,16 @@ class Collector(ServerProcess):
     ) -> None:
         self.binary, self.config, self.tmp = binary_path, config, tmp
         self.grpc, self.http, self.prometheus, self.health, telemetry = free_ports(5)
-        influx_env = {} if influx is None else {
-            "TTS_OTEL_INFLUXDB_URL": influx.url, "TTS_OTEL_INFLUXDB_DB": database,
-            "TTS_OTEL_INFLUXDB_USERNAME": influx.USER,
-            "TTS_OTEL_INFLUXDB_PASSWORD": influx.PASSWORD,
-        }  # fmt: skip
+        influx_env = (
+            {}
+            if influx is None
+            else {
+                "TTS_OTEL_INFLUXDB_URL": influx.url,
+                "TTS_OTEL_INFLUXDB_DB": database,
+                "TTS_OTEL_INFLUXDB_USERNAME": influx.USER,
+                "TTS_OTEL_INFLUXDB_PASSWORD": influx.PASSWORD,
+            }
+        )
         self.env = {
             **os.environ,
             **influx_env,
@@ -576,7 +602,7 @@ class Collector(ServerProcess):
             "OTELCOL_HEALTH_ENDPOINT": f"127.0.0.1:{self.health}",
             "OTELCOL_TELEMETRY_PORT": str(telemetry),
             "OTELCOL_QUEUE_DIR": str(tmp / "queue"),
-        }  # fmt: skip
+        }
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -602,10 +628,12 @@ def alertmanager(tmp: Path, config_file: Path) -> Iterator[str]:
     """Alertmanager with ``config_file``, clustering off; yields its base URL."""
     port = free_port()
     command = [
-        binary("prometheus-alertmanager"), f"--config.file={config_file}",
-        f"--storage.path={tmp / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
+        binary("prometheus-alertmanager"),
+        f"--config.file={config_file}",
+        f"--storage.path={tmp / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
         "--cluster.listen-address=",
-    ]  # fmt: skip
+    ]
     url = f"http://127.0.0.1:{port}"
     with running(command, tmp / "alertmanager.log", f"{url}/-/ready"):
         yield url

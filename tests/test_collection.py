@@ -23,14 +23,18 @@ def _only_collections_drain(monkeypatch: pytest.MonkeyPatch) -> None:
 def collect(reader: InMemoryMetricReader) -> dict[str, Metric]:
     data = reader.get_metrics_data()
     assert data is not None
-    return {m.name: m for rm in data.resource_metrics for sm in rm.scope_metrics
-            for m in sm.metrics}  # fmt: skip
+    return {
+        m.name: m for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
+    }
 
 
 def values(metrics: dict[str, Metric], name: str, **attributes: str) -> list[float]:
     points = [cast(NumberDataPoint, p) for p in metrics[name].data.data_points]
-    return [p.value for p in points if all((p.attributes or {}).get(k) == v
-                                          for k, v in attributes.items())]  # fmt: skip
+    return [
+        p.value
+        for p in points
+        if all((p.attributes or {}).get(k) == v for k, v in attributes.items())
+    ]
 
 
 def test_a_collection_records_what_waits_and_reports_how_much() -> None:
@@ -53,8 +57,9 @@ def test_a_measurement_refused_while_a_collection_records_counts_in_that_collect
         buffer = cast(MetricBuffer, cap.telemetry.buffer)
         buffer.push([(refuse, 1, {}, None)])
         first = cap.metrics()
-        assert values(first, semconv.METRIC_TELEMETRY_DROPPED, **{
-            semconv.ATTR_TELEMETRY_SIGNAL: "metrics"}) == [1]  # fmt: skip
+        assert values(
+            first, semconv.METRIC_TELEMETRY_DROPPED, **{semconv.ATTR_TELEMETRY_SIGNAL: "metrics"}
+        ) == [1]
 
 
 def test_a_second_handle_on_the_same_meter_provider_is_collected_too() -> None:
@@ -65,17 +70,25 @@ def test_a_second_handle_on_the_same_meter_provider_is_collected_too() -> None:
     handles = []
     try:
         for _ in range(2):
-            handles.append(tts_otel.configure(
-                meter_provider=provider, set_global=False, nvml=False, gpu_memory=False,
-                flush_on_signals=False,
-            ))  # fmt: skip
+            handles.append(
+                tts_otel.configure(
+                    meter_provider=provider,
+                    set_global=False,
+                    nvml=False,
+                    gpu_memory=False,
+                    flush_on_signals=False,
+                )
+            )
             with tts_otel.synthesis(model="m", telemetry=handles[-1]):
                 pass
         handles[1].values.reject("sample_rate", -1, "negative")
         metrics = collect(reader)
         assert values(metrics, semconv.METRIC_REQUESTS) == [2]
-        assert values(metrics, semconv.METRIC_TELEMETRY_DROPPED, **{
-            semconv.ATTR_TELEMETRY_SIGNAL: "invalid_value"}) == [1]  # fmt: skip
+        assert values(
+            metrics,
+            semconv.METRIC_TELEMETRY_DROPPED,
+            **{semconv.ATTR_TELEMETRY_SIGNAL: "invalid_value"},
+        ) == [1]
     finally:
         for handle in handles:
             handle.shutdown()
@@ -93,8 +106,13 @@ def test_each_exporters_health_is_read_once_per_collection(
 
     def report() -> list[tuple[str, int]]:
         reads.append(1)
-        return [("sent", 7), ("dropped", 2), ("spooled", 3), ("spool_bytes", 300),
-                ("spool_limit_bytes", 1000)]  # fmt: skip
+        return [
+            ("sent", 7),
+            ("dropped", 2),
+            ("spooled", 3),
+            ("spool_bytes", 300),
+            ("spool_limit_bytes", 1000),
+        ]
 
     def spooling(_settings: Settings) -> ExporterParts:
         return ExporterParts(where="memory", health=("spooling", report))
@@ -105,9 +123,14 @@ def test_each_exporters_health_is_read_once_per_collection(
         metrics = cap.metrics()  # one collection
         assert len(reads) == 1
     exporter = {semconv.ATTR_EXPORTER: "spooling"}
-    assert values(metrics, semconv.METRIC_EXPORTER_POINTS, **exporter,
-                  **{semconv.ATTR_EXPORTER_OUTCOME: "dropped"}) == [2]  # fmt: skip
+    assert values(
+        metrics,
+        semconv.METRIC_EXPORTER_POINTS,
+        **exporter,
+        **{semconv.ATTR_EXPORTER_OUTCOME: "dropped"},
+    ) == [2]
     assert values(metrics, semconv.METRIC_EXPORTER_SPOOL_POINTS, **exporter) == [3]
     assert values(metrics, semconv.METRIC_EXPORTER_SPOOL_USAGE, **exporter) == [300]
-    assert values(metrics, semconv.METRIC_TELEMETRY_DROPPED,
-                  **{semconv.ATTR_TELEMETRY_SIGNAL: "export"}) == [2]  # fmt: skip
+    assert values(
+        metrics, semconv.METRIC_TELEMETRY_DROPPED, **{semconv.ATTR_TELEMETRY_SIGNAL: "export"}
+    ) == [2]

@@ -69,8 +69,10 @@ def test_arguments_win_over_environment_which_wins_over_defaults() -> None:
     }
     from_env = load_settings(environ=environ)
     assert (from_env.timing, from_env.service_name, from_env.exporters) == (
-        "cuda_events", "svc", ("console", "file"),
-    )  # fmt: skip
+        "cuda_events",
+        "svc",
+        ("console", "file"),
+    )
     explicit = load_settings(timing="wall", service_name="arg", exporters=(), environ=environ)
     assert (explicit.timing, explicit.service_name, explicit.exporters) == ("wall", "arg", ())
     assert load_settings(environ={}).timing == "wall"
@@ -176,9 +178,11 @@ def test_readers_cannot_join_an_existing_meter_provider() -> None:
 def test_file_exporter_writes_otlp_json_that_reports_read_back(tmp_path: Path) -> None:
     collected = InMemorySpanExporter()
     telemetry = tts_otel.configure(
-        exporters=["file", SimpleSpanProcessor(collected)], output_dir=tmp_path,
-        set_global=False, nvml=False,
-    )  # fmt: skip
+        exporters=["file", SimpleSpanProcessor(collected)],
+        output_dir=tmp_path,
+        set_global=False,
+        nvml=False,
+    )
     for index in range(3):
         with tts_otel.synthesis(model="m", sample_rate=24000, text="x" * index) as req:
             for stage in ("text_normalization", "acoustic", "vocoder"):
@@ -262,9 +266,12 @@ _DEFAULTS = Settings()
     ],
 )
 def test_without_configure_a_bad_variable_is_logged_once_and_never_raised(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
-    variable: str, value: str, field: str,
-) -> None:  # fmt: skip
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    variable: str,
+    value: str,
+    field: str,
+) -> None:
     monkeypatch.setenv(variable, value)
     with caplog.at_level(logging.WARNING, logger="tts_otel"):
         for _ in range(3):  # a fresh handle each time: still one warning
@@ -328,15 +335,22 @@ def test_sdk_disabled_binds_no_prometheus_port(monkeypatch: pytest.MonkeyPatch) 
     ],
 )
 def test_bad_sdk_variables_fail_at_configure_naming_the_variable(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-    variable: str, value: str, exporter: str, named: str,
-) -> None:  # fmt: skip
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    variable: str,
+    value: str,
+    exporter: str,
+    named: str,
+) -> None:
     monkeypatch.setenv(variable, value)
     with pytest.raises(ConfigurationError) as raised:
         tts_otel.configure(
-            exporters=exporter, output_dir=tmp_path, set_global=False, nvml=False,
+            exporters=exporter,
+            output_dir=tmp_path,
+            set_global=False,
+            nvml=False,
             flush_on_signals=False,
-        )  # fmt: skip
+        )
     assert raised.value.setting == named
     assert "Fix:" in str(raised.value)
 
@@ -361,12 +375,24 @@ def test_capture_takes_exporter_names_as_a_string() -> None:
 @pytest.mark.parametrize(
     ("environ", "traces", "metrics"),
     [
-        ({"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "grpc",
-          "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "http/protobuf"}, "grpc", "http"),
-        ({"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf",
-          "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, "http", "grpc"),
+        (
+            {
+                "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "grpc",
+                "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "http/protobuf",
+            },
+            "grpc",
+            "http",
+        ),
+        (
+            {
+                "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf",
+                "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+            },
+            "http",
+            "grpc",
+        ),
     ],
-)  # fmt: skip
+)
 def test_otlp_metrics_take_their_own_protocol_variable(
     monkeypatch: pytest.MonkeyPatch, environ: dict[str, str], traces: str, metrics: str
 ) -> None:
@@ -402,8 +428,15 @@ def test_every_setting_is_a_configure_keyword_or_variable_only() -> None:
 
 def test_configure_takes_no_setting_the_table_lacks() -> None:
     # Keywords that are not settings: what configure() builds with, not how it is set.
-    wiring = {"tracer_provider", "meter_provider", "resource_attributes", "set_global",
-              "flush_on_signals", "cuda", "nvml_reader"}  # fmt: skip
+    wiring = {
+        "tracer_provider",
+        "meter_provider",
+        "resource_attributes",
+        "set_global",
+        "flush_on_signals",
+        "cuda",
+        "nvml_reader",
+    }
     arguments = {row.argument for row in rows(Settings) if row.argument is not None}
     assert set(inspect.signature(tts_otel.configure).parameters) - wiring == arguments
 
@@ -489,9 +522,12 @@ def test_exporters_named_in_code_send_both_signals_whatever_otel_metrics_exporte
 ) -> None:
     monkeypatch.setenv("OTEL_METRICS_EXPORTER", "none")
     telemetry = tts_otel.configure(
-        exporters="file", output_dir=tmp_path, set_global=False, nvml=False,
+        exporters="file",
+        output_dir=tmp_path,
+        set_global=False,
+        nvml=False,
         flush_on_signals=False,
-    )  # fmt: skip
+    )
     with tts_otel.synthesis(model="m", telemetry=telemetry):
         pass
     telemetry.shutdown()

@@ -41,13 +41,23 @@ INSTANCE = "service.instance.id"
 
 
 def _run(tmp_path: Path, start_method: str, pool: str, configure: bool) -> dict[str, Any]:
-    env = {**os.environ, "TTS_OTEL_OUTPUT_DIR": str(tmp_path), "TTS_OTEL_NVML": "false",
-           "TTS_OTEL_GPU_MEMORY": "false", "PYTHONPATH": os.pathsep.join(sys.path)}  # fmt: skip
+    env = {
+        **os.environ,
+        "TTS_OTEL_OUTPUT_DIR": str(tmp_path),
+        "TTS_OTEL_NVML": "false",
+        "TTS_OTEL_GPU_MEMORY": "false",
+        "PYTHONPATH": os.pathsep.join(sys.path),
+    }
     mode = "configure" if configure else "inherit"
     result = subprocess.run(
         [sys.executable, str(SCRIPT), start_method, pool, mode],
-        capture_output=True, text=True, env=env, timeout=DEADLINE_S, check=False, cwd=ROOT,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=DEADLINE_S,
+        check=False,
+        cwd=ROOT,
+    )
     assert result.returncode == 0, result.stderr
     report: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
     report["stderr"] = result.stderr
@@ -199,9 +209,12 @@ def test_a_worker_does_not_wait_forever_on_a_hung_export_at_its_exit(
     monkeypatch.setattr("tts_otel._fork.FLUSH_SECONDS", 0.5)
     # The parent makes no span, so its own shutdown has nothing to wait for.
     with tts_otel.configure(
-        exporters=[_HungExporter()], set_global=False, nvml=False, cuda=None,
+        exporters=[_HungExporter()],
+        set_global=False,
+        nvml=False,
+        cuda=None,
         flush_on_signals=False,
-    ):  # fmt: skip
+    ):
         child = multiprocessing.get_context("fork").Process(target=_one_request)
         child.start()
         child.join(CHILD_DEADLINE_S)

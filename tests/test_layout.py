@@ -69,3 +69,16 @@ def test_no_import_cycles_among_the_packages_modules() -> None:
     for name in sorted(graph):
         walk(name, [name], finished)
     assert cycles == [], "\n".join(" -> ".join(cycle) for cycle in cycles)
+
+
+def test_the_formatter_formats_every_line() -> None:
+    """No line is shaped by hand against ruff format: the formatter's layout is the layout."""
+    root = PACKAGE.parent.parent
+    marked = [
+        f"{path.relative_to(root)}:{number}"
+        for folder in ("src", "tests", "benchmarks", "examples", "dashboards", "deploy", "scripts")
+        for path in (root / folder).rglob("*.py")
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if "# fmt: " + "skip" in line or "# fmt: " + "off" in line
+    ]
+    assert marked == []

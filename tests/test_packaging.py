@@ -11,9 +11,14 @@ import pytest
 
 # What the extras (and the service) bring; the core must not need any of it.
 OPTIONAL = (
-    "prometheus_client", "influxdb_client", "google.protobuf", "pynvml", "torch", "numpy",
+    "prometheus_client",
+    "influxdb_client",
+    "google.protobuf",
+    "pynvml",
+    "torch",
+    "numpy",
     "opentelemetry.exporter",
-)  # fmt: skip
+)
 
 SCRIPT = textwrap.dedent(
     """
@@ -67,8 +72,10 @@ SCRIPT = textwrap.dedent(
 def test_the_core_runs_a_request_without_the_extras_and_names_the_missing_one() -> None:
     done = subprocess.run(
         [sys.executable, "-c", SCRIPT.format(optional=OPTIONAL)],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith("core ok")
 
@@ -95,9 +102,12 @@ def test_a_registered_exporter_needs_only_what_tts_otel_exporters_exports(
 
     tts_otel.register_exporter("memory", in_memory)
     telemetry = tts_otel.configure(
-        service_name="svc", exporters="memory", set_global=False, nvml=False,
+        service_name="svc",
+        exporters="memory",
+        set_global=False,
+        nvml=False,
         flush_on_signals=False,
-    )  # fmt: skip
+    )
     try:
         with tts_otel.synthesis(model="m", telemetry=telemetry):
             pass
@@ -139,11 +149,17 @@ def test_importing_leaves_what_only_configure_needs_to_configure() -> None:
     """Settings table, exporters and the SDK's export pipeline load when configure() or
     register_exporter() is first used: that keeps ``import tts_otel`` near the SDK's own
     import (benchmarks/import_time.py), and this keeps it there."""
-    start_time = ("tts_otel._bootstrap", "tts_otel.config", "tts_otel.exporters",
-                  "opentelemetry.sdk.trace.export")  # fmt: skip
+    start_time = (
+        "tts_otel._bootstrap",
+        "tts_otel.config",
+        "tts_otel.exporters",
+        "opentelemetry.sdk.trace.export",
+    )
     done = subprocess.run(
         [sys.executable, "-c", LOADED_AT_START.format(start_time=start_time)],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"

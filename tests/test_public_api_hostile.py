@@ -97,9 +97,21 @@ class HostileFloat(float):
 
 NASTY_STRINGS = ["", " ", '\x00\n\r\t\\",= ', "\ud800", "a\udfffb", "☃" * 100, "other"]
 NASTY_NUMBERS: list[object] = [
-    -1, 0, 1, 2**63, -(2**63) - 1, 2**1000, -0.0, 1e-300, 1e308,
-    math.nan, math.inf, -math.inf, True, False,
-]  # fmt: skip
+    -1,
+    0,
+    1,
+    2**63,
+    -(2**63) - 1,
+    2**1000,
+    -0.0,
+    1e-300,
+    1e308,
+    math.nan,
+    math.inf,
+    -math.inf,
+    True,
+    False,
+]
 
 hostile: st.SearchStrategy[object] = st.one_of(
     st.none(),
@@ -127,9 +139,20 @@ maybe = st.one_of(st.just(MISSING), value)
 names = st.one_of(st.sampled_from(["acoustic", "vocoder", "acoustic.llm"]), hostile)
 
 REQUEST_KEYWORDS = [
-    "model", "model_version", "sample_rate", "kv_cache", "streaming", "text", "characters",
-    "language", "prompt_text", "record_text", "attributes", "telemetry", "start",
-]  # fmt: skip
+    "model",
+    "model_version",
+    "sample_rate",
+    "kv_cache",
+    "streaming",
+    "text",
+    "characters",
+    "language",
+    "prompt_text",
+    "record_text",
+    "attributes",
+    "telemetry",
+    "start",
+]
 
 
 def keywords(keys: list[str]) -> st.SearchStrategy[dict[str, object]]:

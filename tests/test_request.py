@@ -48,9 +48,14 @@ def test_request_and_stage_spans_form_a_tree(cap: TelemetryCapture) -> None:
 
 def test_request_span_carries_gen_ai_and_config_attributes(cap: TelemetryCapture) -> None:
     with tts_otel.synthesis(
-        model="glm-tts", model_version="1.2", sample_rate=32000, kv_cache=False,
-        text="x" * 120, language="zh", prompt_text="参考文本",
-    ):  # fmt: skip
+        model="glm-tts",
+        model_version="1.2",
+        sample_rate=32000,
+        kv_cache=False,
+        text="x" * 120,
+        language="zh",
+        prompt_text="参考文本",
+    ):
         pass
     root = attributes(_one(cap, "tts.synthesize"))
     assert root[semconv.GEN_AI_OPERATION_NAME] == "text_to_speech"

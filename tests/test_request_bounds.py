@@ -21,9 +21,12 @@ from tts_otel.testing import attributes, capture
 def spans_not_kept() -> Iterator[Telemetry]:
     """Real SDK providers whose spans go nowhere: what a request holds is all that grows."""
     telemetry = tts_otel.configure(
-        exporters=[InMemoryMetricReader()], set_global=False, nvml=False, cuda=None,
+        exporters=[InMemoryMetricReader()],
+        set_global=False,
+        nvml=False,
+        cuda=None,
         flush_on_signals=False,
-    )  # fmt: skip
+    )
     try:
         yield telemetry
     finally:
@@ -82,12 +85,19 @@ def test_a_10_mb_text_makes_a_bounded_span_by_default() -> None:
 
 @pytest.mark.parametrize(
     ("variables", "length"),
-    [({"OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT": "100"}, 100),
-     ({"OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT": "50"}, 50),
-     ({"OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT": "100",
-       "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT": "70"}, 70),
-     ({"OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT": ""}, DEFAULT_ATTRIBUTE_LENGTH)],
-)  # fmt: skip
+    [
+        ({"OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT": "100"}, 100),
+        ({"OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT": "50"}, 50),
+        (
+            {
+                "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT": "100",
+                "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT": "70",
+            },
+            70,
+        ),
+        ({"OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT": ""}, DEFAULT_ATTRIBUTE_LENGTH),
+    ],
+)
 def test_the_sdk_length_variables_are_respected(
     variables: dict[str, str], length: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -69,9 +69,12 @@ def _stop_child(
     # then leaves it ignored.
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(script), str(tmp_path)],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
         preexec_fn=_default_signal_actions,
-    )  # fmt: skip
+    )
 
 
 def _default_signal_actions() -> None:

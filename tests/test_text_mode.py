@@ -14,10 +14,21 @@ SECRET = "secret-text-4711"
 
 # (value, mode): the same table for both levels.
 MODES = [
-    (True, "plain"), (False, "off"), ("plain", "plain"), ("off", "off"), ("hash", "sha256"),
-    ("sha256", "sha256"), ("yes", "plain"), ("no", "off"), ("true", "plain"),
-    ("false", "off"), ("1", "plain"), ("0", "off"), (" Plain ", "plain"), ("HASH", "sha256"),
-]  # fmt: skip
+    (True, "plain"),
+    (False, "off"),
+    ("plain", "plain"),
+    ("off", "off"),
+    ("hash", "sha256"),
+    ("sha256", "sha256"),
+    ("yes", "plain"),
+    ("no", "off"),
+    ("true", "plain"),
+    ("false", "off"),
+    ("1", "plain"),
+    ("0", "off"),
+    (" Plain ", "plain"),
+    ("HASH", "sha256"),
+]
 BAD = ["sometimes", "plain text", "2"]
 
 

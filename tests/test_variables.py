@@ -75,7 +75,7 @@ BAD = [
     ("TTS_OTEL_RECORD_TEXT", LONG, {}),
     ("TTS_OTEL_KV_CACHE", "maybe", {}),
     ("TTS_OTEL_MODEL_VERSION", NOT_UTF8, {}),
-]  # fmt: skip
+]
 _IDS = [f"{variable}={value[:12]!r}" for variable, value, _ in BAD]
 
 _OURS = {v for r in (*rows(Settings), *rows(SdkSettings)) for v in r.variables}
@@ -90,12 +90,16 @@ def _clean(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_the_table_covers_every_variable_tts_otel_and_the_sdk_read_for_it() -> None:
     assert {variable for variable, _, _ in BAD} <= _OURS
     assert {r.variables[0] for r in (*rows(Settings), *rows(SdkSettings))} - {
-        "TTS_OTEL_TIMING", "TTS_OTEL_GPU_MEMORY", "TTS_OTEL_NVML",
-        "TTS_OTEL_MAX_ATTRIBUTE_VALUES", "TTS_OTEL_METRIC_BUFFER",
+        "TTS_OTEL_TIMING",
+        "TTS_OTEL_GPU_MEMORY",
+        "TTS_OTEL_NVML",
+        "TTS_OTEL_MAX_ATTRIBUTE_VALUES",
+        "TTS_OTEL_METRIC_BUFFER",
     } <= {variable for variable, _, _ in BAD} | {
         # the general variable is checked as the fallback of the per-signal one
-        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT",
-    }  # fmt: skip
+        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+        "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT",
+    }
 
 
 @pytest.mark.parametrize(("variable", "value", "also"), BAD, ids=_IDS)
@@ -153,16 +157,25 @@ def test_every_variable_empty_is_unset(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize(
     "variable",
-    ["OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",
-     "OTEL_ATTRIBUTE_COUNT_LIMIT", "OTEL_SERVICE_NAME", "TTS_OTEL_RECORD_TEXT"],
-)  # fmt: skip
+    [
+        "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT",
+        "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+        "OTEL_ATTRIBUTE_COUNT_LIMIT",
+        "OTEL_SERVICE_NAME",
+        "TTS_OTEL_RECORD_TEXT",
+    ],
+)
 def test_importing_never_raises(variable: str) -> None:
     code = "import tts_otel\nwith tts_otel.synthesis(model='m'):\n    pass\nprint('ok')"
     environ = {**os.environ, variable: "abc"}
     done = subprocess.run(
-        [sys.executable, "-c", code], env=environ, capture_output=True, text=True, timeout=120,
+        [sys.executable, "-c", code],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
         check=False,
-    )  # fmt: skip
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
     assert done.stderr.count(variable) <= 1  # one warning at most, no traceback
@@ -171,10 +184,15 @@ def test_importing_never_raises(variable: str) -> None:
 
 @pytest.mark.parametrize(
     ("variable", "value"),
-    [("TTS_OTEL_INFLUXDB_SPOOL_DIR", "d" * 10_000), ("TTS_OTEL_INFLUXDB_DB", NOT_UTF8),
-     ("TTS_OTEL_INFLUXDB_RP", NOT_UTF8), ("TTS_OTEL_INFLUXDB_ORG", NOT_UTF8),
-     ("TTS_OTEL_INFLUXDB_BUCKET", NOT_UTF8), ("TTS_OTEL_INFLUXDB_TIMEOUT", LONG)],
-)  # fmt: skip
+    [
+        ("TTS_OTEL_INFLUXDB_SPOOL_DIR", "d" * 10_000),
+        ("TTS_OTEL_INFLUXDB_DB", NOT_UTF8),
+        ("TTS_OTEL_INFLUXDB_RP", NOT_UTF8),
+        ("TTS_OTEL_INFLUXDB_ORG", NOT_UTF8),
+        ("TTS_OTEL_INFLUXDB_BUCKET", NOT_UTF8),
+        ("TTS_OTEL_INFLUXDB_TIMEOUT", LONG),
+    ],
+)
 def test_influxdb_variables_are_refused_by_name(variable: str, value: str) -> None:
     environ = {variable: value, "TTS_OTEL_INFLUXDB_API": "v1"}
     with pytest.raises(ConfigurationError) as raised:

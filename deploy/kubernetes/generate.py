@@ -71,11 +71,14 @@ def service_monitors() -> list[Json]:
     """
     return [
         _service_monitor("tts", [{"port": "metrics", "path": "/metrics", "interval": "15s"}]),
-        _service_monitor("otelcol-tts", [
-            {"port": "prometheus", "path": "/metrics", "interval": "15s", "honorLabels": True},
-            {"port": "telemetry", "path": "/metrics", "interval": "30s"},
-        ]),
-    ]  # fmt: skip
+        _service_monitor(
+            "otelcol-tts",
+            [
+                {"port": "prometheus", "path": "/metrics", "interval": "15s", "honorLabels": True},
+                {"port": "telemetry", "path": "/metrics", "interval": "30s"},
+            ],
+        ),
+    ]
 
 
 def _service_monitor(name: str, endpoints: list[dict[str, Any]]) -> dict[str, Any]:
@@ -105,8 +108,14 @@ _Dumper.add_representer(str, _string)
 
 
 def render(*documents: Json, source: str) -> str:
-    body = yaml.dump_all(documents, Dumper=_Dumper, sort_keys=False, width=1000,
-                         allow_unicode=True, explicit_start=True)  # fmt: skip
+    body = yaml.dump_all(
+        documents,
+        Dumper=_Dumper,
+        sort_keys=False,
+        width=1000,
+        allow_unicode=True,
+        explicit_start=True,
+    )
     return HEADER.format(source=source) + body
 
 
@@ -123,8 +132,10 @@ def problems() -> list[str]:
     found = []
     bases = runbook_bases((ALERTS / "tts-alerts.yml").read_text())
     if len(bases) != 1 or not all(base.startswith(("https://", "http://")) for base in bases):
-        found.append(f"runbook_url bases in alerts/tts-alerts.yml: {sorted(bases)}; want one "
-                     "absolute base: run generate.py --runbook-base URL")  # fmt: skip
+        found.append(
+            f"runbook_url bases in alerts/tts-alerts.yml: {sorted(bases)}; want one "
+            "absolute base: run generate.py --runbook-base URL"
+        )
     for name, text in manifests().items():
         path = HERE / name
         if not path.exists() or path.read_text() != text:

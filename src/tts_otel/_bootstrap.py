@@ -87,9 +87,10 @@ def _split(
         else:
             _close(built)
             raise ConfigurationError(
-                "exporters", f"{item!r} is not an exporter",
+                "exporters",
+                f"{item!r} is not an exporter",
                 "pass a name, a SpanExporter, SpanProcessor, MetricExporter or MetricReader",
-            )  # fmt: skip
+            )
     return processors, readers, built
 
 
@@ -170,12 +171,18 @@ def configure(
         built,
     )
     telemetry = Telemetry(
-        settings, tracer_provider, meter_provider, owns_providers=owns, cuda=cuda,
-        nvml_reader=nvml_reader, dropped_spans=[processor.dropped for processor in batched],
-        flush_on_signals=flush_on_signals, destinations=[p.where for p in built if p.where],
+        settings,
+        tracer_provider,
+        meter_provider,
+        owns_providers=owns,
+        cuda=cuda,
+        nvml_reader=nvml_reader,
+        dropped_spans=[processor.dropped for processor in batched],
+        flush_on_signals=flush_on_signals,
+        destinations=[p.where for p in built if p.where],
         closers=[p.close for p in built if p.close is not None],
         health=[p.health for p in built if p.health is not None],
-    )  # fmt: skip
+    )
     if set_global and owns:
         _set_global_providers(tracer_provider, meter_provider)
     follow_into_workers(telemetry, owns)  # multiprocessing's, which end by os._exit
@@ -233,15 +240,17 @@ def _providers(
     if processors and not isinstance(tracer_provider, SdkTracerProvider | None):
         _close(built)
         raise ConfigurationError(
-            "tracer_provider", "span exporters need an SDK TracerProvider",
+            "tracer_provider",
+            "span exporters need an SDK TracerProvider",
             "pass an opentelemetry.sdk.trace.TracerProvider or no tracer_provider",
-        )  # fmt: skip
+        )
     if readers and meter_provider is not None:
         _close(built)
         raise ConfigurationError(
-            "meter_provider", "metric readers cannot be added to a MeterProvider after it is built",
+            "meter_provider",
+            "metric readers cannot be added to a MeterProvider after it is built",
             "create your MeterProvider with the reader, or let configure() build the providers",
-        )  # fmt: skip
+        )
     resource = Resource.create(
         {"service.name": settings.service_name, **(resource_attributes or {})}
     )
@@ -261,13 +270,15 @@ def _span_limits(settings: Settings, sdk: SdkSettings) -> SpanLimits:
     """Every limit given, so the SDK reads none of its variables itself (they are
     checked in the settings tables); attribute values bounded in length by default."""
     return SpanLimits(
-        max_attributes=sdk.attribute_count, max_events=sdk.span_event_count,
-        max_links=sdk.span_link_count, max_span_attributes=sdk.span_attribute_count,
+        max_attributes=sdk.attribute_count,
+        max_events=sdk.span_event_count,
+        max_links=sdk.span_link_count,
+        max_span_attributes=sdk.span_attribute_count,
         max_event_attributes=sdk.event_attribute_count,
         max_link_attributes=sdk.link_attribute_count,
         max_attribute_length=sdk.attribute_length,
         max_span_attribute_length=settings.span_attribute_length,
-    )  # fmt: skip
+    )
 
 
 def _add_processors(

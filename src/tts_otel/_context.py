@@ -51,9 +51,14 @@ class StageOwner(Protocol):
         ...
 
     def finished(
-        self, span: Span, context: Context, end_ns: int, duration: float,
-        attributes: Mapping[str, AttributeValue], gpu: GpuInterval | None,
-    ) -> None:  # fmt: skip
+        self,
+        span: Span,
+        context: Context,
+        end_ns: int,
+        duration: float,
+        attributes: Mapping[str, AttributeValue],
+        gpu: GpuInterval | None,
+    ) -> None:
         """The stage ran: end its span (now or when the owner resolves its GPU time)
         and record its duration."""
         ...

@@ -24,8 +24,14 @@ class Description:
 
     # A plain class: a dataclass costs about 1 ms of `import tts_otel` (Python 3.11
     # compiles each generated method; measured on the 2-core reference machine).
-    __slots__ = ("attributes", "characters", "metric_config", "sample_rate", "span_config",
-                 "text_mode")  # fmt: skip
+    __slots__ = (
+        "attributes",
+        "characters",
+        "metric_config",
+        "sample_rate",
+        "span_config",
+        "text_mode",
+    )
 
     def __init__(self) -> None:
         self.sample_rate: int | None = None
@@ -55,11 +61,22 @@ class _Checked:
 
 
 def describe(
-    into: Description, telemetry: Telemetry, *, model: object, model_version: object,
-    sample_rate: object, kv_cache: object, streaming: object, text: object, characters: object,
-    language: object, prompt_text: object, record_text: object, attributes: object,
+    into: Description,
+    telemetry: Telemetry,
+    *,
+    model: object,
+    model_version: object,
+    sample_rate: object,
+    kv_cache: object,
+    streaming: object,
+    text: object,
+    characters: object,
+    language: object,
+    prompt_text: object,
+    record_text: object,
+    attributes: object,
     kind: object = semconv.REQUEST_KIND_SYNTHESIS,
-) -> None:  # fmt: skip
+) -> None:
     checker = telemetry.values
     checked = _Checked(checker)
     model_name = checked.of(semconv.ATTR_MODEL_NAME, model, str) or "unknown"

@@ -100,8 +100,9 @@ def warn_if_unconfigured_worker() -> None:
         "inherit that set-up, so it exports nothing. Call tts_otel.configure() in each "
         "worker: Pool(initializer=tts_otel.configure, initargs=(...)) or "
         "ProcessPoolExecutor(initializer=tts_otel.configure, initargs=(...))",
-        os.getpid(), parent.pid,
-    )  # fmt: skip
+        os.getpid(),
+        parent.pid,
+    )
 
 
 def _multiprocessing_child() -> bool:

@@ -29,13 +29,22 @@ from tts_otel import semconv
 # turn each drain into a reset and rate() into nonsense, so those are gauges.
 _COUNTED = ("sent", "dropped")
 _SPOOL_LEVELS: dict[str, tuple[str, str, str]] = {
-    "spooled": (semconv.METRIC_EXPORTER_SPOOL_POINTS, semconv.UNIT_POINTS,
-                "Points waiting in the exporter's spool for the backend."),
-    "spool_bytes": (semconv.METRIC_EXPORTER_SPOOL_USAGE, semconv.UNIT_BYTES,
-                    "Bytes the exporter's spool holds; past its limit the oldest are dropped."),
-    "spool_limit_bytes": (semconv.METRIC_EXPORTER_SPOOL_LIMIT, semconv.UNIT_BYTES,
-                          "The bound on the bytes of the exporter's spool."),
-}  # fmt: skip
+    "spooled": (
+        semconv.METRIC_EXPORTER_SPOOL_POINTS,
+        semconv.UNIT_POINTS,
+        "Points waiting in the exporter's spool for the backend.",
+    ),
+    "spool_bytes": (
+        semconv.METRIC_EXPORTER_SPOOL_USAGE,
+        semconv.UNIT_BYTES,
+        "Bytes the exporter's spool holds; past its limit the oldest are dropped.",
+    ),
+    "spool_limit_bytes": (
+        semconv.METRIC_EXPORTER_SPOOL_LIMIT,
+        semconv.UNIT_BYTES,
+        "The bound on the bytes of the exporter's spool.",
+    ),
+}
 
 Callback = Callable[[CallbackOptions], Iterable[Observation]]
 
@@ -63,19 +72,23 @@ class _MeterObservers:
         # a disk spool's report lists its folder, and each callback reading it was a scan.
         self._reports: list[tuple[str, dict[str, int]]] = []
         meter.create_observable_gauge(
-            semconv.METRIC_TELEMETRY_BUFFERED, callbacks=[self._record_buffered],
+            semconv.METRIC_TELEMETRY_BUFFERED,
+            callbacks=[self._record_buffered],
             unit=semconv.UNIT_POINTS,
             description="Measurements a collection found waiting to be recorded into the SDK.",
-        )  # fmt: skip
+        )
         meter.create_observable_counter(
-            semconv.METRIC_TELEMETRY_DROPPED, callbacks=[self._dropped],
+            semconv.METRIC_TELEMETRY_DROPPED,
+            callbacks=[self._dropped],
             unit=semconv.UNIT_POINTS,
             description="Telemetry items tts-otel dropped (buffer overflow, invalid values).",
-        )  # fmt: skip
+        )
         meter.create_observable_counter(
-            semconv.METRIC_EXPORTER_POINTS, callbacks=[self._exported],
-            unit=semconv.UNIT_POINTS, description="Points an exporter sent or dropped.",
-        )  # fmt: skip
+            semconv.METRIC_EXPORTER_POINTS,
+            callbacks=[self._exported],
+            unit=semconv.UNIT_POINTS,
+            description="Points an exporter sent or dropped.",
+        )
         for key, (name, unit, description) in _SPOOL_LEVELS.items():
             meter.create_observable_gauge(
                 name, callbacks=[self._spool_level(key)], unit=unit, description=description

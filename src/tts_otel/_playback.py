@@ -94,9 +94,14 @@ class Playback:
         return gap
 
     def record(
-        self, span: Span, duration: float, instruments: Instruments,
-        config: Mapping[str, AttributeValue], ctx: Context, measurements: list[Measurement],
-    ) -> None:  # fmt: skip
+        self,
+        span: Span,
+        duration: float,
+        instruments: Instruments,
+        config: Mapping[str, AttributeValue],
+        ctx: Context,
+        measurements: list[Measurement],
+    ) -> None:
         """At the request's end: on its span, and as measurements to record."""
         if self.first_audio is not None:
             span.set_attribute(semconv.ATTR_TIME_TO_FIRST_AUDIO, self.first_audio)

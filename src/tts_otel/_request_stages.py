@@ -67,19 +67,31 @@ class RequestStages:
         if cached is not None:
             return cached
         attributes = self.telemetry.guard.bound(
-            {**self._description.metric_config, semconv.ATTR_STAGE: stage,
-             semconv.ATTR_ERROR_TYPE: failure}
-        )  # fmt: skip
+            {
+                **self._description.metric_config,
+                semconv.ATTR_STAGE: stage,
+                semconv.ATTR_ERROR_TYPE: failure,
+            }
+        )
         if failure is None:
             self._metric_attributes[stage] = attributes
         return attributes
 
     def finished(
-        self, span: Span, context: Context, end_ns: int, duration: float,
-        attributes: Mapping[str, AttributeValue], gpu: GpuInterval | None,
-    ) -> None:  # fmt: skip
-        measurement = (self.telemetry.instruments.stage_duration.record, duration, attributes,
-                       context)  # fmt: skip
+        self,
+        span: Span,
+        context: Context,
+        end_ns: int,
+        duration: float,
+        attributes: Mapping[str, AttributeValue],
+        gpu: GpuInterval | None,
+    ) -> None:
+        measurement = (
+            self.telemetry.instruments.stage_duration.record,
+            duration,
+            attributes,
+            context,
+        )
         if self.closed:
             span.end(end_ns)
             self.telemetry.buffer.push([measurement])

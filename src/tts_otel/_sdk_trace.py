@@ -27,8 +27,9 @@ def import_sdk_trace() -> None:
                 os.environ[_VARIABLE] = raw
         logging.getLogger("tts_otel.config").warning(
             "tts-otel: %s is not a whole number of 0 or more; the SDK's default is used "
-            "until it is fixed (configure() refuses it)", _VARIABLE,
-        )  # fmt: skip
+            "until it is fixed (configure() refuses it)",
+            _VARIABLE,
+        )
 
 
 import_sdk_trace()

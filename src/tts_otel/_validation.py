@@ -123,8 +123,11 @@ class ValueChecker:
             _log.warning(
                 "tts-otel shortened or repaired %s=%s (%s); later values with the same "
                 "problem are changed silently and counted in tts.telemetry.dropped"
-                "{signal=\"cut\"}", name, describe(value), reason,
-            )  # fmt: skip
+                '{signal="cut"}',
+                name,
+                describe(value),
+                reason,
+            )
 
     def number(self, name: str, value: object) -> float | None:
         if isinstance(value, bool) or not isinstance(value, int | float):

@@ -62,21 +62,34 @@ class Settings:
     service_name: str = setting(DEFAULT_SERVICE_NAME, "OTEL_SERVICE_NAME", text)
     exporters: tuple[str, ...] = setting(
         # The OTel variable is honoured so `OTEL_TRACES_EXPORTER=console` works as users expect.
-        (), ("TTS_OTEL_EXPORTERS", "OTEL_TRACES_EXPORTER"), exporter_names,
-        "name exporters, comma-separated", shown="none",
-    )  # fmt: skip
+        (),
+        ("TTS_OTEL_EXPORTERS", "OTEL_TRACES_EXPORTER"),
+        exporter_names,
+        "name exporters, comma-separated",
+        shown="none",
+    )
     timing: Timing = setting(  # noqa: RUF009
-        "wall", "TTS_OTEL_TIMING", choice(*get_args(Timing)), "use 'wall' or 'cuda_events'",
+        "wall",
+        "TTS_OTEL_TIMING",
+        choice(*get_args(Timing)),
+        "use 'wall' or 'cuda_events'",
         doc="`wall`, `cuda_events`",
-    )  # fmt: skip
+    )
     record_text: TextRecording = setting(  # noqa: RUF009
-        "off", "TTS_OTEL_RECORD_TEXT", text_mode, "use false, true or hash",
-        doc="`false`, `true`, `hash`", shown="`false`",
-    )  # fmt: skip
+        "off",
+        "TTS_OTEL_RECORD_TEXT",
+        text_mode,
+        "use false, true or hash",
+        doc="`false`, `true`, `hash`",
+        shown="`false`",
+    )
     gpu_memory: bool = setting(
-        True, "TTS_OTEL_GPU_MEMORY", flag, "use true or false",
+        True,
+        "TTS_OTEL_GPU_MEMORY",
+        flag,
+        "use true or false",
         shown="`true` (when torch has CUDA)",
-    )  # fmt: skip
+    )
     nvml: bool = setting(
         True, "TTS_OTEL_NVML", flag, "use true or false", shown="`true` (when a driver answers)"
     )
@@ -85,60 +98,90 @@ class Settings:
     )
     # Spans can hold the input text (record_text): owner-only unless asked otherwise.
     output_mode: int = setting(
-        DEFAULT_OUTPUT_MODE, "TTS_OTEL_OUTPUT_MODE", file_mode, "use an octal mode: 600, 640",
+        DEFAULT_OUTPUT_MODE,
+        "TTS_OTEL_OUTPUT_MODE",
+        file_mode,
+        "use an octal mode: 600, 640",
         doc="octal, the `file` exporter's new files; new folders add `x` where `r` is",
         shown="`600` (folders `700`)",
-    )  # fmt: skip
+    )
     max_attribute_values: int = setting(
         DEFAULT_MAX_ATTRIBUTE_VALUES, "TTS_OTEL_MAX_ATTRIBUTE_VALUES", positive_int, "use e.g. 100"
     )
     metric_buffer_size: int = setting(
-        DEFAULT_METRIC_BUFFER, "TTS_OTEL_METRIC_BUFFER", positive_int, "use e.g. 4096",
+        DEFAULT_METRIC_BUFFER,
+        "TTS_OTEL_METRIC_BUFFER",
+        positive_int,
+        "use e.g. 4096",
         doc="request batches",
-    )  # fmt: skip
+    )
     # Both set by configure(prometheus=True | port | "host:port").
     # Set, it names the exporters of metrics apart from traces, as the OTel spec has it
     # (exporters given to configure() in code send both signals and win over it).
     metric_exporters: tuple[str, ...] | None = setting(
-        None, "OTEL_METRICS_EXPORTER", exporter_names, "name exporters, comma-separated",
-        argument=False, shown="the exporters above",
-    )  # fmt: skip
+        None,
+        "OTEL_METRICS_EXPORTER",
+        exporter_names,
+        "name exporters, comma-separated",
+        argument=False,
+        shown="the exporters above",
+    )
     prometheus_host: str = setting(
-        DEFAULT_PROMETHEUS_HOST, ("TTS_OTEL_PROMETHEUS_HOST", "OTEL_EXPORTER_PROMETHEUS_HOST"),
+        DEFAULT_PROMETHEUS_HOST,
+        ("TTS_OTEL_PROMETHEUS_HOST", "OTEL_EXPORTER_PROMETHEUS_HOST"),
         host,
-        "use e.g. 127.0.0.1 or 0.0.0.0", doc='the host of `"host:port"`', argument="prometheus",
+        "use e.g. 127.0.0.1 or 0.0.0.0",
+        doc='the host of `"host:port"`',
+        argument="prometheus",
         shown=f"`{DEFAULT_PROMETHEUS_HOST}` (when the `prometheus` exporter is on)",
-    )  # fmt: skip
+    )
     prometheus_port: int = setting(
-        DEFAULT_PROMETHEUS_PORT, ("TTS_OTEL_PROMETHEUS_PORT", "OTEL_EXPORTER_PROMETHEUS_PORT"),
-        port, "use 0 to 65535 (0: any free)",
-        doc="a port, or the port of `\"host:port\"`", argument="prometheus",
-    )  # fmt: skip
+        DEFAULT_PROMETHEUS_PORT,
+        ("TTS_OTEL_PROMETHEUS_PORT", "OTEL_EXPORTER_PROMETHEUS_PORT"),
+        port,
+        "use 0 to 65535 (0: any free)",
+        doc='a port, or the port of `"host:port"`',
+        argument="prometheus",
+    )
     span_attribute_length: int = setting(
         DEFAULT_ATTRIBUTE_LENGTH,
         ("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT"),
-        non_negative_int, "use a number of characters, e.g. 8192", argument=False,
+        non_negative_int,
+        "use a number of characters, e.g. 8192",
+        argument=False,
         doc="longest span attribute value (characters); the text is cut to it",
-    )  # fmt: skip
+    )
     # Read by the GLM-TTS instrumentor, for what GLM-TTS does not say.
     model_version: str | None = setting(
         None, "TTS_OTEL_MODEL_VERSION", text, argument=False, doc="GLM-TTS model version"
     )
     kv_cache: bool = setting(
-        True, "TTS_OTEL_KV_CACHE", flag, "use true or false", argument=False,
+        True,
+        "TTS_OTEL_KV_CACHE",
+        flag,
+        "use true or false",
+        argument=False,
         doc="GLM-TTS decodes with a KV cache",
-    )  # fmt: skip
+    )
     # The `otlp` exporter's spool, where batches wait while the collector is away.
     otlp_spool_dir: Path | None = setting(  # noqa: RUF009
-        None, "TTS_OTEL_OTLP_SPOOL_DIR", directory, "name a directory (it is created if missing)",
-        doc="`otlp` exporter: disk spool, which survives a restart", argument=False,
+        None,
+        "TTS_OTEL_OTLP_SPOOL_DIR",
+        directory,
+        "name a directory (it is created if missing)",
+        doc="`otlp` exporter: disk spool, which survives a restart",
+        argument=False,
         shown="none: in memory",
-    )  # fmt: skip
+    )
     otlp_spool_bytes: int = setting(
-        DEFAULT_SPOOL_BYTES, "TTS_OTEL_OTLP_SPOOL_BYTES", positive_int,
-        "use e.g. 67108864 (64 MiB)", doc="`otlp` exporter: the spool's bound in bytes",
-        argument=False, shown="`67108864` (64 MiB)",
-    )  # fmt: skip
+        DEFAULT_SPOOL_BYTES,
+        "TTS_OTEL_OTLP_SPOOL_BYTES",
+        positive_int,
+        "use e.g. 67108864 (64 MiB)",
+        doc="`otlp` exporter: the spool's bound in bytes",
+        argument=False,
+        shown="`67108864` (64 MiB)",
+    )
 
 
 def load_settings(
@@ -171,8 +214,9 @@ def origin(field: str, value: object, environ: Mapping[str, str] | None = None) 
 
 
 def _sdk_limit(variables: str | tuple[str, ...], default: int) -> Any:
-    return setting(default, variables, non_negative_int, "use a whole number, e.g. 128",
-                   argument=False)  # fmt: skip
+    return setting(
+        default, variables, non_negative_int, "use a whole number, e.g. 128", argument=False
+    )
 
 
 def _sdk_positive(
@@ -238,9 +282,12 @@ class SdkSettings:
         "grpc", _otlp("TRACES", "PROTOCOL"), _PROTOCOL, "use grpc or http/protobuf", argument=False
     )
     metrics_protocol: str = setting(
-        "grpc", _otlp("METRICS", "PROTOCOL"), _PROTOCOL, "use grpc or http/protobuf",
+        "grpc",
+        _otlp("METRICS", "PROTOCOL"),
+        _PROTOCOL,
+        "use grpc or http/protobuf",
         argument=False,
-    )  # fmt: skip
+    )
     traces_timeout: float | None = _sdk_positive(
         _otlp("TRACES", "TIMEOUT"), positive_number, "seconds, e.g. 10"
     )
@@ -281,9 +328,10 @@ def load_sdk_settings(
     batch = sdk.bsp_batch or _SDK_BATCH_DEFAULT
     if batch > queue:  # the SDK's default batch (512) counts: a queue of 100 alone is refused
         raise ConfigurationError(
-            "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", f"{batch} is larger than the queue ({queue})",
+            "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+            f"{batch} is larger than the queue ({queue})",
             "make it at most OTEL_BSP_MAX_QUEUE_SIZE",
-        )  # fmt: skip
+        )
     return sdk
 
 

@@ -90,11 +90,21 @@ class Synthesis:
                 # Compared with perf_counter() on entry: a non-number would raise there.
                 self._backdate = self.telemetry.values.number("start", start)
             describe(
-                self._description, self.telemetry, model=model, model_version=model_version,
-                sample_rate=sample_rate, kv_cache=kv_cache, streaming=streaming, text=text,
-                characters=characters, language=language, prompt_text=prompt_text,
-                record_text=record_text, attributes=attributes, kind=kind,
-            )  # fmt: skip
+                self._description,
+                self.telemetry,
+                model=model,
+                model_version=model_version,
+                sample_rate=sample_rate,
+                kv_cache=kv_cache,
+                streaming=streaming,
+                text=text,
+                characters=characters,
+                language=language,
+                prompt_text=prompt_text,
+                record_text=record_text,
+                attributes=attributes,
+                kind=kind,
+            )
         except Exception:
             # Still measured, with the attributes described so far: an unmeasured
             # request would not be current, so a stage left open in it could not
@@ -262,9 +272,12 @@ class Synthesis:
 
     # --- what the service reports -------------------------------------------
     def audio(
-        self, *, samples: int | None = None, sample_rate: int | None = None,
+        self,
+        *,
+        samples: int | None = None,
+        sample_rate: int | None = None,
         seconds: float | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         """Add produced audio (samples at a rate, or seconds); sets the time to first audio."""
         added = self._audio(samples, sample_rate, seconds)
         if added is not None:

@@ -84,9 +84,14 @@ class _Detached:
         return time_ns() - round((perf_counter() - at) * 1e9)
 
     def finished(
-        self, span: Span, context: Context, end_ns: int, duration: float,
-        attributes: Mapping[str, AttributeValue], gpu: GpuInterval | None,
-    ) -> None:  # fmt: skip
+        self,
+        span: Span,
+        context: Context,
+        end_ns: int,
+        duration: float,
+        attributes: Mapping[str, AttributeValue],
+        gpu: GpuInterval | None,
+    ) -> None:
         span.end(end_ns)
         telemetry = self.telemetry
         record = telemetry.instruments.stage_duration.record
@@ -110,8 +115,17 @@ class Stage:
     time its last child ended.
     """
 
-    __slots__ = ("_context", "_gpu", "_name", "_owner", "_parent", "_previous", "_span",
-                 "_start", "_used")  # fmt: skip
+    __slots__ = (
+        "_context",
+        "_gpu",
+        "_name",
+        "_owner",
+        "_parent",
+        "_previous",
+        "_span",
+        "_start",
+        "_used",
+    )
 
     def __init__(
         self, name: str, owner: StageOwner | None = None, parent: Stage | None = None
@@ -248,9 +262,11 @@ class Stage:
         # Start and end on the owner's one clock pairing, as the request's own span is:
         # a child then never ends after its parent by the drift between two conversions.
         span = owner.telemetry.tracer.start_span(
-            semconv.stage_span_name(self._name), context=parent, attributes=attributes,
+            semconv.stage_span_name(self._name),
+            context=parent,
+            attributes=attributes,
             start_time=owner.wall_ns(now if at is None else at),
-        )  # fmt: skip
+        )
         self._span = span
         self._context = trace.set_span_in_context(span, parent)
         if current:

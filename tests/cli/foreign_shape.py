@@ -40,9 +40,13 @@ def _synthesize(
     telemetry: Telemetry, index: int, fail: bool = False, client: trace.Tracer | None = None
 ) -> None:
     with tts_otel.synthesis(
-        model="glm-tts", model_version="1.1", kv_cache=index % 2 == 0, sample_rate=24_000,
-        text="你好。Hello there.", telemetry=telemetry,
-    ) as request:  # fmt: skip
+        model="glm-tts",
+        model_version="1.1",
+        kv_cache=index % 2 == 0,
+        sample_rate=24_000,
+        text="你好。Hello there.",
+        telemetry=telemetry,
+    ) as request:
         with request.stage(semconv.STAGE_SPEAKER_EMBEDDING):
             with request.stage("speaker_embedding.spk_embedding"):
                 time.sleep(0.002)
@@ -100,9 +104,14 @@ def foreign_workload(telemetry: Telemetry) -> None:
 
 def store_foreign(output_dir: Path, exporters: list[str]) -> None:
     telemetry = tts_otel.configure(
-        service_name="tts-web", exporters=exporters, output_dir=output_dir, set_global=False,
-        nvml=False, cuda=None, flush_on_signals=False,
-    )  # fmt: skip
+        service_name="tts-web",
+        exporters=exporters,
+        output_dir=output_dir,
+        set_global=False,
+        nvml=False,
+        cuda=None,
+        flush_on_signals=False,
+    )
     try:
         foreign_workload(telemetry)
     finally:

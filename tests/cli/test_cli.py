@@ -93,9 +93,12 @@ def test_trace_last_zero_is_rejected_not_everything(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     telemetry = tts_otel.configure(
-        exporters="file", output_dir=tmp_path, set_global=False, nvml=False,
+        exporters="file",
+        output_dir=tmp_path,
+        set_global=False,
+        nvml=False,
         flush_on_signals=False,
-    )  # fmt: skip
+    )
     for _ in range(2):
         with tts_otel.synthesis(model="m") as req, req.stage("vocoder"):
             pass
@@ -141,9 +144,12 @@ def test_read_commands_fail_in_one_line(tmp_path: Path, capsys: pytest.CaptureFi
 
 def test_report_and_compare_write_html(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     telemetry = tts_otel.configure(
-        exporters="file", output_dir=tmp_path, set_global=False, nvml=False,
+        exporters="file",
+        output_dir=tmp_path,
+        set_global=False,
+        nvml=False,
         flush_on_signals=False,
-    )  # fmt: skip
+    )
     for index in range(6):
         with tts_otel.synthesis(model="m", kv_cache=index % 2 == 0) as req:
             with req.stage("vocoder"):

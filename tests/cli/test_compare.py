@@ -18,9 +18,15 @@ def _requests(rng: random.Random, count: int, vocoder_shift: float = 0.0) -> lis
         acoustic = rng.lognormvariate(0, 0.25)
         vocoder = 0.1 * rng.lognormvariate(0, 0.25) + vocoder_shift
         made.append(
-            Facts(start_ns=index, seconds=acoustic + vocoder, audio_seconds=2.0, failed=False,
-                  attributes={}, stages={"acoustic": acoustic, "vocoder": vocoder})
-        )  # fmt: skip
+            Facts(
+                start_ns=index,
+                seconds=acoustic + vocoder,
+                audio_seconds=2.0,
+                failed=False,
+                attributes={},
+                stages={"acoustic": acoustic, "vocoder": vocoder},
+            )
+        )
     return made
 
 
@@ -28,10 +34,16 @@ def test_a_known_shift_is_detected_and_its_interval_covers_it() -> None:
     rng = random.Random(11)
     a = _requests(rng, 300)
     b = [
-        Facts(r.start_ns, r.seconds + SHIFT_S, r.audio_seconds, r.failed, r.attributes,
-              {**r.stages, "vocoder": r.stages["vocoder"] + SHIFT_S})
+        Facts(
+            r.start_ns,
+            r.seconds + SHIFT_S,
+            r.audio_seconds,
+            r.failed,
+            r.attributes,
+            {**r.stages, "vocoder": r.stages["vocoder"] + SHIFT_S},
+        )
         for r in _requests(rng, 300)
-    ]  # fmt: skip
+    ]
     rows = {(row.stage, row.metric): row for row in compare(a, b, rng=random.Random(1))}
     vocoder = rows["vocoder", "p50"]
     assert vocoder.verdict == "B slower"

@@ -28,8 +28,14 @@ def _v2_env(monkeypatch: pytest.MonkeyPatch, server: Influx2Server, **change: st
 
 
 def _v1_env(monkeypatch: pytest.MonkeyPatch, server: Influx2Server, **change: str) -> None:
-    values = {"URL": server.url, "API": "v1", "DB": DB, "USERNAME": "reader",
-              "PASSWORD": server.token, **change}  # fmt: skip
+    values = {
+        "URL": server.url,
+        "API": "v1",
+        "DB": DB,
+        "USERNAME": "reader",
+        "PASSWORD": server.token,
+        **change,
+    }
     for name, value in values.items():
         monkeypatch.setenv(f"TTS_OTEL_INFLUXDB_{name}", value)
 
@@ -44,9 +50,11 @@ _ALL_OK = [["ok", "reachable"], ["ok", "authenticated"], ["ok", "database"], ["o
 
 @pytest.mark.parametrize("settings", ["v2", "v1 through DBRP"])
 def test_doctor_passes_on_a_ready_influxdb_2(
-    server: Influx2Server, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    server: Influx2Server,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
     settings: str,
-) -> None:  # fmt: skip
+) -> None:
     (_v2_env if settings == "v2" else _v1_env)(monkeypatch, server)
     before = len(server.query("SELECT * FROM tts_otel_doctor", DB))
     out = _doctor(capsys, 0)
@@ -59,9 +67,12 @@ def test_doctor_passes_on_a_ready_influxdb_2(
     ("api", "setting"), [("v2", "TOKEN"), ("v1", "PASSWORD")], ids=["v2", "v1 through DBRP"]
 )
 def test_doctor_on_influxdb_2_names_a_wrong_token_and_its_setting(
-    server: Influx2Server, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-    api: str, setting: str,
-) -> None:  # fmt: skip
+    server: Influx2Server,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    api: str,
+    setting: str,
+) -> None:
     (_v2_env if api == "v2" else _v1_env)(monkeypatch, server, **{setting: "not-the-token"})
     out = _doctor(capsys, 1)
     assert "FAIL authenticated" in out

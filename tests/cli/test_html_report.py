@@ -41,10 +41,13 @@ STAGES = (
     (semconv.STAGE_VOCODER, 0.080),
 )
 CONFIGURATIONS = tuple(
-    {semconv.ATTR_KV_CACHE: kv_cache, semconv.ATTR_SAMPLE_RATE: rate,
-     semconv.ATTR_MODEL_VERSION: version}
+    {
+        semconv.ATTR_KV_CACHE: kv_cache,
+        semconv.ATTR_SAMPLE_RATE: rate,
+        semconv.ATTR_MODEL_VERSION: version,
+    }
     for kv_cache, rate, version in ((True, 24000, "1.1"), (False, 32000, "1.0"))
-)  # fmt: skip
+)
 
 
 def synthetic_spans(requests: int, seed: int = 7) -> Iterator[SpanRecord]:
@@ -64,17 +67,29 @@ def synthetic_spans(requests: int, seed: int = 7) -> Iterator[SpanRecord]:
         children = []
         for number, (stage, seconds) in enumerate(STAGES, start=1):
             duration = int(seconds * slow * (characters / 60) ** 0.5 * rng.uniform(0.8, 1.3) * 1e9)
-            children.append(SpanRecord(
-                trace_id=trace, span_id=f"{index + 1:08x}{number:08x}", parent_id=root_id,
-                name=semconv.stage_span_name(stage), start_ns=cursor, end_ns=cursor + duration,
-                attributes={semconv.ATTR_STAGE: stage, semconv.ATTR_SEGMENT_INDEX: 0,
-                            semconv.ATTR_STAGE_GPU_DURATION: duration / 1e9 * 0.9},
-            ))  # fmt: skip
+            children.append(
+                SpanRecord(
+                    trace_id=trace,
+                    span_id=f"{index + 1:08x}{number:08x}",
+                    parent_id=root_id,
+                    name=semconv.stage_span_name(stage),
+                    start_ns=cursor,
+                    end_ns=cursor + duration,
+                    attributes={
+                        semconv.ATTR_STAGE: stage,
+                        semconv.ATTR_SEGMENT_INDEX: 0,
+                        semconv.ATTR_STAGE_GPU_DURATION: duration / 1e9 * 0.9,
+                    },
+                )
+            )
             cursor += duration
         audio = characters / 14
         yield from children
         yield SpanRecord(
-            trace_id=trace, span_id=root_id, name=semconv.SPAN_SYNTHESIZE, start_ns=start,
+            trace_id=trace,
+            span_id=root_id,
+            name=semconv.SPAN_SYNTHESIZE,
+            start_ns=start,
             end_ns=cursor + 500_000,
             attributes={
                 **configuration,
@@ -84,7 +99,7 @@ def synthetic_spans(requests: int, seed: int = 7) -> Iterator[SpanRecord]:
                 semconv.ATTR_REAL_TIME_FACTOR: (cursor - start) / 1e9 / audio,
                 semconv.ATTR_OUTCOME: semconv.OUTCOME_OK,
             },
-        )  # fmt: skip
+        )
 
 
 def requests_of(spans: Iterable[SpanRecord]) -> Iterator[Request]:
@@ -92,11 +107,30 @@ def requests_of(spans: Iterable[SpanRecord]) -> Iterator[Request]:
 
 
 COMPARISON = [
-    {"stage": stage, "metric": metric, "a": 0.30, "b": 0.33, "diff": 0.03, "low": 0.01,
-     "high": 0.05, "verdict": "B is slower"}
-    for stage in ("request", "acoustic", "vocoder") for metric in ("p50", "p95")
-] + [{"stage": "request", "metric": "rtf", "a": 0.2, "b": 0.21, "diff": 0.01, "low": -0.01,
-      "high": 0.03, "verdict": "no detectable difference"}]  # fmt: skip
+    {
+        "stage": stage,
+        "metric": metric,
+        "a": 0.30,
+        "b": 0.33,
+        "diff": 0.03,
+        "low": 0.01,
+        "high": 0.05,
+        "verdict": "B is slower",
+    }
+    for stage in ("request", "acoustic", "vocoder")
+    for metric in ("p50", "p95")
+] + [
+    {
+        "stage": "request",
+        "metric": "rtf",
+        "a": 0.2,
+        "b": 0.21,
+        "diff": 0.01,
+        "low": -0.01,
+        "high": 0.03,
+        "verdict": "no detectable difference",
+    }
+]
 
 
 # --- a small PNG reader --------------------------------------------------------
@@ -202,11 +236,20 @@ def chromium(*arguments: str, tmp: Path) -> subprocess.CompletedProcess[str]:
         pytest.fail(f"{CHROMIUM} is missing: run `make test`, which installs Debian's chromium")
     profile = tmp / f"profile-{len(list(tmp.glob('profile-*')))}"
     command = [
-        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run", "--disable-sync",
-        f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
-        "--virtual-time-budget=10000", *arguments,
-    ]  # fmt: skip
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--virtual-time-budget=10000",
+        *arguments,
+    ]
     # unshare --net: only a loopback that is down, so any fetch the page tried would fail.
     if shutil.which("unshare") and subprocess.run(["unshare", "--net", "true"]).returncode == 0:
         command = ["unshare", "--net", *command]
@@ -250,9 +293,15 @@ def test_the_page_is_self_contained(report: Path) -> None:
     markup = re.sub(r"<script[^>]*>.*?</script>", "<script></script>", text, flags=re.S)
     assert not re.search(r"""(src|href)\s*=""", markup), "loads something from elsewhere"
     assert text.count("Plotly.newPlot") >= 9  # 3 article charts, stages, 5 waterfalls, comparison
-    for heading in ("Latency over time by configuration", "Peak GPU memory against audio duration",
-                    "Latency by text length bin", "Per-stage latency over time",
-                    "Slowest requests", "Comparison", "no detectable difference"):  # fmt: skip
+    for heading in (
+        "Latency over time by configuration",
+        "Peak GPU memory against audio duration",
+        "Latency by text length bin",
+        "Per-stage latency over time",
+        "Slowest requests",
+        "Comparison",
+        "no detectable difference",
+    ):
         assert heading in text
 
 
@@ -278,8 +327,9 @@ def test_chromium_draws_every_chart_with_no_error_offline(report: Path, tmp_path
 
     screenshot = Path(os.environ.get("TTS_OTEL_SCREENSHOT", tmp_path / "report.png"))
     height = int(max(c["top"] + c["height"] for c in charts)) + 40
-    done = chromium(f"--screenshot={screenshot}", f"--window-size={WIDTH},{height}", page.as_uri(),
-                    tmp=tmp_path)  # fmt: skip
+    done = chromium(
+        f"--screenshot={screenshot}", f"--window-size={WIDTH},{height}", page.as_uri(), tmp=tmp_path
+    )
     assert screenshot.exists(), done.stderr[-3000:]
     image = read_png(screenshot)
     assert (image.width, image.height) == (WIDTH, height)
@@ -288,8 +338,12 @@ def test_chromium_draws_every_chart_with_no_error_offline(report: Path, tmp_path
     assert image.drawn(0, 0, 20, image.height) == 0
     assert image.drawn(0, 0, image.width, image.height) > 20_000, "the screenshot is blank"
     for chart in charts:
-        box = (int(chart["left"]), int(chart["top"]), int(chart["left"] + chart["width"]),
-               int(chart["top"] + chart["height"]))  # fmt: skip
+        box = (
+            int(chart["left"]),
+            int(chart["top"]),
+            int(chart["left"] + chart["width"]),
+            int(chart["top"] + chart["height"]),
+        )
         assert image.drawn(*box) > 300, f"nothing drawn in the chart at {box}"
 
 
@@ -314,8 +368,11 @@ def test_a_generator_over_many_spans_keeps_bounded_state(tmp_path: Path) -> None
 
 def test_the_slowest_requests_are_the_slowest(tmp_path: Path) -> None:
     spans = list(synthetic_spans(300))
-    roots = sorted((s for s in spans if s.name == semconv.SPAN_SYNTHESIZE),
-                   key=lambda s: s.end_ns - s.start_ns, reverse=True)  # fmt: skip
+    roots = sorted(
+        (s for s in spans if s.name == semconv.SPAN_SYNTHESIZE),
+        key=lambda s: s.end_ns - s.start_ns,
+        reverse=True,
+    )
     path = tmp_path / "slow.html"
     write_html(path, requests_of(spans))
     text = path.read_text(encoding="utf-8")
@@ -349,8 +406,9 @@ def test_without_plotly_the_error_names_the_extra(tmp_path: Path) -> None:
         "from tts_otel.cli.html_report import write_html\n"
         "write_html(pathlib.Path(sys.argv[1]), [])\n"
     )
-    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "x.html")],
-                          capture_output=True, text=True)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "x.html")], capture_output=True, text=True
+    )
     assert done.returncode != 0
     assert MissingExtraError.__name__ in done.stderr
     assert "pip install 'tts-otel[html]'" in done.stderr

@@ -38,10 +38,13 @@ def _workload(telemetry: Telemetry) -> str:
     for index in range(REQUESTS):
         kv_cache = index % 2 == 0
         with tts_otel.synthesis(
-            model="ref", model_version="1.1" if index % 3 else "1.0", kv_cache=kv_cache,
-            sample_rate=24_000 if index % 4 < 2 else 32_000, text="你好。Hello there.",
+            model="ref",
+            model_version="1.1" if index % 3 else "1.0",
+            kv_cache=kv_cache,
+            sample_rate=24_000 if index % 4 < 2 else 32_000,
+            text="你好。Hello there.",
             telemetry=telemetry,
-        ) as request:  # fmt: skip
+        ) as request:
             with request.stage("text_normalization"):
                 time.sleep(0.001)
             for segment in range(2):
@@ -67,17 +70,29 @@ def _failing(telemetry: Telemetry, trace_ids: list[str]) -> None:
 
 
 def _v1_env(
-    monkeypatch: pytest.MonkeyPatch, url: str, password: str = Influx18Server.PASSWORD,
+    monkeypatch: pytest.MonkeyPatch,
+    url: str,
+    password: str = Influx18Server.PASSWORD,
     db: str = DB,
-) -> None:  # fmt: skip
-    for name, value in (("URL", url), ("DB", db), ("USERNAME", Influx18Server.USER),
-                        ("PASSWORD", password), ("API", "v1")):  # fmt: skip
+) -> None:
+    for name, value in (
+        ("URL", url),
+        ("DB", db),
+        ("USERNAME", Influx18Server.USER),
+        ("PASSWORD", password),
+        ("API", "v1"),
+    ):
         monkeypatch.setenv(f"TTS_OTEL_INFLUXDB_{name}", value)
 
 
 def _v2_env(monkeypatch: pytest.MonkeyPatch, server: Influx18Server, db: str = DB) -> None:
-    for name, value in (("URL", server.url), ("API", "v2"), ("TOKEN", server.token),
-                        ("ORG", server.ORG), ("BUCKET", server.bucket(db))):  # fmt: skip
+    for name, value in (
+        ("URL", server.url),
+        ("API", "v2"),
+        ("TOKEN", server.token),
+        ("ORG", server.ORG),
+        ("BUCKET", server.bucket(db)),
+    ):
         monkeypatch.setenv(f"TTS_OTEL_INFLUXDB_{name}", value)
 
 
@@ -85,9 +100,14 @@ def _store(output_dir: Path) -> str:
     """The workload, written to InfluxDB (as the environment says) and to files in
     ``output_dir``; returns the failed request's trace id."""
     telemetry = tts_otel.configure(
-        service_name="tts-read", exporters=["influxdb", "file"], output_dir=output_dir,
-        set_global=False, nvml=False, cuda=None, flush_on_signals=False,
-    )  # fmt: skip
+        service_name="tts-read",
+        exporters=["influxdb", "file"],
+        output_dir=output_dir,
+        set_global=False,
+        nvml=False,
+        cuda=None,
+        flush_on_signals=False,
+    )
     try:
         return _workload(telemetry)
     finally:
@@ -112,9 +132,13 @@ def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
 
 
 def _three_ways(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, command: list[str],
-    directory: Path, server: Influx18Server, db: str,
-) -> tuple[str, str, str]:  # fmt: skip
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    command: list[str],
+    directory: Path,
+    server: Influx18Server,
+    db: str,
+) -> tuple[str, str, str]:
     """The command's output from the file, from InfluxQL and from Flux."""
     at = next((i for i, arg in enumerate(command) if arg.startswith("--")), len(command))
     from_file = _run(capsys, *command[:at], str(directory), *command[at:])
@@ -140,9 +164,11 @@ READ_COMMANDS = [
 
 @pytest.mark.parametrize("command", READ_COMMANDS)
 def test_influxql_flux_and_the_file_give_the_same_output(
-    stored: Stored, command: list[str], monkeypatch: pytest.MonkeyPatch,
+    stored: Stored,
+    command: list[str],
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
-) -> None:  # fmt: skip
+) -> None:
     from_file, from_influxql, from_flux = _three_ways(
         capsys, monkeypatch, command, stored.directory, stored.server, DB
     )
@@ -186,8 +212,9 @@ def test_one_trace_by_id_shows_its_error(
 
 
 def test_small_chunks_stream_the_same_spans(stored: Stored) -> None:
-    settings = influx_settings(url=stored.server.url, db=DB, username=Influx18Server.USER,
-                               password=Influx18Server.PASSWORD)  # fmt: skip
+    settings = influx_settings(
+        url=stored.server.url, db=DB, username=Influx18Server.USER, password=Influx18Server.PASSWORD
+    )
     whole = list(InfluxQLSource(settings).spans(Selection()))
     chunked = list(InfluxQLSource(settings, chunk_size=7).spans(Selection()))
     assert len(whole) == len(chunked) > REQUESTS * 6
@@ -281,9 +308,11 @@ def web(stored: Stored) -> Web:
     ],
 )
 def test_requests_under_foreign_spans_read_the_same_from_influxdb(
-    web: Web, command: list[str], monkeypatch: pytest.MonkeyPatch,
+    web: Web,
+    command: list[str],
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
-) -> None:  # fmt: skip
+) -> None:
     from_file, from_influxql, from_flux = _three_ways(
         capsys, monkeypatch, command, web.directory, web.server, WEB_DB
     )

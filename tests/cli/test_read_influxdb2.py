@@ -29,8 +29,12 @@ def _flux_env(monkeypatch: pytest.MonkeyPatch, server: Influx2Server, token: str
     """The v2 settings of a 2.x user: the org, bucket and token (API v2 follows the token)."""
     for name in _SETTINGS:
         monkeypatch.delenv(f"TTS_OTEL_INFLUXDB_{name}", raising=False)
-    for name, value in (("URL", server.url), ("TOKEN", token or server.token),
-                        ("ORG", server.ORG), ("BUCKET", server.bucket(DB))):  # fmt: skip
+    for name, value in (
+        ("URL", server.url),
+        ("TOKEN", token or server.token),
+        ("ORG", server.ORG),
+        ("BUCKET", server.bucket(DB)),
+    ):
         monkeypatch.setenv(f"TTS_OTEL_INFLUXDB_{name}", value)
 
 
@@ -38,8 +42,13 @@ def _influxql_env(monkeypatch: pytest.MonkeyPatch, server: Influx2Server, token:
     """InfluxQL on 2.x: the v1 API, the DBRP mapping's database, the token as the password."""
     for name in _SETTINGS:
         monkeypatch.delenv(f"TTS_OTEL_INFLUXDB_{name}", raising=False)
-    for name, value in (("URL", server.url), ("API", "v1"), ("DB", DB), ("USERNAME", "reader"),
-                        ("PASSWORD", token or server.token)):  # fmt: skip
+    for name, value in (
+        ("URL", server.url),
+        ("API", "v1"),
+        ("DB", DB),
+        ("USERNAME", "reader"),
+        ("PASSWORD", token or server.token),
+    ):
         monkeypatch.setenv(f"TTS_OTEL_INFLUXDB_{name}", value)
 
 
@@ -50,9 +59,14 @@ def stored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stored]:
         server.create_database(DB)
         _flux_env(patch, server)
         telemetry = tts_otel.configure(
-            service_name="tts-read", exporters=["influxdb", "file"], output_dir=tmp / "out",
-            set_global=False, nvml=False, cuda=None, flush_on_signals=False,
-        )  # fmt: skip
+            service_name="tts-read",
+            exporters=["influxdb", "file"],
+            output_dir=tmp / "out",
+            set_global=False,
+            nvml=False,
+            cuda=None,
+            flush_on_signals=False,
+        )
         try:
             failed = _workload(telemetry)
         finally:
@@ -63,9 +77,11 @@ def stored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stored]:
 
 @pytest.mark.parametrize("command", READ_COMMANDS)
 def test_flux_and_influxql_on_2_8_give_the_files_output(
-    stored: Stored, command: list[str], monkeypatch: pytest.MonkeyPatch,
+    stored: Stored,
+    command: list[str],
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
-) -> None:  # fmt: skip
+) -> None:
     at = next((i for i, arg in enumerate(command) if arg.startswith("--")), len(command))
     from_file = _run(capsys, *command[:at], str(stored.directory), *command[at:])
     _flux_env(monkeypatch, stored.server)

@@ -23,14 +23,28 @@ def _trees(count: int, concurrent: int = 4) -> Iterator[SpanRecord]:
     for index in range(count):
         start = index * 100 // concurrent * 10**6
         trace = f"{index:032x}"
-        root = SpanRecord(trace, "tts.synthesize", start, start + 100 * 10**6,
-                          {"tts.kv_cache": index % 2 == 0}, f"{index:08x}ffffffff")  # fmt: skip
+        root = SpanRecord(
+            trace,
+            "tts.synthesize",
+            start,
+            start + 100 * 10**6,
+            {"tts.kv_cache": index % 2 == 0},
+            f"{index:08x}ffffffff",
+        )
         spans.append(root)
         for stage in range(3):
             begin = start + stage * 30 * 10**6 + rng.randrange(10**6)
-            spans.append(SpanRecord(trace, f"tts.s{stage}", begin, begin + 20 * 10**6,
-                                    {"tts.stage": f"s{stage}"}, f"{index:08x}{stage:08x}",
-                                    root.span_id))  # fmt: skip
+            spans.append(
+                SpanRecord(
+                    trace,
+                    f"tts.s{stage}",
+                    begin,
+                    begin + 20 * 10**6,
+                    {"tts.stage": f"s{stage}"},
+                    f"{index:08x}{stage:08x}",
+                    root.span_id,
+                )
+            )
     return iter(sorted(spans, key=lambda s: s.start_ns))
 
 
@@ -104,17 +118,38 @@ class _FakeInflux(influxql.InfluxQLSource):
             yield {"results": [{"series": [{"columns": ["key", "value"], "values": values}]}]}
             return
         if "::tag = ''" in query:
-            columns = ["time", "span.name", "parent_span_id", "duration_nano",
-                       "end_time_unix_nano", "attributes", "trace_id", "span_id"]  # fmt: skip
-            rows = [[s.start_ns, s.name, s.parent_id, s.end_ns - s.start_ns, s.end_ns,
-                     '{"tts.kv_cache": true}', s.trace_id, s.span_id]
-                    for s in self.spans_stored if "tts.stage" not in s.attributes]  # fmt: skip
+            columns = [
+                "time",
+                "span.name",
+                "parent_span_id",
+                "duration_nano",
+                "end_time_unix_nano",
+                "attributes",
+                "trace_id",
+                "span_id",
+            ]
+            rows = [
+                [
+                    s.start_ns,
+                    s.name,
+                    s.parent_id,
+                    s.end_ns - s.start_ns,
+                    s.end_ns,
+                    '{"tts.kv_cache": true}',
+                    s.trace_id,
+                    s.span_id,
+                ]
+                for s in self.spans_stored
+                if "tts.stage" not in s.attributes
+            ]
         else:
             stage = query.split('"tts.stage"::tag = \'')[1].split("'")[0]
             columns = ["time", "duration_nano", "parent_span_id", "trace_id", "span_id"]
-            rows = [[s.start_ns, s.end_ns - s.start_ns, s.parent_id, s.trace_id, s.span_id]
-                    for s in self.spans_stored
-                    if s.attributes.get("tts.stage") == stage]  # fmt: skip
+            rows = [
+                [s.start_ns, s.end_ns - s.start_ns, s.parent_id, s.trace_id, s.span_id]
+                for s in self.spans_stored
+                if s.attributes.get("tts.stage") == stage
+            ]
         for at in range(0, len(rows), 7):  # small chunks, as influxd's chunked answers
             series = {"name": "spans", "columns": columns, "values": rows[at : at + 7]}
             yield {"results": [{"series": [series]}]}
@@ -147,8 +182,15 @@ def test_waterfall_orders_spans_that_start_together_whatever_the_read_order() ->
     assert one.index("tts.acoustic ") < one.index("tts.acoustic.llm")
 
 
-def _span(name: str, start: int, end: int, span_id: str, parent: str = "",
-          stage: str | None = None, trace: str = "t" * 32) -> SpanRecord:  # fmt: skip
+def _span(
+    name: str,
+    start: int,
+    end: int,
+    span_id: str,
+    parent: str = "",
+    stage: str | None = None,
+    trace: str = "t" * 32,
+) -> SpanRecord:
     attributes = {} if stage is None else {"tts.stage": stage}
     return SpanRecord(trace, name, start, end, attributes, span_id, parent)
 
@@ -186,8 +228,7 @@ def test_requests_in_one_trace_are_told_apart_by_parent(ordered: bool) -> None:
     assert len(listed) == 3
     found = {r.root.span_id: r for r in listed}
     members = {key: sorted(s.span_id for s in r.children) for key, r in found.items()}
-    assert members == {"a": ["a-ac", "a-llm"], "b": ["b-ac", "client", "lost-1"],
-                       "n": ["n-voc"]}  # fmt: skip
+    assert members == {"a": ["a-ac", "a-llm"], "b": ["b-ac", "client", "lost-1"], "n": ["n-voc"]}
     assert found["a"].stage_seconds() == {"acoustic": 200e-9, "acoustic.llm": 50e-9}
     assert outside.stage_spans == 2  # the prompt work, and the lost span no one can claim
     assert found["a"].context is not None

@@ -79,14 +79,36 @@ def test_nested_stages_print_under_their_own_parent(
 ) -> None:
     report = _run(capsys, "report", str(written[0]))
     names = [line.split()[0] for line in report.splitlines()[2:8]]
-    assert names == ["speaker_embedding", "speaker_embedding.spk_embedding",
-                     "text_normalization", "acoustic", "acoustic.llm", "vocoder"]  # fmt: skip
+    assert names == [
+        "speaker_embedding",
+        "speaker_embedding.spk_embedding",
+        "text_normalization",
+        "acoustic",
+        "acoustic.llm",
+        "vocoder",
+    ]
     assert "\n  speaker_embedding.spk_embedding " in report
-    assert summary.ordered_stages(["z", "vocoder", "acoustic.flow", "acoustic", "b.x", "b",
-                                   "acoustic.llm", "speaker_embedding.x"]) == [
-        "speaker_embedding.x", "acoustic", "acoustic.llm", "acoustic.flow", "vocoder", "b",
-        "b.x", "z",
-    ]  # fmt: skip
+    assert summary.ordered_stages(
+        [
+            "z",
+            "vocoder",
+            "acoustic.flow",
+            "acoustic",
+            "b.x",
+            "b",
+            "acoustic.llm",
+            "speaker_embedding.x",
+        ]
+    ) == [
+        "speaker_embedding.x",
+        "acoustic",
+        "acoustic.llm",
+        "acoustic.flow",
+        "vocoder",
+        "b",
+        "b.x",
+        "z",
+    ]
 
 
 def _waterfalls(text: str) -> list[list[str]]:
@@ -139,8 +161,7 @@ def test_compare_counts_requests_on_each_side(
 ) -> None:
     out, true = written
     cached = sum(bool(a.get(semconv.ATTR_KV_CACHE)) for a in true.roots.values())
-    text = _run(capsys, "compare", "kv_cache=true", "kv_cache=false", str(out),
-                "--resamples", "50")  # fmt: skip
+    text = _run(capsys, "compare", "kv_cache=true", "kv_cache=false", str(out), "--resamples", "50")
     assert f"A: kv_cache=true ({cached} requests)" in text
     assert f"B: kv_cache=false ({true.requests - cached} requests)" in text
 
@@ -175,9 +196,14 @@ def test_stage_spans_without_a_request_are_said_not_counted(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     telemetry = tts_otel.configure(
-        service_name="tts-orphans", exporters=["file"], output_dir=tmp_path, set_global=False,
-        nvml=False, cuda=None, flush_on_signals=False,
-    )  # fmt: skip
+        service_name="tts-orphans",
+        exporters=["file"],
+        output_dir=tmp_path,
+        set_global=False,
+        nvml=False,
+        cuda=None,
+        flush_on_signals=False,
+    )
     try:
         with tts_otel.stage(semconv.STAGE_SPEAKER_EMBEDDING):
             with tts_otel.stage("speaker_embedding.spk_embedding"):

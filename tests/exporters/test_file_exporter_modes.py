@@ -38,9 +38,14 @@ def _mode(path: Path) -> int:
 
 def _export(output: Path, **settings: Any) -> None:
     telemetry = tts_otel.configure(
-        exporters="file", output_dir=output, set_global=False, nvml=False,
-        flush_on_signals=False, cuda=None, **settings,
-    )  # fmt: skip
+        exporters="file",
+        output_dir=output,
+        set_global=False,
+        nvml=False,
+        flush_on_signals=False,
+        cuda=None,
+        **settings,
+    )
     with telemetry, tts_otel.synthesis(model="m", text="secret text", sample_rate=24000):
         pass
 

@@ -40,9 +40,15 @@ def test_an_unencoded_character_in_a_url_password_is_never_printed(
 
 @pytest.mark.parametrize(
     "variable",
-    ["TTS_OTEL_INFLUXDB_PASSWORD", "TTS_OTEL_INFLUXDB_USERNAME", "TTS_OTEL_INFLUXDB_TOKEN",
-     "TTS_OTEL_INFLUXDB_DB", "TTS_OTEL_INFLUXDB_RP", URL],
-)  # fmt: skip
+    [
+        "TTS_OTEL_INFLUXDB_PASSWORD",
+        "TTS_OTEL_INFLUXDB_USERNAME",
+        "TTS_OTEL_INFLUXDB_TOKEN",
+        "TTS_OTEL_INFLUXDB_DB",
+        "TTS_OTEL_INFLUXDB_RP",
+        URL,
+    ],
+)
 def test_a_credential_that_is_not_utf8_is_refused_by_name_without_its_value(
     variable: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -43,8 +43,14 @@ URL = "TTS_OTEL_INFLUXDB_URL"
 
 
 def _settings(server: InfluxServer, **overrides: Any) -> dict[str, Any]:
-    return {"url": server.url, "database": DB, "username": InfluxServer.USER,
-            "password": InfluxServer.PASSWORD, "export_deadline_s": 2.0, **overrides}  # fmt: skip
+    return {
+        "url": server.url,
+        "database": DB,
+        "username": InfluxServer.USER,
+        "password": InfluxServer.PASSWORD,
+        "export_deadline_s": 2.0,
+        **overrides,
+    }
 
 
 # --- item 7, 15, 16: settings rejected at start ------------------------------
@@ -105,9 +111,11 @@ def test_doctor_prints_a_bad_url_as_one_clear_error(
 
 # --- item 14: credentials in the URL -----------------------------------------
 def test_credentials_in_the_url_are_used_and_never_printed(
-    server: InfluxServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    server: InfluxServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
-) -> None:  # fmt: skip
+) -> None:
     secret_url = f"http://{InfluxServer.USER}:{InfluxServer.PASSWORD}@127.0.0.1:{server.port}"
     settings = influx_settings(environ={URL: secret_url, "TTS_OTEL_INFLUXDB_DB": DB})
     assert (settings.username, settings.password) == (InfluxServer.USER, InfluxServer.PASSWORD)
@@ -163,13 +171,17 @@ def test_an_unstorable_value_costs_its_point_only_counted(server: InfluxServer) 
     health = dict(writer.health())
     writer.close()
     assert health == {  # the 2**63 point, once an export
-        "sent": 6, "dropped": 3, "spooled": 0, "spool_bytes": 0,
+        "sent": 6,
+        "dropped": 3,
+        "spooled": 0,
+        "spool_bytes": 0,
         "spool_limit_bytes": writer.settings.spool_bytes,
-    }  # fmt: skip
+    }
     stored = server.query('SELECT last("counter") FROM "tts.requests" GROUP BY "tts.stage"', DB)
     assert {row["tts.stage"]: row["last"] for row in stored} == {
-        "vocoder": 3, "x" * MAX_TAG_BYTES: 3,
-    }  # fmt: skip
+        "vocoder": 3,
+        "x" * MAX_TAG_BYTES: 3,
+    }
 
 
 def test_a_partial_write_stores_the_rest_and_counts_what_the_server_dropped(
@@ -191,9 +203,12 @@ def assert_partial_writes_counted(
             assert writer.write([f'm,k=a f="text" {10 + batch}', f"m,k=b f=2i {10 + batch}"])
     writer.close()
     assert dict(writer.health()) == {
-        "sent": 4, "dropped": 3, "spooled": 0, "spool_bytes": 0,
+        "sent": 4,
+        "dropped": 3,
+        "spooled": 0,
+        "spool_bytes": 0,
         "spool_limit_bytes": writer.settings.spool_bytes,
-    }  # fmt: skip
+    }
     assert len(server.query("SELECT * FROM m WHERE \"k\"='b'", database)) == 3
     assert len([r for r in caplog.records if "partial write" in r.getMessage()]) == 1
 
@@ -218,9 +233,11 @@ def _spans(count: int) -> list[ReadableSpan]:
 
 
 def test_the_span_limit_of_influxdb_1_is_one_clear_error_and_metrics_still_flow(
-    limited: InfluxServer, caplog: pytest.LogCaptureFixture,
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-) -> None:  # fmt: skip
+    limited: InfluxServer,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     writer = InfluxWriter(influx_settings(environ={}, **_settings(limited)))
     spans = InfluxDBSpanExporter(writer=writer)
     spanned = _spans(80)
@@ -234,14 +251,21 @@ def test_the_span_limit_of_influxdb_1_is_one_clear_error_and_metrics_still_flow(
     assert stored == 50
     assert len(limited.query('SELECT * FROM "tts.requests"', DB)) == 8  # metrics unaffected
     assert dict(writer.health()) == {
-        "sent": 50 + 8, "dropped": 30, "spooled": 0, "spool_bytes": 0,
+        "sent": 50 + 8,
+        "dropped": 30,
+        "spooled": 0,
+        "spool_bytes": 0,
         "spool_limit_bytes": writer.settings.spool_bytes,
-    }  # fmt: skip
+    }
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1
     message = errors[0].getMessage()
-    for fix in ("max-values-per-tag = 0", "max-series-per-database = 0", 'index-version = "tsi1"',
-                "retention policy"):  # fmt: skip
+    for fix in (
+        "max-values-per-tag = 0",
+        "max-series-per-database = 0",
+        'index-version = "tsi1"',
+        "retention policy",
+    ):
         assert fix in message
 
     monkeypatch.setenv(URL, limited.url)
@@ -308,9 +332,12 @@ def test_v2_a_programming_error_is_dropped_and_logged_once_not_spooled(
         assert not broken.write(["m f=1i 1"])
         assert not broken.write(["m f=1i 2"])
     assert dict(broken.health()) == {
-        "sent": 0, "dropped": 2, "spooled": 0, "spool_bytes": 0,
+        "sent": 0,
+        "dropped": 2,
+        "spooled": 0,
+        "spool_bytes": 0,
         "spool_limit_bytes": broken.settings.spool_bytes,
-    }  # fmt: skip
+    }
     assert len([r for r in caplog.records if "TypeError" in r.getMessage()]) == 1
     refused.close()
     broken.close()
@@ -331,10 +358,25 @@ def test_doctor_names_the_tls_fix_for_an_untrusted_certificate(
 ) -> None:
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
-         "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     endpoint = HTTPServer(("127.0.0.1", 0), _Ping)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)

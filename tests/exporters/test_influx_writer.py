@@ -72,9 +72,12 @@ def test_an_unreachable_server_is_left_alone_until_the_pause_ends(
     assert writer.write(["m f=3i 3"])
     assert b"".join(transport.received).splitlines() == [b"m f=1i 1", b"m f=2i 2", b"m f=3i 3"]
     assert dict(writer.health()) == {
-        "sent": 3, "dropped": 0, "spooled": 0, "spool_bytes": 0,
+        "sent": 3,
+        "dropped": 0,
+        "spooled": 0,
+        "spool_bytes": 0,
         "spool_limit_bytes": writer.settings.spool_bytes,
-    }  # fmt: skip
+    }
 
 
 def test_an_absent_server_costs_an_export_one_attempt_a_busy_one_retries() -> None:
@@ -140,13 +143,21 @@ def test_health_reports_what_the_spool_holds_against_its_bound(
     writer = InfluxWriter(settings, transport)
     writer.write(["m f=1i 1", "m f=2i 2"])  # 18 bytes, spooled: nothing listens
     assert dict(writer.health()) == {
-        "sent": 0, "dropped": 0, "spooled": 2, "spool_bytes": 18, "spool_limit_bytes": 40,
-    }  # fmt: skip
+        "sent": 0,
+        "dropped": 0,
+        "spooled": 2,
+        "spool_bytes": 18,
+        "spool_limit_bytes": 40,
+    }
     writer.write(["m f=3i 3", "m f=4i 4"])
     writer.write(["m f=5i 5"])  # 45 bytes in all: the oldest batch makes room
     assert dict(writer.health()) == {
-        "sent": 0, "dropped": 2, "spooled": 3, "spool_bytes": 27, "spool_limit_bytes": 40,
-    }  # fmt: skip
+        "sent": 0,
+        "dropped": 2,
+        "spooled": 3,
+        "spool_bytes": 27,
+        "spool_limit_bytes": 40,
+    }
 
 
 def test_the_spool_is_exported_as_gauges_beside_the_sent_and_dropped_counter(

@@ -120,8 +120,11 @@ def test_unicode_survives_the_real_server(
     server: InfluxServer, tag: str, field_key: str, value: str
 ) -> None:
     """Arbitrary text written and read back: unchanged, or changed exactly as documented."""
-    writer = InfluxWriter(influx_settings(url=server.url, db=DB, username=InfluxServer.USER,
-                                          password=InfluxServer.PASSWORD))  # fmt: skip
+    writer = InfluxWriter(
+        influx_settings(
+            url=server.url, db=DB, username=InfluxServer.USER, password=InfluxServer.PASSWORD
+        )
+    )
     point = line("prop", {"id": "x", "t": tag}, {field_key: value, "n": 1}, 1_000)
     assert point is not None
     assert writer.write([point])
@@ -261,11 +264,15 @@ class _V2Endpoint(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers["Content-Length"]))
         if self.headers.get("Content-Encoding") == "gzip":
             body = gzip.decompress(body)
-        self.seen.append({
-            "path": url.path, "query": dict(urllib.parse.parse_qsl(url.query)),
-            "authorization": self.headers.get("Authorization"),
-            "encoding": self.headers.get("Content-Encoding"), "body": body.decode(),
-        })  # fmt: skip
+        self.seen.append(
+            {
+                "path": url.path,
+                "query": dict(urllib.parse.parse_qsl(url.query)),
+                "authorization": self.headers.get("Authorization"),
+                "encoding": self.headers.get("Content-Encoding"),
+                "body": body.decode(),
+            }
+        )
         status, headers, payload = self.script.pop(0) if self.script else (204, {}, b"")
         self.send_response(status)
         for key, value in headers.items():
@@ -341,9 +348,13 @@ def test_doctor_passes_on_a_ready_server(
     assert cli.main(["doctor"]) == 0
     out = capsys.readouterr().out
     assert [line.split()[:2] for line in out.splitlines()[1:]] == [
-        ["ok", "reachable"], ["ok", "authenticated"], ["ok", "database"], ["ok", "test"],
-        ["warn", "span"], ["fix:", "spans"],
-    ]  # fmt: skip
+        ["ok", "reachable"],
+        ["ok", "authenticated"],
+        ["ok", "database"],
+        ["ok", "test"],
+        ["warn", "span"],
+        ["fix:", "spans"],
+    ]
     # Debian's influxd keeps 1.x's default limits: spans stop after 100,000 (see the fix).
     assert "max-values-per-tag = 100000" in out
     assert server.query("SELECT * FROM tts_otel_doctor", DB)
@@ -358,9 +369,13 @@ def test_doctor_passes_on_a_ready_server(
     ],
 )
 def test_doctor_names_the_failing_check_and_its_fix(
-    server: InfluxServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-    change: dict[str, str], failed: str, fix: str,
-) -> None:  # fmt: skip
+    server: InfluxServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    change: dict[str, str],
+    failed: str,
+    fix: str,
+) -> None:
     from tts_otel.cli import command as cli
 
     _env(monkeypatch, server.url)

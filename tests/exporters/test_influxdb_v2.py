@@ -172,8 +172,14 @@ def test_the_collectors_v2_config_and_the_direct_v2_exporter_write_one_schema(
 
 
 def _writer(server: V2Server, **overrides: Any) -> InfluxWriter:
-    settings = {"url": server.url, "org": server.ORG, "bucket": server.bucket("direct"),
-                "token": server.token, "export_deadline_s": 2.0, **overrides}  # fmt: skip
+    settings = {
+        "url": server.url,
+        "org": server.ORG,
+        "bucket": server.bucket("direct"),
+        "token": server.token,
+        "export_deadline_s": 2.0,
+        **overrides,
+    }
     return InfluxWriter(influx_settings(environ={}, **settings))
 
 

@@ -104,10 +104,24 @@ def test_vocoder_latency_alert_fires_routes_and_resolves(
     rules.mkdir()
     # The documented way to change a threshold: a thresholds file of your own.
     thresholds = rules / "thresholds.yml"
-    thresholds.write_text(yaml.safe_dump({"groups": [{"name": "test-thresholds", "rules": [
-        {"record": "tts:stage_latency_p95_threshold:seconds", "expr": "vector(0.2)",
-         "labels": {"tts_stage": "vocoder"}},
-    ]}]}))  # fmt: skip
+    thresholds.write_text(
+        yaml.safe_dump(
+            {
+                "groups": [
+                    {
+                        "name": "test-thresholds",
+                        "rules": [
+                            {
+                                "record": "tts:stage_latency_p95_threshold:seconds",
+                                "expr": "vector(0.2)",
+                                "labels": {"tts_stage": "vocoder"},
+                            },
+                        ],
+                    }
+                ]
+            }
+        )
+    )
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [
@@ -144,9 +158,11 @@ def test_vocoder_latency_alert_fires_routes_and_resolves(
             assert firing["version"] == "4"
             assert "runbook.md#ttsstagelatencyhigh" in firing["annotations"]["runbook_url"]
             other_stages = {
-                a["labels"].get("tts_stage") for p in received for a in p["alerts"]
+                a["labels"].get("tts_stage")
+                for p in received
+                for a in p["alerts"]
                 if a["labels"]["alertname"] == "TTSStageLatencyHigh"
-            }  # fmt: skip
+            }
             assert other_stages == {"vocoder"}
 
             pipeline.inject_latency.clear()
@@ -167,17 +183,38 @@ def test_demo_workers_are_scraped_and_summed(tmp_path: Path) -> None:
     for index, (port, count) in enumerate(zip(ports, requests, strict=True)):
         env = {**os.environ, "TTS_OTEL_PROMETHEUS_PORT": str(port)}
         log = (tmp_path / f"worker{index}.log").open("wb")
-        workers.append(subprocess.Popen(
-            [sys.executable, "-m", "tts_otel.cli", "demo", "--exporter", "prometheus",
-             "--requests", str(count), "--flow-steps", "1", "--serve-for", "60"],
-            env=env, stdout=log, stderr=subprocess.STDOUT,
-        ))  # fmt: skip
+        workers.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "tts_otel.cli",
+                    "demo",
+                    "--exporter",
+                    "prometheus",
+                    "--requests",
+                    str(count),
+                    "--flow-steps",
+                    "1",
+                    "--serve-for",
+                    "60",
+                ],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
     config = {
         "global": {"scrape_interval": "1s"},
-        "scrape_configs": [{"job_name": "tts-workers", "static_configs": [
-            {"targets": [f"127.0.0.1:{port}" for port in ports]},
-        ]}],
-    }  # fmt: skip
+        "scrape_configs": [
+            {
+                "job_name": "tts-workers",
+                "static_configs": [
+                    {"targets": [f"127.0.0.1:{port}" for port in ports]},
+                ],
+            }
+        ],
+    }
     try:
         with prometheus(tmp_path, config) as url:
 

@@ -158,15 +158,21 @@ def test_a_disk_that_refuses_writes_costs_counted_points_one_log_and_no_fragment
     root = Path(__file__).parent.parent.parent
     done = subprocess.run(
         [sys.executable, "-c", _FULL_DISK, str(tmp_path)],
-        capture_output=True, text=True, cwd=root, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        cwd=root,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["results"] == [False] * 5
     assert report["health"] == {
-        "sent": 0, "dropped": 2500, "spooled": 0, "spool_bytes": 0,
+        "sent": 0,
+        "dropped": 2500,
+        "spooled": 0,
+        "spool_bytes": 0,
         "spool_limit_bytes": DEFAULT_SPOOL_BYTES,
-    }  # fmt: skip
+    }
     spool_logs = [r for r in report["records"] if "spool directory" in r["message"]]
     assert len(spool_logs) == 1, report["records"]
     assert not spool_logs[0]["traceback"]

@@ -37,9 +37,13 @@ def load_frontends(sample_rate: int = 24000, use_phoneme: bool = False) -> tuple
     if sample_rate not in (24000, 32000):
         raise ValueError(f"Unsupported sampling_rate: {sample_rate}")
     frontend = TTSFrontEnd(
-        lambda text: [ord(c) % 1000 for c in text], None,
-        lambda wav: torch.zeros(1, 150, 80), "frontend/campplus.onnx", "", DEVICE,
-    )  # fmt: skip
+        lambda text: [ord(c) % 1000 for c in text],
+        None,
+        lambda wav: torch.zeros(1, 150, 80),
+        "frontend/campplus.onnx",
+        "",
+        DEVICE,
+    )
     return frontend, TextFrontEnd(use_phoneme)
 
 
@@ -49,20 +53,33 @@ def _token_len(token: torch.Tensor) -> torch.Tensor:
     return torch.tensor([token.shape[1]], dtype=torch.int32)
 
 
-def local_llm_forward(llm: Any, prompt_text_token: torch.Tensor, tts_text_token: torch.Tensor,
-                      prompt_speech_token: torch.Tensor, beam_size: int = 1, sampling: int = 25,
-                      sample_method: str = "ras") -> list[int]:  # fmt: skip
+def local_llm_forward(
+    llm: Any,
+    prompt_text_token: torch.Tensor,
+    tts_text_token: torch.Tensor,
+    prompt_speech_token: torch.Tensor,
+    beam_size: int = 1,
+    sampling: int = 25,
+    sample_method: str = "ras",
+) -> list[int]:
     tokens = llm.inference(
-        text=tts_text_token, text_len=_token_len(tts_text_token), prompt_text=prompt_text_token,
-        prompt_text_len=_token_len(prompt_text_token), prompt_speech_token=prompt_speech_token,
-        prompt_speech_token_len=_token_len(prompt_speech_token), beam_size=beam_size,
-        sampling=sampling, sample_method=sample_method, spk=None,
-    )  # fmt: skip
+        text=tts_text_token,
+        text_len=_token_len(tts_text_token),
+        prompt_text=prompt_text_token,
+        prompt_text_len=_token_len(prompt_text_token),
+        prompt_speech_token=prompt_speech_token,
+        prompt_speech_token_len=_token_len(prompt_speech_token),
+        beam_size=beam_size,
+        sampling=sampling,
+        sample_method=sample_method,
+        spk=None,
+    )
     return tokens[0].tolist()  # type: ignore[no-any-return]
 
 
-def local_flow_forward(flow: Any, token_list: list[int], prompt_speech_tokens: Any,
-                       speech_feat: Any, embedding: Any) -> tuple[torch.Tensor, Any]:  # fmt: skip
+def local_flow_forward(
+    flow: Any, token_list: list[int], prompt_speech_tokens: Any, speech_feat: Any, embedding: Any
+) -> tuple[torch.Tensor, Any]:
     wav, mel = flow.token2wav_with_cache(
         token_list, prompt_token=prompt_speech_tokens, prompt_feat=speech_feat, embedding=embedding
     )
@@ -96,15 +113,20 @@ def generate_long(
             normalized = text_frontend.g2p_infer(normalized)
         text_token = frontend._extract_text_token(normalized)
         tokens = local_llm_forward(
-            llm=llm, prompt_text_token=cache["cache_text_token"][0], tts_text_token=text_token,
+            llm=llm,
+            prompt_text_token=cache["cache_text_token"][0],
+            tts_text_token=text_token,
             prompt_speech_token=torch.tensor([cache["cache_speech_token"][0]], dtype=torch.int32),
             sample_method=sample_method,
-        )  # fmt: skip
+        )
         tokens_out.extend(tokens)
         wav, mel = local_flow_forward(
-            flow=flow, token_list=tokens, prompt_speech_tokens=flow_prompt_token,
-            speech_feat=speech_feat, embedding=embedding,
-        )  # fmt: skip
+            flow=flow,
+            token_list=tokens,
+            prompt_speech_tokens=flow_prompt_token,
+            speech_feat=speech_feat,
+            embedding=embedding,
+        )
         if cache is not None:
             cache["cache_text"].append(normalized)
             cache["cache_text_token"].append(text_token)
@@ -123,8 +145,14 @@ def save_wav(path: str, wav: torch.Tensor, sample_rate: int) -> None:
         out.writeframes(bytes(samples.numpy().tobytes()))
 
 
-def jsonl_generate(data_name: str, folder_path: str, sample_rate: int = 24000, seed: int = 0,
-                   use_cache: bool = True, use_phoneme: bool = False) -> None:  # fmt: skip
+def jsonl_generate(
+    data_name: str,
+    folder_path: str,
+    sample_rate: int = 24000,
+    seed: int = 0,
+    use_cache: bool = True,
+    use_phoneme: bool = False,
+) -> None:
     item_list = file_utils.get_jsonl(os.path.join("examples", data_name + ".jsonl"))
     with open(os.path.join(folder_path, "text_compare.jsonl"), "w") as f_out:
         for item in item_list:
@@ -147,11 +175,19 @@ def jsonl_generate(data_name: str, folder_path: str, sample_rate: int = 24000, s
                     "use_cache": use_cache,
                 }
                 tts_speech, _, _, text_tn_dict = generate_long(
-                    frontend=frontend, text_frontend=text_frontend, llm=llm, flow=flow,
-                    text_info=[uttid, synth_text], cache=cache, embedding=embedding, seed=seed,
-                    flow_prompt_token=flow_prompt_token, speech_feat=speech_feat, device=DEVICE,
+                    frontend=frontend,
+                    text_frontend=text_frontend,
+                    llm=llm,
+                    flow=flow,
+                    text_info=[uttid, synth_text],
+                    cache=cache,
+                    embedding=embedding,
+                    seed=seed,
+                    flow_prompt_token=flow_prompt_token,
+                    speech_feat=speech_feat,
+                    device=DEVICE,
                     use_phoneme=use_phoneme,
-                )  # fmt: skip
+                )
                 f_out.write(json.dumps(text_tn_dict, ensure_ascii=False) + "\n")
                 save_wav(os.path.join(folder_path, f"{uttid}.wav"), tts_speech, sample_rate)
             except Exception as e:
@@ -181,6 +217,9 @@ if __name__ == "__main__":
     folder_path = os.path.join("outputs", f"pretrain{args.exp_name}", args.data)
     os.makedirs(folder_path, exist_ok=True)
     jsonl_generate(
-        args.data, folder_path, sample_rate=args.sample_rate, use_cache=args.use_cache,
+        args.data,
+        folder_path,
+        sample_rate=args.sample_rate,
+        use_cache=args.use_cache,
         use_phoneme=args.use_phoneme,
-    )  # fmt: skip
+    )

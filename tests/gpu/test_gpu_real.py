@@ -83,10 +83,17 @@ def test_nvml_readings_equal_nvidia_smi() -> None:
         reader = PynvmlReader()
     except Exception as error:  # no driver
         pytest.skip(f"NVML does not start here: {error}")
-    query = subprocess.run(
-        [smi, "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"],
-        capture_output=True, text=True, check=True, timeout=30,
-    ).stdout.strip().splitlines()  # fmt: skip
+    query = (
+        subprocess.run(
+            [smi, "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        )
+        .stdout.strip()
+        .splitlines()
+    )
     assert reader.device_count() == len(query)
     for index, line in enumerate(query):
         name, total_mib = (part.strip() for part in line.split(","))

@@ -25,12 +25,15 @@ def test_the_espeak_example_reports_the_audio_it_wrote(tmp_path: Path) -> None:
     out = tmp_path / "out"
     done = subprocess.run(
         [sys.executable, str(EXAMPLE), "--out", str(out), *TEXTS],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     spans = list(from_otlp_json(out / "traces.jsonl"))
-    requests = sorted((s for s in spans if s.name == semconv.SPAN_SYNTHESIZE),
-                      key=lambda s: s.start_ns)  # fmt: skip
+    requests = sorted(
+        (s for s in spans if s.name == semconv.SPAN_SYNTHESIZE), key=lambda s: s.start_ns
+    )
     assert len(requests) == len(TEXTS)
     for index, (request, text) in enumerate(zip(requests, TEXTS, strict=True)):
         with wave.open(str(out / f"request-{index}.wav")) as audio:
@@ -43,6 +46,9 @@ def test_the_espeak_example_reports_the_audio_it_wrote(tmp_path: Path) -> None:
         assert sorted(stages) == ["tts.decoding", "tts.synthesis", "tts.text_normalization"]
     report = subprocess.run(
         [str(Path(sys.executable).parent / "tts-otel"), "report", str(out)],
-        capture_output=True, text=True, timeout=60, check=True,
-    ).stdout  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
     assert f"requests {len(TEXTS)} (errors 0)" in report

@@ -67,8 +67,16 @@ def test_fastapi_on_uvicorn_serves_concurrent_requests_and_keeps_them_after_sigt
     monkeypatch.setenv("APP_STYLE", style)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "uvicorn", "tests.fastapi_app:app",
-               "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "tests.fastapi_app:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     request_ids = {f"{e}-{i}": e for e in ENDPOINTS for i in range(PER_ENDPOINT)}
     with running(command, tmp_path / "uvicorn.log", ready_url=f"{base}/docs") as server:
         with ThreadPoolExecutor(max_workers=8) as clients:

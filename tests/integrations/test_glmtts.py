@@ -186,15 +186,26 @@ def test_jsonl_generate_gives_one_whole_request_per_item(script: Any, tmp_path: 
         tokens = _check_segments(trace, result["syn_text"])
         assert seconds == pytest.approx(tokens * 2 * 480 / 24000)  # a token is two mel hops
         # Prompt and text normalisation and the split, before the segments.
-        assert len([s for s in _named(trace, "text_normalization") if
-                    semconv.ATTR_SEGMENT_INDEX not in s.attributes]) == 3  # fmt: skip
+        assert (
+            len(
+                [
+                    s
+                    for s in _named(trace, "text_normalization")
+                    if semconv.ATTR_SEGMENT_INDEX not in s.attributes
+                ]
+            )
+            == 3
+        )
     assert cap.counter(semconv.METRIC_REQUESTS, {semconv.ATTR_OUTCOME: "ok"}) == len(EXAMPLES)
     # Stage metrics carry the request's configuration, speaker embedding included.
     speaker = cap.histogram(
         semconv.METRIC_STAGE_DURATION,
-        {semconv.ATTR_STAGE: "speaker_embedding", semconv.ATTR_MODEL_NAME: "glm-tts",
-         semconv.ATTR_SAMPLE_RATE: 24000},
-    )  # fmt: skip
+        {
+            semconv.ATTR_STAGE: "speaker_embedding",
+            semconv.ATTR_MODEL_NAME: "glm-tts",
+            semconv.ATTR_SAMPLE_RATE: 24000,
+        },
+    )
     assert speaker.count == len(EXAMPLES)
 
 
@@ -213,17 +224,21 @@ def test_an_item_whose_prompt_fails_is_a_failed_request_the_next_does_not_adopt(
     monkeypatch.chdir(tmp_path)
     with capture() as cap:
         script.jsonl_generate("mixed", str(tmp_path))
-    traces = sorted(_traces(list(from_sdk(cap.spans()))).values(),
-                    key=lambda t: _root(t).start_ns)  # fmt: skip
+    traces = sorted(_traces(list(from_sdk(cap.spans()))).values(), key=lambda t: _root(t).start_ns)
     failed, served = traces
     assert _root(failed).attributes[semconv.ATTR_ERROR_TYPE] == "FileNotFoundError"
     assert [s.name for s in failed if semconv.ATTR_ERROR_TYPE in s.attributes] == [
-        "tts.speaker_embedding.speech_token", "tts.speaker_embedding", "tts.synthesize",
-    ]  # fmt: skip
+        "tts.speaker_embedding.speech_token",
+        "tts.speaker_embedding",
+        "tts.synthesize",
+    ]
     assert cap.counter(semconv.METRIC_REQUESTS, {semconv.ATTR_OUTCOME: "error"}) == 1
     _check_whole_requests(served, 1)
-    prologue = [s for s in _named(served, "text_normalization")
-                if semconv.ATTR_SEGMENT_INDEX not in s.attributes]  # fmt: skip
+    prologue = [
+        s
+        for s in _named(served, "text_normalization")
+        if semconv.ATTR_SEGMENT_INDEX not in s.attributes
+    ]
     assert len(prologue) == 3  # its own prompt and text normalisation, and the split
 
 
@@ -288,8 +303,11 @@ def test_concurrent_web_ui_requests_keep_their_own_work(
 def test_streaming_counts_the_audio_handed_to_the_caller(instrumented: GLMTTSInstrumentor) -> None:
     script = _script()
     frontend, text_frontend, llm, token2wav = (
-        script.frontend, script.text_frontend, script.llm, script.flow,
-    )  # fmt: skip
+        script.frontend,
+        script.text_frontend,
+        script.llm,
+        script.flow,
+    )
     text = EXAMPLES[2]["syn_text"]
     with capture() as cap:
         before = time.time_ns()
@@ -468,8 +486,12 @@ def _zero_code(cwd: Path, out: Path, *command: str) -> subprocess.CompletedProce
     instrument = Path(sys.executable).parent / "opentelemetry-instrument"
     done = subprocess.run(
         [str(instrument), sys.executable, *command],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=180,
-    )  # fmt: skip
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert done.returncode == 0, done.stderr
     return done
 
@@ -496,13 +518,16 @@ def test_zero_code_script_run_as_main_gives_whole_requests(tmp_path: Path) -> No
     _zero_code(tmp_path, out, str(STANDIN / "glmtts_inference.py"), "--data", "example_zh")
     traces = _check_exported(out, len(EXAMPLES))
     for trace, item in zip(traces, EXAMPLES, strict=True):
-        seconds = _wav_seconds(tmp_path / "outputs" / "pretrain_test" / "example_zh"
-                               / f"{item['uttid']}.wav")  # fmt: skip
+        seconds = _wav_seconds(
+            tmp_path / "outputs" / "pretrain_test" / "example_zh" / f"{item['uttid']}.wav"
+        )
         assert _root(trace).attributes[semconv.ATTR_AUDIO_DURATION] == pytest.approx(seconds)
     shown = subprocess.run(
         [str(Path(sys.executable).parent / "tts-otel"), "trace", str(out), "--last", "2"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert shown.stdout.count("tts.synthesize") == 2
     assert shown.stdout.count("  tts.speaker_embedding ") == 2
     assert "(segment 1)" in shown.stdout
@@ -544,9 +569,12 @@ def test_readme_example_prints_the_span_tree() -> None:
     root = Path(__file__).parent.parent.parent
     done = subprocess.run(
         [sys.executable, str(root / "examples" / "glmtts_spans.py")],
-        env={**os.environ, "PYTHONPATH": str(STANDIN)}, capture_output=True, text=True,
-        timeout=120, cwd=STANDIN,
-    )  # fmt: skip
+        env={**os.environ, "PYTHONPATH": str(STANDIN)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=STANDIN,
+    )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[2].startswith("tts.synthesize")
@@ -581,9 +609,12 @@ def test_threads_do_not_share_prompt_work(instrumented: GLMTTSInstrumentor) -> N
 
 @pytest.mark.parametrize(("raw", "expected"), [("", True), ("false", False), ("yes", True)])
 def test_kv_cache_from_the_environment_where_empty_means_unset(
-    on_path: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
-    raw: str, expected: bool,
-) -> None:  # fmt: skip
+    on_path: None,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    raw: str,
+    expected: bool,
+) -> None:
     monkeypatch.setenv("TTS_OTEL_KV_CACHE", raw)
     instrumentor = GLMTTSInstrumentor()
     with caplog.at_level(logging.WARNING, logger="tts_otel"):
@@ -623,27 +654,38 @@ def test_prompt_work_shared_by_two_requests_is_counted_once(
     frontend, text_frontend = script.frontend, script.text_frontend
 
     def synthesize(text: str, prompt: dict[str, Any]) -> Any:
-        cache = {**prompt["cache"], "cache_text": list(prompt["cache"]["cache_text"]),
-                 "cache_text_token": list(prompt["cache"]["cache_text_token"]),
-                 "cache_speech_token": list(prompt["cache"]["cache_speech_token"])}  # fmt: skip
+        cache = {
+            **prompt["cache"],
+            "cache_text": list(prompt["cache"]["cache_text"]),
+            "cache_text_token": list(prompt["cache"]["cache_text_token"]),
+            "cache_speech_token": list(prompt["cache"]["cache_speech_token"]),
+        }
         return script.generate_long(
-            frontend=frontend, text_frontend=text_frontend, llm=script.llm, flow=script.flow,
-            text_info=["", text], cache=cache, embedding=prompt["embedding"],
-            flow_prompt_token=prompt["flow_prompt_token"], speech_feat=prompt["speech_feat"],
+            frontend=frontend,
+            text_frontend=text_frontend,
+            llm=script.llm,
+            flow=script.flow,
+            text_info=["", text],
+            cache=cache,
+            embedding=prompt["embedding"],
+            flow_prompt_token=prompt["flow_prompt_token"],
+            speech_feat=prompt["speech_feat"],
             device=script.DEVICE,
-        )  # fmt: skip
+        )
 
     async def main() -> None:
         speech_token = frontend._extract_speech_token([PROMPT_WAV])
         prompt_text = text_frontend.text_normalize(PROMPT) + " "
         prompt = {
-            "cache": {"cache_text": [prompt_text],
-                      "cache_text_token": [frontend._extract_text_token(prompt_text)],
-                      "cache_speech_token": [speech_token.squeeze().tolist()]},
+            "cache": {
+                "cache_text": [prompt_text],
+                "cache_text_token": [frontend._extract_text_token(prompt_text)],
+                "cache_speech_token": [speech_token.squeeze().tolist()],
+            },
             "speech_feat": frontend._extract_speech_feat(PROMPT_WAV, sample_rate=24000),
             "embedding": frontend._extract_spk_embedding(PROMPT_WAV),
             "flow_prompt_token": speech_token.to(dtype=torch_int32()),
-        }  # fmt: skip
+        }
         texts = [text_frontend.text_normalize(EXAMPLES[i]["syn_text"]) for i in (0, 1)]
         await asyncio.gather(*(asyncio.to_thread(synthesize, t, prompt) for t in texts))
 
@@ -658,8 +700,9 @@ def test_prompt_work_shared_by_two_requests_is_counted_once(
     (reusing,) = [t for t in traces.values() if not _named(t, "speaker_embedding")]
     assert semconv.ATTR_PROMPT_REUSED not in _root(adopting).attributes
     assert _root(reusing).attributes[semconv.ATTR_PROMPT_REUSED] is True
-    calls = cap.histogram(semconv.METRIC_STAGE_DURATION,
-                          {semconv.ATTR_STAGE: "speaker_embedding.spk_embedding"})  # fmt: skip
+    calls = cap.histogram(
+        semconv.METRIC_STAGE_DURATION, {semconv.ATTR_STAGE: "speaker_embedding.spk_embedding"}
+    )
     assert calls.count == 1
 
 
@@ -680,13 +723,17 @@ def test_resynthesis_from_speech_tokens_is_a_request_of_its_own_kind(
         numpy.save(tokens / f"utt{index}.npy", numpy.arange(count) % 1000)
     out = tmp_path / "recon"
     reconstruct: Any = importlib.import_module("tools.flow_reconstruct")
-    monkeypatch.setattr(sys, "argv", ["flow_reconstruct.py", "-i", str(tokens), "-o", str(out),
-                                      "-p", str(STANDIN / PROMPT_WAV)])  # fmt: skip
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        ["flow_reconstruct.py", "-i", str(tokens), "-o", str(out), "-p", str(STANDIN / PROMPT_WAV)],
+    )
     with capture() as cap:
         reconstruct.main()
     spans = list(from_sdk(cap.spans()))
-    requests = sorted((s for s in spans if s.name == semconv.SPAN_SYNTHESIZE),
-                      key=lambda s: s.start_ns)  # fmt: skip
+    requests = sorted(
+        (s for s in spans if s.name == semconv.SPAN_SYNTHESIZE), key=lambda s: s.start_ns
+    )
     assert len(requests) == 2
     for index, request in enumerate(requests):
         assert request.attributes[semconv.ATTR_REQUEST_KIND] == semconv.REQUEST_KIND_RESYNTHESIS

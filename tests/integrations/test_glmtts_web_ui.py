@@ -30,8 +30,10 @@ def _clicks(url: str, bad_prompt: Path) -> list[Click]:
     connected = [client(url) for _ in TEXTS]
     ready = threading.Barrier(len(TEXTS))
     with ThreadPoolExecutor(len(TEXTS)) as pool:
-        sent = [pool.submit(click, url, text, connected=c, ready=ready)
-                for text, c in zip(TEXTS, connected, strict=True)]  # fmt: skip
+        sent = [
+            pool.submit(click, url, text, connected=c, ready=ready)
+            for text, c in zip(TEXTS, connected, strict=True)
+        ]
         together = [future.result() for future in sent]
     failed = click(url, "你好。", prompt_wav=bad_prompt)
     return [first, *together, failed]
@@ -141,14 +143,20 @@ def test_report_and_trace_show_the_clicks(served_run: tuple[list[Click], Path]) 
     assert f"requests {len(clicks)} (errors 1)" in report
     shown = subprocess.run(
         [cli, "trace", str(out), "--last", "2"],
-        capture_output=True, text=True, timeout=60, check=True,
-    ).stdout  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
     assert shown.count("tts.synthesize") == 2
     assert "GET /gradio_api" not in shown
     every = subprocess.run(
         [cli, "trace", str(out), "--last", str(len(clicks))],
-        capture_output=True, text=True, timeout=60, check=True,
-    ).stdout  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
     assert every.count("tts.synthesize") == len(clicks)
     assert every.count("queued ") == len(clicks)  # each click's wait, beside its request
     assert every.count("tts.model_load") == 1  # the first click loaded the models

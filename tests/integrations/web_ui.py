@@ -64,8 +64,11 @@ def served(
     with log.open("wb") as output:
         server = subprocess.Popen(
             [str(instrument), sys.executable, "-m", "tools.gradio_app"],
-            cwd=STANDIN, env=environment, stdout=output, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            cwd=STANDIN,
+            env=environment,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
         try:
 
             def ready() -> bool:
@@ -92,9 +95,13 @@ def client(url: str) -> Any:
 
 
 def click(
-    url: str, text: str, prompt_wav: Path = PROMPT_WAV, *, connected: Any = None,
+    url: str,
+    text: str,
+    prompt_wav: Path = PROMPT_WAV,
+    *,
+    connected: Any = None,
     ready: threading.Barrier | None = None,
-) -> Click:  # fmt: skip
+) -> Click:
     """One click of "Generate" by a client of its own (``connected``, or a new one), timed
     at the client; with ``ready``, sent when every client of the barrier is connected."""
     from gradio_client import handle_file
@@ -106,9 +113,14 @@ def click(
     started = time.time_ns()
     try:
         result: Any = client.predict(
-            PROMPT, handle_file(str(prompt_wav)), text, 42, 24000, True,
+            PROMPT,
+            handle_file(str(prompt_wav)),
+            text,
+            42,
+            24000,
+            True,
             api_name="/run_inference",
-        )  # fmt: skip
+        )
     except AppError as error:
         return Click(text, started, time.time_ns(), error=str(error))
     ended = time.time_ns()

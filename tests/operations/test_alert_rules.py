@@ -141,11 +141,19 @@ def test_a_critical_alert_inhibits_its_warning_on_a_real_alertmanager(tmp_path: 
         {**hot, "hw_id": "0", "severity": "warning"},  # inhibited by the one above
         {**hot, "hw_id": "1", "severity": "warning"},  # another GPU: not inhibited
         {"alertname": "TTSTargetDown", "job": "tts-b", "severity": "critical"},
-        {"alertname": "TTSStageLatencyHigh", "job": "tts-b", "tts_stage": "vocoder",
-         "severity": "warning"},  # inhibited: its target is down
-        {"alertname": "TTSStageLatencyHigh", "job": "tts", "tts_stage": "vocoder",
-         "severity": "warning"},
-    ]  # fmt: skip
+        {
+            "alertname": "TTSStageLatencyHigh",
+            "job": "tts-b",
+            "tts_stage": "vocoder",
+            "severity": "warning",
+        },  # inhibited: its target is down
+        {
+            "alertname": "TTSStageLatencyHigh",
+            "job": "tts",
+            "tts_stage": "vocoder",
+            "severity": "warning",
+        },
+    ]
     with alertmanager(tmp_path, ALERTS / "alertmanager.yml") as url:
         _post_alerts(url, alerts)
 

@@ -48,9 +48,14 @@ def _restore_active() -> Iterator[None]:
     set_telemetry(None)
 
 
-VALIDATE_ENV = {"TTS_OTEL_INFLUXDB_URL": "http://127.0.0.1:8086", "TTS_OTEL_INFLUXDB_ORG": "o",
-                "TTS_OTEL_INFLUXDB_BUCKET": "b", "TTS_OTEL_INFLUXDB_TOKEN": "t",
-                "TTS_OTEL_INFLUXDB_USERNAME": "u", "TTS_OTEL_INFLUXDB_PASSWORD": "p"}  # fmt: skip
+VALIDATE_ENV = {
+    "TTS_OTEL_INFLUXDB_URL": "http://127.0.0.1:8086",
+    "TTS_OTEL_INFLUXDB_ORG": "o",
+    "TTS_OTEL_INFLUXDB_BUCKET": "b",
+    "TTS_OTEL_INFLUXDB_TOKEN": "t",
+    "TTS_OTEL_INFLUXDB_USERNAME": "u",
+    "TTS_OTEL_INFLUXDB_PASSWORD": "p",
+}
 
 
 def _validate(otelcol: str, *configs: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -71,14 +76,20 @@ def test_shipped_configs_validate(otelcol: str, config: Path) -> None:
     tls = {"OTELCOL_OTLP_TLS_ENABLED": "true"}
     done = _validate(otelcol, config, **tls)
     assert "must include both certificate and key" in done.stderr
-    done = _validate(otelcol, config, **tls, OTELCOL_OTLP_TLS_CERT_FILE="c.pem",
-                     OTELCOL_OTLP_TLS_KEY_FILE="k.pem")  # fmt: skip
+    done = _validate(
+        otelcol,
+        config,
+        **tls,
+        OTELCOL_OTLP_TLS_CERT_FILE="c.pem",
+        OTELCOL_OTLP_TLS_KEY_FILE="k.pem",
+    )
     assert done.returncode == 0, done.stderr
     done = _validate(otelcol, config, AUTH, OTELCOL_OTLP_BEARER_TOKEN="s3cret")
     assert done.returncode == 0, done.stderr
     assert "no bearer token provided" in _validate(otelcol, config, AUTH).stderr
-    done = _validate(otelcol, config, AUTH, HOST, OTELCOL_OTLP_BEARER_TOKEN="t",
-                     OTELCOL_HOST_NAME="node-1")  # fmt: skip
+    done = _validate(
+        otelcol, config, AUTH, HOST, OTELCOL_OTLP_BEARER_TOKEN="t", OTELCOL_HOST_NAME="node-1"
+    )
     assert done.returncode == 0, done.stderr
 
 
@@ -300,11 +311,27 @@ def test_persistent_queue_survives_sigkill_while_influxdb_is_down(
 def _self_signed_certificate(tmp: Path) -> tuple[Path, Path]:
     cert, key = tmp / "otlp-cert.pem", tmp / "otlp-key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return cert, key
 
 
@@ -336,10 +363,12 @@ def test_otlp_over_tls_with_a_bearer_token_and_host_name_reaches_influxdb(
         server.create_database("collector")
         collector = Collector(otelcol, V1_CONFIG, tmp_path, server, "collector")
         collector.env.update(
-            OTELCOL_OTLP_TLS_ENABLED="true", OTELCOL_OTLP_TLS_CERT_FILE=str(cert),
-            OTELCOL_OTLP_TLS_KEY_FILE=str(key), OTELCOL_OTLP_BEARER_TOKEN=token,
+            OTELCOL_OTLP_TLS_ENABLED="true",
+            OTELCOL_OTLP_TLS_CERT_FILE=str(cert),
+            OTELCOL_OTLP_TLS_KEY_FILE=str(key),
+            OTELCOL_OTLP_BEARER_TOKEN=token,
             OTELCOL_HOST_NAME="tts-node-7",
-        )  # fmt: skip
+        )
         for name, value in collector.env.items():
             monkeypatch.setenv(name, value)
         command = [otelcol, *(f"--config={path}" for path in (V1_CONFIG, AUTH, HOST))]

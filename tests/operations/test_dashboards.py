@@ -103,12 +103,18 @@ def test_prometheus_panels_answer_on_a_real_prometheus(tmp_path: Path) -> None:
                 values = _values(series)
                 assert values, title
                 assert all(math.isfinite(value) for value in values), (title, values)
-            stage_p95 = query(url, generate._quantile(0.95, "tts_stage_duration_seconds",
-                                                      "tts_stage", 'tts_stage=~".*"')
-                              .replace("$__rate_interval", "15s"))  # fmt: skip
+            stage_p95 = query(
+                url,
+                generate._quantile(
+                    0.95, "tts_stage_duration_seconds", "tts_stage", 'tts_stage=~".*"'
+                ).replace("$__rate_interval", "15s"),
+            )
             assert {item["metric"]["tts_stage"] for item in stage_p95} >= {
-                "speaker_embedding", "text_normalization", "acoustic", "vocoder",
-            }  # fmt: skip
+                "speaker_embedding",
+                "text_normalization",
+                "acoustic",
+                "vocoder",
+            }
     finally:
         telemetry.shutdown()
         set_telemetry(None)
@@ -124,11 +130,13 @@ def test_influxdb_panels_answer_on_a_real_influxd(
     with influxdb(tmp_path / "influx") as server:
         server.create_database(database)
         for key, value in {
-            "TTS_OTEL_INFLUXDB_URL": server.url, "TTS_OTEL_INFLUXDB_DB": database,
+            "TTS_OTEL_INFLUXDB_URL": server.url,
+            "TTS_OTEL_INFLUXDB_DB": database,
             "TTS_OTEL_INFLUXDB_USERNAME": InfluxServer.USER,
             "TTS_OTEL_INFLUXDB_PASSWORD": InfluxServer.PASSWORD,
-            "OTEL_BSP_SCHEDULE_DELAY": "100", "OTEL_METRIC_EXPORT_INTERVAL": "500",
-        }.items():  # fmt: skip
+            "OTEL_BSP_SCHEDULE_DELAY": "100",
+            "OTEL_METRIC_EXPORT_INTERVAL": "500",
+        }.items():
             monkeypatch.setenv(key, value)
         telemetry = tts_otel.configure(
             service_name="tts", exporters="influxdb", set_global=False, nvml=False, cuda=None

@@ -215,7 +215,8 @@ def tier(otelcol: str, tmp_path: Path) -> Iterator[Tier]:
             gateway.grpc, http, prometheus, health, gateway.telemetry = free_ports(5)
             server.create_database(gateway.database)
             env = {
-                "TTS_OTEL_INFLUXDB_URL": server.url, "TTS_OTEL_INFLUXDB_DB": gateway.database,
+                "TTS_OTEL_INFLUXDB_URL": server.url,
+                "TTS_OTEL_INFLUXDB_DB": gateway.database,
                 "TTS_OTEL_INFLUXDB_USERNAME": server.USER,
                 "TTS_OTEL_INFLUXDB_PASSWORD": server.PASSWORD,
                 "OTELCOL_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{gateway.grpc}",
@@ -227,7 +228,7 @@ def tier(otelcol: str, tmp_path: Path) -> Iterator[Tier]:
                 "OTELCOL_GATEWAY_FILE": str(gateway.kept_file),
                 "OTELCOL_SAMPLING_SLOW_REQUEST_MS": str(SLOW_REQUEST_MS),
                 "OTELCOL_SAMPLING_BASELINE_PERCENT": str(BASELINE_PERCENT),
-            }  # fmt: skip
+            }
             log = tmp_path / f"gateway-{index}.log"
             stack.enter_context(_otelcol(otelcol, [*GATEWAY, GATEWAY_FILE], env, health, log))
             gateways.append(gateway)
@@ -260,9 +261,12 @@ def _synthesize_through(agent_http: int, monkeypatch: pytest.MonkeyPatch) -> Sen
     monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", str(REQUESTS * (len(STAGES) + 1)))
     made = InMemorySpanExporter()
     telemetry = tts_otel.configure(
-        service_name="tts-gateway-test", exporters=["otlp", SimpleSpanProcessor(made)],
-        set_global=False, nvml=False, cuda=None,
-    )  # fmt: skip
+        service_name="tts-gateway-test",
+        exporters=["otlp", SimpleSpanProcessor(made)],
+        set_global=False,
+        nvml=False,
+        cuda=None,
+    )
     _serve(*_workload())
     telemetry.shutdown()  # every span is with the agent
     sent = Sent()
@@ -343,7 +347,9 @@ def test_one_agent_two_gateways_keep_whole_traces_errors_slow_and_the_baseline(
     baseline = len(set(on_gateways) & others)
     p = BASELINE_PERCENT / 100
     lo, hi = _binomial_acceptance(len(others), p, FALSE_FAILURE)
-    print(f"baseline: kept {baseline} of {len(others)} = {baseline / len(others):.3f}, "
-          f"configured {p}, accepted {lo}..{hi}")  # fmt: skip
+    print(
+        f"baseline: kept {baseline} of {len(others)} = {baseline / len(others):.3f}, "
+        f"configured {p}, accepted {lo}..{hi}"
+    )
     assert lo <= baseline <= hi
     assert sum(metrics_on) == 1, metrics_on

@@ -103,8 +103,10 @@ class _Service:
             self.reader = InMemoryMetricReader()
             self.telemetry: Telemetry = tts_otel.configure(
                 exporters=["otlp", SimpleSpanProcessor(self.spans), self.reader],
-                set_global=False, nvml=False, flush_on_signals=False,
-            )  # fmt: skip
+                set_global=False,
+                nvml=False,
+                flush_on_signals=False,
+            )
 
     def request(self) -> None:
         with tts_otel.synthesis(model="m", telemetry=self.telemetry) as req, req.stage("vocoder"):
@@ -155,11 +157,15 @@ def test_a_collector_killed_for_60_s_under_load_loses_nothing_or_counts_past_the
         collector.start()
     services = {
         "grpc": _Service(collectors["grpc"], monkeypatch),  # the default: memory spool, 64 MiB
-        "http": _Service(collectors["http"], monkeypatch, "http/protobuf",
-                         TTS_OTEL_OTLP_SPOOL_DIR=str(tmp_path / "spool")),
+        "http": _Service(
+            collectors["http"],
+            monkeypatch,
+            "http/protobuf",
+            TTS_OTEL_OTLP_SPOOL_DIR=str(tmp_path / "spool"),
+        ),
         # Past the bound: the outage makes several times what 64 KiB holds.
         "bound": _Service(collectors["bound"], monkeypatch, TTS_OTEL_OTLP_SPOOL_BYTES="65536"),
-    }  # fmt: skip
+    }
     load = threading.Thread(target=_load, args=(list(services.values()), 5 + OUTAGE_S + 5))
     load.start()
     try:
@@ -179,9 +185,11 @@ def test_a_collector_killed_for_60_s_under_load_loses_nothing_or_counts_past_the
         points = made.points(service)
         got = received(service.collector)
         figures[name] = (spans, points, got["spans"], got["data points"], health["dropped"])
-        print(f"{name}: spans made {spans}, metric points made {points}; delivered "
-              f"{got['spans']} spans, {got['data points']} points; counted dropped "
-              f"{health['dropped']} (signal=export before shutdown: {spool_dropped})")  # fmt: skip
+        print(
+            f"{name}: spans made {spans}, metric points made {points}; delivered "
+            f"{got['spans']} spans, {got['data points']} points; counted dropped "
+            f"{health['dropped']} (signal=export before shutdown: {spool_dropped})"
+        )
         assert service.dropped("spans") == 0  # the SDK's queue never overflowed
         assert health["spooled"] == 0
         assert health["sent"] == got["spans"] + got["data points"]
@@ -211,8 +219,10 @@ def test_a_collector_down_from_the_start_counts_every_point_at_shutdown(
     service.telemetry.shutdown()
     health = service.health()
     spans, points = len(service.spans.get_finished_spans()), made.points(service)
-    print(f"down from the start: {spans} spans and {points} metric points made, "
-          f"{health['dropped']} counted dropped")  # fmt: skip
+    print(
+        f"down from the start: {spans} spans and {points} metric points made, "
+        f"{health['dropped']} counted dropped"
+    )
     assert spans == 500
     assert (health["sent"], health["spooled"], health["dropped"]) == (0, 0, spans + points)
 

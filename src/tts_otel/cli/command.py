@@ -125,21 +125,29 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--kv-cache", action=argparse.BooleanOptionalAction, default=True)
     run.add_argument("--streaming", action="store_true", help="stream audio chunk by chunk")
     run.add_argument(
-        "--exporter", default="file",
+        "--exporter",
+        default="file",
         help="comma-separated: console, file, otlp, prometheus, influxdb (default: file)",
-    )  # fmt: skip
+    )
     run.add_argument(
-        "--serve-for", type=float, default=0.0, metavar="SECONDS",
+        "--serve-for",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
         help="keep the process (and a prometheus endpoint) up this long after the requests",
-    )  # fmt: skip
+    )
     run.add_argument("--output-dir", default=DEFAULT_OUTPUT_DIR)
     run.add_argument("--service-name", default="tts-reference")
     run.add_argument("--timing", choices=get_args(Timing), default=None)
     run.add_argument("--flow-steps", type=int, default=10)
     run.add_argument(
-        "--inject-latency", type=_latency, action="append", default=[], metavar="STAGE=SECONDS",
+        "--inject-latency",
+        type=_latency,
+        action="append",
+        default=[],
+        metavar="STAGE=SECONDS",
         help="sleep this long inside a stage (e.g. vocoder=0.2)",
-    )  # fmt: skip
+    )
     run.set_defaults(handler=demo)
 
     _read_commands(commands)

@@ -60,15 +60,24 @@ def _unreachable(settings: InfluxSettings, error: Exception) -> Check:
     reason = getattr(error, "reason", error)
     detail = f"{settings.url}: {reason}"
     if isinstance(reason, ssl.SSLCertVerificationError):
-        return Check("reachable", False, detail, "the server's TLS certificate is not trusted "
-                     "here: point SSL_CERT_FILE at the CA bundle that signed it (or add that CA "
-                     "to the system's store); TTS_OTEL_INFLUXDB_VERIFY_TLS=false only for "
-                     "testing")  # fmt: skip
+        return Check(
+            "reachable",
+            False,
+            detail,
+            "the server's TLS certificate is not trusted "
+            "here: point SSL_CERT_FILE at the CA bundle that signed it (or add that CA "
+            "to the system's store); TTS_OTEL_INFLUXDB_VERIFY_TLS=false only for "
+            "testing",
+        )
     if isinstance(reason, ssl.SSLError):
-        return Check("reachable", False, detail, "TLS failed: check https:// against the "
-                     "server's [http] https-enabled setting and its certificate")  # fmt: skip
-    return Check("reachable", False, detail,
-                 "start InfluxDB, or point TTS_OTEL_INFLUXDB_URL at it")  # fmt: skip
+        return Check(
+            "reachable",
+            False,
+            detail,
+            "TLS failed: check https:// against the "
+            "server's [http] https-enabled setting and its certificate",
+        )
+    return Check("reachable", False, detail, "start InfluxDB, or point TTS_OTEL_INFLUXDB_URL at it")
 
 
 def run_checks(settings: InfluxSettings) -> Iterator[Check]:
@@ -78,8 +87,12 @@ def run_checks(settings: InfluxSettings) -> Iterator[Check]:
     except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
         yield _unreachable(settings, error)
         return
-    yield Check("reachable", status == 204, f"{settings.url} answers /ping ({status})",
-                "is this InfluxDB? /ping should answer 204")  # fmt: skip
+    yield Check(
+        "reachable",
+        status == 204,
+        f"{settings.url} answers /ping ({status})",
+        "is this InfluxDB? /ping should answer 204",
+    )
     if status != 204:
         return
     version = headers.get("X-Influxdb-Version", "")
@@ -136,8 +149,10 @@ def _database(settings: InfluxSettings, version: str) -> Check:
         where = f"database {database}"
         fix = f"create it: influx -execute 'CREATE DATABASE \"{database}\"'"
         if not version.startswith("1."):  # 2.x's InfluxQL reads buckets through DBRP mappings
-            fix = (f"map it to a bucket: influx v1 dbrp create --db {database} --rp autogen "
-                   "--bucket-id BUCKET_ID")  # fmt: skip
+            fix = (
+                f"map it to a bucket: influx v1 dbrp create --db {database} --rp autogen "
+                "--bucket-id BUCKET_ID"
+            )
     return Check("database", exists, where + (" exists" if exists else " is missing"), fix)
 
 
@@ -164,8 +179,11 @@ def _span_storage(settings: InfluxSettings, version: str) -> Check:
     for series in ((body or {}).get("results") or [{}])[0].get("series", []):
         if series.get("name") == "config-data":
             limits = dict(zip(series["columns"], series["values"][0], strict=False))
-    found = {key: limits[key] for key in ("max-values-per-tag", "max-series-per-database")
-             if key in limits}  # fmt: skip
+    found = {
+        key: limits[key]
+        for key in ("max-values-per-tag", "max-series-per-database")
+        if key in limits
+    }
     if found and not any(found.values()):
         return Check("span storage", True, f"InfluxDB {version}: no series limits")
     detail = (
@@ -173,5 +191,10 @@ def _span_storage(settings: InfluxSettings, version: str) -> Check:
         if found
         else "limits unknown (SHOW DIAGNOSTICS needs an admin user)"
     )
-    return Check("span storage", True, f"InfluxDB {version}: {detail}; span writes stop at "
-                 "that many spans", SPAN_STORAGE_FIX, warning=True)  # fmt: skip
+    return Check(
+        "span storage",
+        True,
+        f"InfluxDB {version}: {detail}; span writes stop at that many spans",
+        SPAN_STORAGE_FIX,
+        warning=True,
+    )

@@ -21,8 +21,14 @@ from tts_otel.errors import ConfigurationError
 from tts_otel.exporters.parts import ExporterParts
 
 # What a register_exporter() factory takes and returns is exported beside it.
-__all__ = ["ExporterFactory", "ExporterParts", "Settings", "available_exporters",
-           "build_exporter", "register_exporter"]  # fmt: skip
+__all__ = [
+    "ExporterFactory",
+    "ExporterParts",
+    "Settings",
+    "available_exporters",
+    "build_exporter",
+    "register_exporter",
+]
 
 
 ExporterFactory = Callable[[Settings], ExporterParts]
@@ -72,9 +78,10 @@ def _needs(extra: str) -> Iterator[None]:
         yield
     except ModuleNotFoundError as error:
         raise ConfigurationError(
-            "exporters", f"{error.name} is not installed",
+            "exporters",
+            f"{error.name} is not installed",
             f"pip install 'tts-otel[{extra}]'",
-        ) from error  # fmt: skip
+        ) from error
 
 
 register_exporter("console", _console)

@@ -108,11 +108,16 @@ class SpoolingWriter:
         self._export_deadline_s = export_deadline_s
         self._backend, self._target = backend, target
         self.spool: Spool = (
-            DiskSpool(spool.spool_dir, spool.spool_bytes, suffix=spool_suffix,
-                      setting=spool_setting, backend=backend)
+            DiskSpool(
+                spool.spool_dir,
+                spool.spool_bytes,
+                suffix=spool_suffix,
+                setting=spool_setting,
+                backend=backend,
+            )
             if spool.spool_dir is not None
             else MemorySpool(spool.spool_bytes)
-        )  # fmt: skip
+        )
         self._log = logging.getLogger(type(self).__module__)  # the backend's own logger
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -220,15 +225,18 @@ class SpoolingWriter:
                 return Outcome.DROPPED
             self.sent_points += points
             if self._outage_logged:
-                self._log.info("tts-otel: %s at %s accepts writes again", self._backend,
-                               self._target)  # fmt: skip
+                self._log.info(
+                    "tts-otel: %s at %s accepts writes again", self._backend, self._target
+                )
                 self._outage_logged.clear()
             return Outcome.SENT
 
     def _partially_dropped(self, error: PartialWriteError, points: int) -> int:
         """How many of ``points`` a partial write dropped (logged once per cause)."""
-        self._log_refusal("partial write", f"partial write, the other points are stored: "
-                          f"{str(error).strip()[:300]}")  # fmt: skip
+        self._log_refusal(
+            "partial write",
+            f"partial write, the other points are stored: {str(error).strip()[:300]}",
+        )
         return error.dropped
 
     def _log_refusal(self, cause: str, message: str) -> None:
@@ -261,6 +269,8 @@ class SpoolingWriter:
                     self._log.warning(
                         "tts-otel: %d points %s at %s did not take are dropped at shutdown "
                         "(counted); a spool directory keeps them for the next start",
-                        discarded, self._backend, self._target,
-                    )  # fmt: skip
+                        discarded,
+                        self._backend,
+                        self._target,
+                    )
                 self._transport.close()

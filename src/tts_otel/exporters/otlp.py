@@ -57,11 +57,14 @@ class OtlpWriter(SpoolingWriter):
     def __init__(self, settings: Settings, spans: Sender, metrics: Sender) -> None:
         endpoints = dict.fromkeys([spans.endpoint, metrics.endpoint])
         super().__init__(
-            OtlpTransport(spans, metrics), _SpoolOf(settings),
-            max(spans.timeout_s, metrics.timeout_s), backend="OTLP",
-            target=" and ".join(endpoints), spool_suffix=".otlp",
+            OtlpTransport(spans, metrics),
+            _SpoolOf(settings),
+            max(spans.timeout_s, metrics.timeout_s),
+            backend="OTLP",
+            target=" and ".join(endpoints),
+            spool_suffix=".otlp",
             spool_setting="TTS_OTEL_OTLP_SPOOL_DIR",
-        )  # fmt: skip
+        )
 
 
 class _SpoolOf:

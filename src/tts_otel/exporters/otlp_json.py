@@ -169,9 +169,10 @@ def file_exporter(settings: Settings) -> ExporterParts:
         make_folders(directory, folder_mode(mode))
     except OSError as error:
         raise ConfigurationError(
-            "TTS_OTEL_OUTPUT_DIR", f"cannot create {directory}: {error.strerror}",
+            "TTS_OTEL_OUTPUT_DIR",
+            f"cannot create {directory}: {error.strerror}",
             "point it at a writable directory",
-        ) from error  # fmt: skip
+        ) from error
     return ExporterParts(
         OtlpJsonSpanExporter(directory / "traces.jsonl", mode),
         PeriodicExportingMetricReader(OtlpJsonMetricExporter(directory / "metrics.jsonl", mode)),

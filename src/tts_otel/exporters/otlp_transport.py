@@ -28,11 +28,15 @@ from tts_otel.exporters.delivery import (
 SPANS: Final = b"T"  # the first byte of a batch: the trace service's
 METRICS: Final = b"M"  # the metrics service's
 _GRPC_METHODS: Final = {
-    SPANS: ("/opentelemetry.proto.collector.trace.v1.TraceService/Export",
-            ExportTraceServiceResponse.FromString),
-    METRICS: ("/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
-              ExportMetricsServiceResponse.FromString),
-}  # fmt: skip
+    SPANS: (
+        "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+        ExportTraceServiceResponse.FromString,
+    ),
+    METRICS: (
+        "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+        ExportMetricsServiceResponse.FromString,
+    ),
+}
 # No answer in time is an absent collector, as a refused connection is: pause, do not retry.
 _UNREACHABLE: Final = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 

@@ -32,15 +32,17 @@ def prometheus_endpoint(settings: Settings) -> ExporterParts:
     except socket.gaierror as error:  # the address does not resolve: the host is wrong
         reader.shutdown()
         raise ConfigurationError(
-            origin("prometheus_host", host), f"cannot listen on {describe(host)}: {error.strerror}",
+            origin("prometheus_host", host),
+            f"cannot listen on {describe(host)}: {error.strerror}",
             "use an address of this machine, e.g. 127.0.0.1 or 0.0.0.0",
-        ) from error  # fmt: skip
+        ) from error
     except OSError as error:
         reader.shutdown()
         raise ConfigurationError(
-            origin("prometheus_port", port), f"cannot listen on {host}:{port}: {error.strerror}",
+            origin("prometheus_port", port),
+            f"cannot listen on {host}:{port}: {error.strerror}",
             "choose a free port (one per worker process) or stop what holds it",
-        ) from error  # fmt: skip
+        ) from error
     bound_host, bound_port = str(server.server_address[0]), int(server.server_address[1])
 
     def close() -> None:

@@ -214,9 +214,13 @@ class DiskSpool:
         self.dropped_points += points
         if not self._failing:
             self._failing = True
-            _log.error("tts-otel: the spool directory %s refuses batches (%s): batches %s "
-                       "cannot take now are dropped and counted until it takes them",
-                       self._directory, error.strerror or error, self._backend)  # fmt: skip
+            _log.error(
+                "tts-otel: the spool directory %s refuses batches (%s): batches %s "
+                "cannot take now are dropped and counted until it takes them",
+                self._directory,
+                error.strerror or error,
+                self._backend,
+            )
 
     def _sizes(self) -> list[tuple[str, int]]:
         """Each batch of the whole directory, oldest first, with its size in bytes."""
@@ -278,8 +282,12 @@ class DiskSpool:
         if not self._unlink(name):
             # Replayed again it would be stored twice: this writer skips it from now on.
             if not self._stuck:
-                _log.error("tts-otel: cannot remove %s from the spool directory %s; remove it by "
-                           "hand, it was delivered", name, self._directory)  # fmt: skip
+                _log.error(
+                    "tts-otel: cannot remove %s from the spool directory %s; remove it by "
+                    "hand, it was delivered",
+                    name,
+                    self._directory,
+                )
             self._stuck.add(name)
 
     def _unlink(self, name: str) -> bool:

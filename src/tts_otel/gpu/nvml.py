@@ -131,30 +131,48 @@ class NvmlSampler:
             return reader.power_milliwatts(index) / 1000.0
 
         gauges: tuple[tuple[str, str, str, Callable[[int], float]], ...] = (
-            (semconv.METRIC_HW_GPU_MEMORY_USAGE, semconv.UNIT_BYTES,
-             "GPU memory in use.", memory_used),
-            (semconv.METRIC_HW_GPU_MEMORY_LIMIT, semconv.UNIT_BYTES,
-             "GPU memory in total.", memory_total),
-            (semconv.METRIC_HW_GPU_UTILIZATION, semconv.UNIT_RATIO,
-             "Share of time a kernel ran (0 to 1).", utilization),
-            (semconv.METRIC_HW_POWER, semconv.UNIT_WATTS,
-             "Power drawn by the GPU.", power),
-            (semconv.METRIC_HW_TEMPERATURE, semconv.UNIT_CELSIUS,
-             "GPU core temperature.", reader.temperature_celsius),
-        )  # fmt: skip
+            (
+                semconv.METRIC_HW_GPU_MEMORY_USAGE,
+                semconv.UNIT_BYTES,
+                "GPU memory in use.",
+                memory_used,
+            ),
+            (
+                semconv.METRIC_HW_GPU_MEMORY_LIMIT,
+                semconv.UNIT_BYTES,
+                "GPU memory in total.",
+                memory_total,
+            ),
+            (
+                semconv.METRIC_HW_GPU_UTILIZATION,
+                semconv.UNIT_RATIO,
+                "Share of time a kernel ran (0 to 1).",
+                utilization,
+            ),
+            (semconv.METRIC_HW_POWER, semconv.UNIT_WATTS, "Power drawn by the GPU.", power),
+            (
+                semconv.METRIC_HW_TEMPERATURE,
+                semconv.UNIT_CELSIUS,
+                "GPU core temperature.",
+                reader.temperature_celsius,
+            ),
+        )
         devices = list(enumerate(self._devices))
         for name, unit, description, read in gauges:
             meter.create_observable_gauge(
-                name, callbacks=[self._callback(_one_value(read), devices)], unit=unit,
+                name,
+                callbacks=[self._callback(_one_value(read), devices)],
+                unit=unit,
                 description=description,
-            )  # fmt: skip
+            )
         throttling = self._throttle_reporting(devices)
         if throttling:
             meter.create_observable_gauge(
-                semconv.METRIC_GPU_THROTTLED, unit=semconv.UNIT_RATIO,
+                semconv.METRIC_GPU_THROTTLED,
+                unit=semconv.UNIT_RATIO,
                 callbacks=[self._callback(self._throttled, throttling)],
                 description="1 while NVML reports the GPU's clocks held down for this reason.",
-            )  # fmt: skip
+            )
 
     def _throttle_reporting(
         self, devices: Sequence[tuple[int, Attributes]]
@@ -171,8 +189,12 @@ class NvmlSampler:
             else:
                 reporting.append((index, attributes))
         if silent:
-            _log.info("tts-otel: NVML reports no clock throttle reasons on GPU %s (%s); "
-                      "tts.gpu.throttled is off there", ", ".join(silent), cause)  # fmt: skip
+            _log.info(
+                "tts-otel: NVML reports no clock throttle reasons on GPU %s (%s); "
+                "tts.gpu.throttled is off there",
+                ", ".join(silent),
+                cause,
+            )
         return reporting
 
     def _throttled(self, index: int, attributes: Attributes) -> Iterable[Observation]:

@@ -65,9 +65,11 @@ class SpeakerEncoder(nn.Module):
         self.register_buffer("filters", mel_filterbank(self.n_fft, MEL_BINS, PROMPT_SAMPLE_RATE))
         self.register_buffer("window", torch.hann_window(self.n_fft))
         self.convs = nn.Sequential(
-            nn.Conv1d(MEL_BINS, 256, 5, padding=2), nn.ReLU(),
-            nn.Conv1d(256, 256, 3, padding=1), nn.ReLU(),
-        )  # fmt: skip
+            nn.Conv1d(MEL_BINS, 256, 5, padding=2),
+            nn.ReLU(),
+            nn.Conv1d(256, 256, 3, padding=1),
+            nn.ReLU(),
+        )
         self.project = nn.Linear(512, SPEAKER_DIM)
 
     def forward(self, waveform: Tensor) -> Tensor:
@@ -136,9 +138,14 @@ class SpeechLM(nn.Module):
 
     @torch.inference_mode()
     def generate(
-        self, text_tokens: Tensor, speaker: Tensor, count: int, kv_cache: bool,
-        generator: torch.Generator, top_k: int = 50,
-    ) -> Tensor:  # fmt: skip
+        self,
+        text_tokens: Tensor,
+        speaker: Tensor,
+        count: int,
+        kv_cache: bool,
+        generator: torch.Generator,
+        top_k: int = 50,
+    ) -> Tensor:
         prefix = torch.cat([self.speaker(speaker)[:, None], self.text_embedding(text_tokens)], 1)
         logits, caches = self._run(prefix, 0, None)
         sequence, length = prefix, prefix.shape[1]
@@ -166,10 +173,12 @@ class FlowMatcher(nn.Module):
         self.tokens = nn.Embedding(SPEECH_VOCAB, dim)
         self.speaker = nn.Linear(SPEAKER_DIM, dim)
         self.velocity = nn.Sequential(
-            nn.Conv1d(MEL_BINS + dim + 1, dim, 3, padding=1), nn.SiLU(),
-            nn.Conv1d(dim, dim, 3, padding=1), nn.SiLU(),
+            nn.Conv1d(MEL_BINS + dim + 1, dim, 3, padding=1),
+            nn.SiLU(),
+            nn.Conv1d(dim, dim, 3, padding=1),
+            nn.SiLU(),
             nn.Conv1d(dim, MEL_BINS, 3, padding=1),
-        )  # fmt: skip
+        )
 
     @torch.inference_mode()
     def forward(self, tokens: Tensor, speaker: Tensor, steps: int, generator: Any) -> Tensor:
@@ -196,15 +205,19 @@ class Vocoder(nn.Module):
         bins = self.n_fft // 2 + 1
         self.register_buffer("window", torch.hann_window(self.n_fft))
         self.net = nn.Sequential(
-            nn.Conv1d(MEL_BINS, 256, 3, padding=1), nn.LeakyReLU(0.1),
+            nn.Conv1d(MEL_BINS, 256, 3, padding=1),
+            nn.LeakyReLU(0.1),
             nn.Conv1d(256, 2 * bins, 3, padding=1),
-        )  # fmt: skip
+        )
 
     @torch.inference_mode()
     def forward(self, mel: Tensor) -> Tensor:
         magnitude, phase = self.net(mel).chunk(2, dim=1)
         spectrum = torch.polar(torch.exp(magnitude.clamp(max=4.0)), phase)
         return torch.istft(
-            spectrum, self.n_fft, hop_length=self.hop, window=self.window,
+            spectrum,
+            self.n_fft,
+            hop_length=self.hop,
+            window=self.window,
             length=mel.shape[-1] * self.hop,
-        )[0]  # fmt: skip
+        )[0]

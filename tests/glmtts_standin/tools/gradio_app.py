@@ -40,8 +40,14 @@ def get_models(use_phoneme: bool = False, sample_rate: int = 24000) -> Any:
     return MODEL_CACHE["components"]
 
 
-def run_inference(prompt_text: str, prompt_audio_path: str, input_text: str, seed: int,
-                  sample_rate: int, use_cache: bool = True) -> tuple[int, Any]:  # fmt: skip
+def run_inference(
+    prompt_text: str,
+    prompt_audio_path: str,
+    input_text: str,
+    seed: int,
+    sample_rate: int,
+    use_cache: bool = True,
+) -> tuple[int, Any]:
     if not input_text:
         raise gr.Error("Please provide text to synthesize.")
     if not prompt_audio_path:
@@ -65,11 +71,20 @@ def run_inference(prompt_text: str, prompt_audio_path: str, input_text: str, see
             "use_cache": use_cache,
         }
         tts_speech, _, _, _ = generate_long(
-            frontend=frontend, text_frontend=text_frontend, llm=llm, flow=flow,
-            text_info=["", norm_input_text], cache=cache, embedding=embedding,
-            flow_prompt_token=flow_prompt_token, speech_feat=speech_feat, sample_method="ras",
-            seed=seed, device=DEVICE, use_phoneme=False,
-        )  # fmt: skip
+            frontend=frontend,
+            text_frontend=text_frontend,
+            llm=llm,
+            flow=flow,
+            text_info=["", norm_input_text],
+            cache=cache,
+            embedding=embedding,
+            flow_prompt_token=flow_prompt_token,
+            speech_feat=speech_feat,
+            sample_method="ras",
+            seed=seed,
+            device=DEVICE,
+            use_phoneme=False,
+        )
         audio_data = np.clip(tts_speech.squeeze().cpu().numpy(), -1.0, 1.0)
         return (sample_rate, (audio_data * 32767.0).astype(np.int16))
     except Exception as e:
@@ -79,9 +94,10 @@ def run_inference(prompt_text: str, prompt_audio_path: str, input_text: str, see
 
 with gr.Blocks(title="GLMTTS Inference") as app:
     prompt_audio = gr.Audio(
-        label="Upload Prompt Audio (Reference Voice)", type="filepath",
+        label="Upload Prompt Audio (Reference Voice)",
+        type="filepath",
         value=os.path.join("examples", "prompt", "jiayan_zh.wav"),
-    )  # fmt: skip
+    )
     prompt_text = gr.Textbox(label="Prompt Text", value="他当时还跟线下其他的站姐吵架。")
     input_text = gr.Textbox(label="Text to Synthesize", value="我最爱吃人参果，你喜欢吃吗？")
     sample_rate = gr.Radio(choices=[24000, 32000], value=24000, label="Sample Rate (Hz)")

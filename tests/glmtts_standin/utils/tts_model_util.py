@@ -55,10 +55,14 @@ class Token2Wav:
         for index, block in enumerate(blocks):
             prefix += block
             mel, cache = self.flow.inference_with_cache(
-                token=torch.tensor([prefix]), prompt_token=prompt_token_list,
-                prompt_feat=prompt_feat_td, embedding=embedding, last_step_cache=cache,
-                is_causal=True, block_pattern=[len(prompt_token_list), *block_sizes],
-            )  # fmt: skip
+                token=torch.tensor([prefix]),
+                prompt_token=prompt_token_list,
+                prompt_feat=prompt_feat_td,
+                embedding=embedding,
+                last_step_cache=cache,
+                is_causal=True,
+                block_pattern=[len(prompt_token_list), *block_sizes],
+            )
             wav = self.vocoder(mel).reshape(-1).numpy().copy()
             look_future = look_future_sizes[min(index, len(look_future_sizes) - 1)]
             held = int(self.sample_rate * look_future / self.input_frame_rate)
@@ -90,9 +94,12 @@ class Token2Wav:
         if isinstance(token_bt, list):
             token_bt = torch.tensor(token_bt, dtype=torch.long)[None]
         mel, _ = self.flow.inference_with_cache(
-            token=token_bt, prompt_token=prompt_token, prompt_feat=prompt_feat,
-            embedding=embedding, n_timesteps=n_timesteps,
-        )  # fmt: skip
+            token=token_bt,
+            prompt_token=prompt_token,
+            prompt_feat=prompt_feat,
+            embedding=embedding,
+            n_timesteps=n_timesteps,
+        )
         return self.vocoder(mel).reshape(1, -1), mel
 
     def iterate_list_in_chunks(self, lst: list[int], chunk_sizes: list[int]) -> Iterator[list[int]]:

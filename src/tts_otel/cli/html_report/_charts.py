@@ -47,9 +47,17 @@ def _trend(points: Sequence[tuple[int, float]]) -> tuple[list[datetime], list[fl
 
 def _palette(count: int) -> list[str]:
     colours = [
-        "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
-        "#17becf", "#bcbd22", "#7f7f7f",
-    ]  # fmt: skip
+        "#1f77b4",
+        "#d62728",
+        "#2ca02c",
+        "#ff7f0e",
+        "#9467bd",
+        "#8c564b",
+        "#e377c2",
+        "#17becf",
+        "#bcbd22",
+        "#7f7f7f",
+    ]
     return [colours[index % len(colours)] for index in range(count)]
 
 
@@ -59,33 +67,52 @@ def over_time(go: Any, title: str, series: Mapping[str, Sample[tuple[int, float]
     palette = _palette(len(series))
     for (name, sample), colour in zip(sorted(series.items()), palette, strict=True):
         ordered = sorted(sample.items)
-        figure.add_trace(go.Scatter(
-            x=[when(t) for t, _ in ordered], y=[s * 1000 for _, s in ordered], mode="markers",
-            name=f"{name} (sample)", legendgroup=name, showlegend=False,
-            marker={"size": 4, "opacity": 0.3, "color": colour},
-        ))  # fmt: skip
+        figure.add_trace(
+            go.Scatter(
+                x=[when(t) for t, _ in ordered],
+                y=[s * 1000 for _, s in ordered],
+                mode="markers",
+                name=f"{name} (sample)",
+                legendgroup=name,
+                showlegend=False,
+                marker={"size": 4, "opacity": 0.3, "color": colour},
+            )
+        )
         times, medians = _trend(ordered)
         figure.add_trace(
             go.Scatter(
-                x=times, y=medians, mode="lines+markers", name=name, legendgroup=name,
+                x=times,
+                y=medians,
+                mode="lines+markers",
+                name=name,
+                legendgroup=name,
                 line={"color": colour, "width": 2},
             )
-        )  # fmt: skip
-    figure.update_layout(title=title, yaxis_title="latency (ms)", xaxis_title="time (UTC)",
-                         **_LAYOUT)  # fmt: skip
+        )
+    figure.update_layout(
+        title=title, yaxis_title="latency (ms)", xaxis_title="time (UTC)", **_LAYOUT
+    )
     return figure
 
 
 def memory_chart(go: Any, memory: Mapping[str, Sample[tuple[float, float]]]) -> Any:
     figure = go.Figure()
     for (name, sample), colour in zip(sorted(memory.items()), _palette(len(memory)), strict=True):
-        figure.add_trace(go.Scatter(
-            x=[audio for audio, _ in sample.items], y=[mib for _, mib in sample.items],
-            mode="markers", name=name, marker={"size": 6, "opacity": 0.7, "color": colour},
-        ))  # fmt: skip
-    figure.update_layout(title="Peak GPU memory against audio duration",
-                         xaxis_title="audio duration (s)", yaxis_title="peak GPU memory (MiB)",
-                         **_LAYOUT)  # fmt: skip
+        figure.add_trace(
+            go.Scatter(
+                x=[audio for audio, _ in sample.items],
+                y=[mib for _, mib in sample.items],
+                mode="markers",
+                name=name,
+                marker={"size": 6, "opacity": 0.7, "color": colour},
+            )
+        )
+    figure.update_layout(
+        title="Peak GPU memory against audio duration",
+        xaxis_title="audio duration (s)",
+        yaxis_title="peak GPU memory (MiB)",
+        **_LAYOUT,
+    )
     return figure
 
 
@@ -99,12 +126,18 @@ def length_chart(go: Any, by_length: Mapping[tuple[str, str], Sample[float]]) ->
             if name == configuration:
                 xs += [length_bin] * len(sample.items)
                 ys += [seconds * 1000 for seconds in sample.items]
-        figure.add_trace(go.Box(x=xs, y=ys, name=configuration, marker={"color": colour},
-                                boxpoints=False))  # fmt: skip
+        figure.add_trace(
+            go.Box(x=xs, y=ys, name=configuration, marker={"color": colour}, boxpoints=False)
+        )
     bins = {length_bin for length_bin, _ in by_length}
     order = [b for b in _BIN_ORDER if b in bins] + sorted(bins - set(_BIN_ORDER))
-    figure.update_layout(title="Latency by text length bin", yaxis_title="latency (ms)",
-                         xaxis_title="text length bin", boxmode="group", **_LAYOUT)  # fmt: skip
+    figure.update_layout(
+        title="Latency by text length bin",
+        yaxis_title="latency (ms)",
+        xaxis_title="text length bin",
+        boxmode="group",
+        **_LAYOUT,
+    )
     figure.update_xaxes(categoryorder="array", categoryarray=order)
     return figure
 
@@ -154,22 +187,31 @@ def waterfall(go: Any, spans: Sequence[SpanRecord]) -> Any:
             _ERROR_COLOUR if failed else _stage_colour(str(stage)) if stage else _ROOT_COLOUR
         )
     rows = list(range(len(ordered)))
-    figure = go.Figure(go.Bar(
-        y=rows, x=[(s.end_ns - s.start_ns) / 1e6 for s in ordered],
-        base=[(s.start_ns - t0) / 1e6 for s in ordered], orientation="h",
-        marker={"color": colours}, hovertext=hovers, hoverinfo="text",
-        text=[f"{(s.end_ns - s.start_ns) / 1e6:.0f} ms" for s in ordered],
-        textposition="auto",
-    ))  # fmt: skip
+    figure = go.Figure(
+        go.Bar(
+            y=rows,
+            x=[(s.end_ns - s.start_ns) / 1e6 for s in ordered],
+            base=[(s.start_ns - t0) / 1e6 for s in ordered],
+            orientation="h",
+            marker={"color": colours},
+            hovertext=hovers,
+            hoverinfo="text",
+            text=[f"{(s.end_ns - s.start_ns) / 1e6:.0f} ms" for s in ordered],
+            textposition="auto",
+        )
+    )
     configuration = html.escape(configuration_of(root.attributes))
     figure.update_layout(
         title=f"{(root.end_ns - root.start_ns) / 1e6:.0f} ms \u2014 trace {root.trace_id}"
         f" span {root.span_id}"
         f" \u2014 {configuration} \u2014 {when(root.start_ns):%Y-%m-%d %H:%M:%S} UTC",
-        template="plotly_white", height=max(220, 60 + 22 * len(ordered)),
-        margin={"l": 260, "r": 30, "t": 50, "b": 40}, xaxis_title="ms since the request began",
-        showlegend=False, title_font_size=13,  # a long title, clear of the toolbar
-    )  # fmt: skip
+        template="plotly_white",
+        height=max(220, 60 + 22 * len(ordered)),
+        margin={"l": 260, "r": 30, "t": 50, "b": 40},
+        xaxis_title="ms since the request began",
+        showlegend=False,
+        title_font_size=13,  # a long title, clear of the toolbar
+    )
     figure.update_yaxes(tickvals=rows, ticktext=labels, autorange="reversed")
     return figure
 
@@ -188,16 +230,22 @@ def comparison_chart(go: Any, subplots: Any, rows: Sequence[Mapping[str, object]
         diff, low, high = ([_float(row[key]) * scale for row in chosen] for key in _INTERVAL)
         figure.add_trace(
             go.Scatter(
-                x=diff, y=[str(row["stage"]) for row in chosen], mode="markers", name=metric,
-                marker={"size": 10, "color": "#1f77b4"}, showlegend=False,
+                x=diff,
+                y=[str(row["stage"]) for row in chosen],
+                mode="markers",
+                name=metric,
+                marker={"size": 10, "color": "#1f77b4"},
+                showlegend=False,
                 error_x={
-                    "type": "data", "symmetric": False,
+                    "type": "data",
+                    "symmetric": False,
                     "array": [h - d for h, d in zip(high, diff, strict=True)],
                     "arrayminus": [d - lo for lo, d in zip(low, diff, strict=True)],
                 },
             ),
-            row=1, col=column,
-        )  # fmt: skip
+            row=1,
+            col=column,
+        )
         figure.add_vline(x=0, line={"color": "#7f7f7f", "dash": "dash"}, row=1, col=column)
         unit = " (ms)" if metric != "rtf" else ""
         figure.update_xaxes(title_text=f"B \u2212 A{unit}", row=1, col=column)

@@ -43,10 +43,11 @@ def _comparison_table(rows: Sequence[Mapping[str, object]]) -> str:
 
     head = "".join(f"<th>{name}</th>" for name in _COMPARISON_COLUMNS)
     body = "".join(
-        "<tr>" + "".join(f"<td>{cell(row.get(name, ''))}</td>" for name in _COMPARISON_COLUMNS)
+        "<tr>"
+        + "".join(f"<td>{cell(row.get(name, ''))}</td>" for name in _COMPARISON_COLUMNS)
         + "</tr>"
         for row in rows
-    )  # fmt: skip
+    )
     return f'<table class="comparison"><tr>{head}</tr>{body}</table>'
 
 
@@ -73,26 +74,42 @@ def _sections(
     """The page's sections in order, leaving out any chart with nothing to draw."""
     sections: list[_Section] = []
     if data.latency:
-        sections.append(("Latency over time by configuration", "",
-                         charts.over_time(go, "Request latency over time by configuration",
-                                          data.latency)))  # fmt: skip
+        sections.append(
+            (
+                "Latency over time by configuration",
+                "",
+                charts.over_time(go, "Request latency over time by configuration", data.latency),
+            )
+        )
     if data.memory:
-        sections.append(("Peak GPU memory against audio duration", "",
-                         charts.memory_chart(go, data.memory)))  # fmt: skip
+        sections.append(
+            ("Peak GPU memory against audio duration", "", charts.memory_chart(go, data.memory))
+        )
     if data.by_length:
-        sections.append(("Latency by text length bin", "",
-                         charts.length_chart(go, data.by_length)))  # fmt: skip
+        sections.append(("Latency by text length bin", "", charts.length_chart(go, data.by_length)))
     if data.stages:
-        sections.append(("Per-stage latency over time", _stage_table(data),
-                         charts.over_time(go, "Stage latency over time (median per bucket)",
-                                          {stage: data.stages[stage]
-                                           for stage in ordered_stages(data.stages)})))  # fmt: skip
+        sections.append(
+            (
+                "Per-stage latency over time",
+                _stage_table(data),
+                charts.over_time(
+                    go,
+                    "Stage latency over time (median per bucket)",
+                    {stage: data.stages[stage] for stage in ordered_stages(data.stages)},
+                ),
+            )
+        )
     for rank, trace in enumerate(data.slowest.slowest_first(), start=1):
         heading = "Slowest requests" if rank == 1 else ""
         sections.append((heading, "", charts.waterfall(go, trace)))
     if comparison:
-        sections.append(("Comparison", _comparison_table(comparison),
-                         charts.comparison_chart(go, subplots, comparison)))  # fmt: skip
+        sections.append(
+            (
+                "Comparison",
+                _comparison_table(comparison),
+                charts.comparison_chart(go, subplots, comparison),
+            )
+        )
     return sections
 
 
@@ -105,10 +122,13 @@ def _body(sections: Iterable[_Section]) -> str:
             parts.append(f"<h2>{html.escape(heading)}</h2>")
         parts.append(text)
         if figure is not None:
-            parts.append(figure.to_html(
-                full_html=False, include_plotlyjs=first_chart,
-                config={"displaylogo": False, "responsive": True},
-            ))  # fmt: skip
+            parts.append(
+                figure.to_html(
+                    full_html=False,
+                    include_plotlyjs=first_chart,
+                    config={"displaylogo": False, "responsive": True},
+                )
+            )
             first_chart = False
     return "".join(parts)
 

@@ -238,9 +238,10 @@ class _Assembler:
             _, spans = self.waiting.popitem()
             for span in spans:
                 running = [
-                    r for r in self.in_flight.get(span.trace_id, ())
+                    r
+                    for r in self.in_flight.get(span.trace_id, ())
                     if r.root.start_ns <= span.start_ns <= r.root.end_ns
-                ]  # fmt: skip
+                ]
                 if len(running) == 1:
                     self._join(running[0], span)
                 else:

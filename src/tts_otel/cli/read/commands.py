@@ -35,12 +35,16 @@ _OVERRIDES = ("url", "api", "db", "rp", "org", "bucket")
 def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("where the spans are")
     group.add_argument(
-        "--influxdb", action="store_true",
+        "--influxdb",
+        action="store_true",
         help="read InfluxDB as configured by TTS_OTEL_INFLUXDB_* (v1: InfluxQL, v2: Flux)",
-    )  # fmt: skip
+    )
     for name in _OVERRIDES:
-        group.add_argument(f"--influxdb-{name}", metavar=name.upper(),
-                           help=f"overrides TTS_OTEL_INFLUXDB_{name.upper()}")  # fmt: skip
+        group.add_argument(
+            f"--influxdb-{name}",
+            metavar=name.upper(),
+            help=f"overrides TTS_OTEL_INFLUXDB_{name.upper()}",
+        )
 
 
 def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,10 +52,13 @@ def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--since", help="1h, 2d, 30m ago, or an ISO timestamp (UTC by default)")
     group.add_argument("--until", help="as --since")
     group.add_argument(
-        "--where", action="append", default=[], metavar="KEY=VALUE",
+        "--where",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="sample_rate, kv_cache, model_version, model, length_bin, streaming, outcome, "
         "service (repeatable; all must hold)",
-    )  # fmt: skip
+    )
 
 
 def open_source(args: argparse.Namespace, path: str | None) -> Source:
@@ -215,12 +222,24 @@ def show_compare(args: argparse.Namespace) -> int:
         for side, apart in zip(sides, outside, strict=True)
     ]
     rows = comparing.compare(*collected, resamples=args.resamples, rng=random.Random(args.seed))
-    print(comparing.render(rows, args.a, args.b, len(collected[0]), len(collected[1]),
-                           [apart.note() for apart in outside]))  # fmt: skip
+    print(
+        comparing.render(
+            rows,
+            args.a,
+            args.b,
+            len(collected[0]),
+            len(collected[1]),
+            [apart.note() for apart in outside],
+        )
+    )
     if args.html:
         found = itertools.chain.from_iterable(_each_request(source, side) for side in sides)
-        _html(args.html, found, comparison=[row.as_dict() for row in rows],
-              title=f"tts-otel compare: {args.a} vs {args.b}")  # fmt: skip
+        _html(
+            args.html,
+            found,
+            comparison=[row.as_dict() for row in rows],
+            title=f"tts-otel compare: {args.a} vs {args.b}",
+        )
     return 0
 
 

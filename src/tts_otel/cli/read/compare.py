@@ -35,8 +35,16 @@ class Row:
     def as_dict(self) -> dict[str, object]:
         """The row as the HTML report takes it."""
         i = self.interval
-        return {"stage": self.stage, "metric": self.metric, "a": i.a, "b": i.b, "diff": i.diff,
-                "low": i.low, "high": i.high, "verdict": self.verdict}  # fmt: skip
+        return {
+            "stage": self.stage,
+            "metric": self.metric,
+            "a": i.a,
+            "b": i.b,
+            "diff": i.diff,
+            "low": i.low,
+            "high": i.high,
+            "verdict": self.verdict,
+        }
 
 
 def _columns(requests: Sequence[Facts], stage: str) -> tuple[list[float], list[float]]:
@@ -73,13 +81,18 @@ def compare(
 
 
 def render(
-    rows: Sequence[Row], label_a: str, label_b: str, count_a: int, count_b: int,
+    rows: Sequence[Row],
+    label_a: str,
+    label_b: str,
+    count_a: int,
+    count_b: int,
     outside: Sequence[str] = ("", ""),
-) -> str:  # fmt: skip
+) -> str:
     """``outside``: per side, what was read but is in no request (empty if nothing)."""
-    sides = [f"{label} ({count} requests{'; ' + note if note else ''})"
-             for label, count, note in zip((label_a, label_b), (count_a, count_b), outside,
-                                           strict=True)]  # fmt: skip
+    sides = [
+        f"{label} ({count} requests{'; ' + note if note else ''})"
+        for label, count, note in zip((label_a, label_b), (count_a, count_b), outside, strict=True)
+    ]
     width = max([22, *(len(row.stage) + 2 for row in rows)])
     lines = [
         f"A: {sides[0]}",
@@ -98,6 +111,7 @@ def render(
             f"{i.diff:>+10.{digits}f}   {span:<22}{row.verdict}"
         )
     lines.append("")
-    lines.append("p50/p95 in ms; rtf = processing time / audio time; intervals: bootstrap over "
-                 "requests, 95%")  # fmt: skip
+    lines.append(
+        "p50/p95 in ms; rtf = processing time / audio time; intervals: bootstrap over requests, 95%"
+    )
     return "\n".join(lines)

@@ -165,10 +165,14 @@ class InfluxQLSource:
                 start, duration = values[time_at], values[duration_at]
                 if duration is not None:
                     yield SpanRecord(
-                        trace_id=str(values[trace_at]), name="", start_ns=int(start),
-                        end_ns=int(start) + int(duration), attributes=attributes,
-                        span_id=str(values[span_at] or ""), parent_id=str(values[parent_at] or ""),
-                    )  # fmt: skip
+                        trace_id=str(values[trace_at]),
+                        name="",
+                        start_ns=int(start),
+                        end_ns=int(start) + int(duration),
+                        attributes=attributes,
+                        span_id=str(values[span_at] or ""),
+                        parent_id=str(values[parent_at] or ""),
+                    )
 
     def tag_values(self, key: str) -> list[tuple[str, str]]:
         """(key, value) of a tag of the spans measurement (read from the index: milliseconds)."""
@@ -196,8 +200,13 @@ class InfluxQLSource:
 
     def _answers(self, query: str) -> Iterator[dict[str, Any]]:
         settings = self.settings
-        params = {"db": settings.database, "q": query, "epoch": "ns", "chunked": "true",
-                  "chunk_size": str(self.chunk_size)}  # fmt: skip
+        params = {
+            "db": settings.database,
+            "q": query,
+            "epoch": "ns",
+            "chunked": "true",
+            "chunk_size": str(self.chunk_size),
+        }
         if settings.retention_policy:
             params["rp"] = settings.retention_policy
         request = urllib.request.Request(f"{settings.url}/query?{urllib.parse.urlencode(params)}")

@@ -103,18 +103,24 @@ class Accumulator:
             values = sorted(self.stages[name])
             rows.append(
                 StageRow(
-                    stage=name, p50_ms=_ms(values, 50), p95_ms=_ms(values, 95),
+                    stage=name,
+                    p50_ms=_ms(values, 50),
+                    p95_ms=_ms(values, 95),
                     p99_ms=_ms(values, 99),
                     share=sum(values) / processing if processing else math.nan,
                 )
-            )  # fmt: skip
+            )
         durations = sorted(self.durations)
         return Summary(
-            requests=len(durations), errors=self.errors,
-            request_p50_ms=_ms(durations, 50), request_p95_ms=_ms(durations, 95),
-            request_p99_ms=_ms(durations, 99), stages=tuple(rows),
-            audio_seconds=self.audio_seconds, processing_seconds=processing,
-        )  # fmt: skip
+            requests=len(durations),
+            errors=self.errors,
+            request_p50_ms=_ms(durations, 50),
+            request_p95_ms=_ms(durations, 95),
+            request_p99_ms=_ms(durations, 99),
+            stages=tuple(rows),
+            audio_seconds=self.audio_seconds,
+            processing_seconds=processing,
+        )
 
 
 def summarize(spans: Iterable[SpanRecord]) -> Summary:
@@ -174,9 +180,11 @@ def render(summary: Summary, outside: str = "") -> str:
     )
     if outside:
         lines.append(outside)
-    lines.append("(a request is a tts.synthesize span and its subtree; stage times are per "
-                 "request, summed over its text segments; nested stages are part of the one "
-                 "above)")  # fmt: skip
+    lines.append(
+        "(a request is a tts.synthesize span and its subtree; stage times are per "
+        "request, summed over its text segments; nested stages are part of the one "
+        "above)"
+    )
     return "\n".join(lines)
 
 

@@ -27,7 +27,14 @@ from tts_otel.exporters.influxdb.transport import RetryableError, UnreachableErr
 from tts_otel.exporters.influxdb.writer import InfluxWriter
 
 __all__ = [
-    "DEFAULT_SPAN_DIMENSIONS", "DEFAULT_SPOOL_BYTES", "InfluxDBMetricExporter",
-    "InfluxDBSpanExporter", "InfluxSettings", "InfluxWriter", "RetryableError",
-    "UnreachableError", "influx_settings", "influxdb_exporter",
-]  # fmt: skip
+    "DEFAULT_SPAN_DIMENSIONS",
+    "DEFAULT_SPOOL_BYTES",
+    "InfluxDBMetricExporter",
+    "InfluxDBSpanExporter",
+    "InfluxSettings",
+    "InfluxWriter",
+    "RetryableError",
+    "UnreachableError",
+    "influx_settings",
+    "influxdb_exporter",
+]

@@ -94,7 +94,8 @@ def _exemplar_lines(name: str, point: Any) -> Iterator[str]:
         tags = {k: tag_value(v) for k, v in (exemplar.filtered_attributes or {}).items()}
         tags["trace_id"] = format_trace_id(exemplar.trace_id)
         tags["span_id"] = format_span_id(exemplar.span_id)
-        rendered = line(name + EXEMPLAR_SUFFIX, tags, {"gauge": exemplar.value},
-                        exemplar.time_unix_nano)  # fmt: skip
+        rendered = line(
+            name + EXEMPLAR_SUFFIX, tags, {"gauge": exemplar.value}, exemplar.time_unix_nano
+        )
         if rendered is not None:
             yield rendered

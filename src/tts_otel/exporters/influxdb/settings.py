@@ -75,15 +75,20 @@ class InfluxSettings:
     ``setting()`` returns a ``dataclasses.field`` (RUF009 cannot see it)."""
 
     url: str = setting(
-        "http://127.0.0.1:8086", f"{PREFIX}URL", _url, "use e.g. http://127.0.0.1:8086",
+        "http://127.0.0.1:8086",
+        f"{PREFIX}URL",
+        _url,
+        "use e.g. http://127.0.0.1:8086",
         doc="server (credentials in it are taken out: `http://user:password@host:8086`)",
-    )  # fmt: skip
+    )
     api: Literal["v1", "v2"] = setting(
-        "v1", f"{PREFIX}API", choice("v1", "v2"),
+        "v1",
+        f"{PREFIX}API",
+        choice("v1", "v2"),
         "use v1 (InfluxDB 1.x /write) or v2 (/api/v2/write)",
         doc="`v1` (`/write`, Basic auth) or `v2` (`/api/v2/write`, Token)",
         shown="`v2` when `TOKEN` is set, else `v1`",
-    )  # fmt: skip
+    )
     database: str = setting("tts", f"{PREFIX}DB", text, doc="v1 database")
     retention_policy: str = setting("", f"{PREFIX}RP", text, doc="v1 retention policy")
     username: str = setting("", f"{PREFIX}USERNAME", text, doc="v1 user")
@@ -92,30 +97,48 @@ class InfluxSettings:
     bucket: str = setting("", f"{PREFIX}BUCKET", text, doc="v2 bucket (required with v2)")
     token: str = setting("", f"{PREFIX}TOKEN", text, doc="v2 token (required with v2)", repr=False)
     span_dimensions: frozenset[str] = setting(
-        DEFAULT_SPAN_DIMENSIONS, f"{PREFIX}SPAN_DIMENSIONS", _dimensions,
+        DEFAULT_SPAN_DIMENSIONS,
+        f"{PREFIX}SPAN_DIMENSIONS",
+        _dimensions,
         doc="span attributes written as tags (comma-separated)",
         shown="`service.name` + stage and configuration attributes",
-    )  # fmt: skip
+    )
     gzip: bool = setting(True, f"{PREFIX}GZIP", flag, "use true or false", doc="compress requests")
     verify_tls: bool = setting(
         True, f"{PREFIX}VERIFY_TLS", flag, "use true or false", doc="verify the server's TLS"
     )
     timeout_s: float = setting(
-        5.0, f"{PREFIX}TIMEOUT", positive_number, "use e.g. 10", doc="seconds per request",
+        5.0,
+        f"{PREFIX}TIMEOUT",
+        positive_number,
+        "use e.g. 10",
+        doc="seconds per request",
         shown="`5`",
-    )  # fmt: skip
+    )
     export_deadline_s: float = setting(
-        10.0, f"{PREFIX}EXPORT_DEADLINE", positive_number, "use e.g. 10",
-        doc="seconds per export, all retries", shown="`10`",
-    )  # fmt: skip
+        10.0,
+        f"{PREFIX}EXPORT_DEADLINE",
+        positive_number,
+        "use e.g. 10",
+        doc="seconds per export, all retries",
+        shown="`10`",
+    )
     spool_dir: Path | None = setting(  # noqa: RUF009
-        None, f"{PREFIX}SPOOL_DIR", directory, "name a directory (it is created if missing)",
-        doc="disk spool, which survives a restart", shown="none: in memory",
-    )  # fmt: skip
+        None,
+        f"{PREFIX}SPOOL_DIR",
+        directory,
+        "name a directory (it is created if missing)",
+        doc="disk spool, which survives a restart",
+        shown="none: in memory",
+    )
     spool_bytes: int = setting(
-        DEFAULT_SPOOL_BYTES, f"{PREFIX}SPOOL_BYTES", positive_int, "use e.g. 67108864 (64 MiB)",
-        doc="the spool's bound in bytes", shown="`67108864` (64 MiB)",
-    )  # fmt: skip
+        DEFAULT_SPOOL_BYTES,
+        f"{PREFIX}SPOOL_BYTES",
+        positive_int,
+        "use e.g. 67108864 (64 MiB)",
+        doc="the spool's bound in bytes",
+        shown="`67108864` (64 MiB)",
+    )
 
     @property
     def target(self) -> str:
@@ -146,8 +169,11 @@ def influx_settings(environ: Mapping[str, str] | None = None, **overrides: Any) 
     values = resolve(InfluxSettings, given, env, lenient=False)
     url, url_user, url_password = _split_credentials(values["url"])
     if (url_user or url_password) and (values["username"] or values["password"]):
-        raise ConfigurationError(f"{PREFIX}URL", f"has credentials, and so has {PREFIX}USERNAME "
-                                 "or PASSWORD", "give them in one place only")  # fmt: skip
+        raise ConfigurationError(
+            f"{PREFIX}URL",
+            f"has credentials, and so has {PREFIX}USERNAME or PASSWORD",
+            "give them in one place only",
+        )
     values["url"] = url
     values["username"] = values["username"] or url_user
     values["password"] = values["password"] or url_password
@@ -158,8 +184,9 @@ def influx_settings(environ: Mapping[str, str] | None = None, **overrides: Any) 
         for key in ("org", "bucket", "token"):
             if not values[key]:
                 variable = f"{PREFIX}{key.upper()}"
-                raise ConfigurationError(variable, "is required with the v2 API",
-                                         f"set {variable} or use API v1")  # fmt: skip
+                raise ConfigurationError(
+                    variable, "is required with the v2 API", f"set {variable} or use API v1"
+                )
     return InfluxSettings(**values)
 
 

@@ -30,9 +30,17 @@ from tts_otel.exporters.delivery import (
 from tts_otel.exporters.influxdb.settings import InfluxSettings
 
 # The delivery's answers, under the names they had here.
-__all__ = ["PartialWriteError", "PermanentError", "RetryableError", "Transport",
-           "UnreachableError", "V1Transport", "V2Transport", "classify",
-           "dropped_by_partial_write"]  # fmt: skip
+__all__ = [
+    "PartialWriteError",
+    "PermanentError",
+    "RetryableError",
+    "Transport",
+    "UnreachableError",
+    "V1Transport",
+    "V2Transport",
+    "classify",
+    "dropped_by_partial_write",
+]
 
 
 def authorization(settings: InfluxSettings) -> str | None:
@@ -210,9 +218,14 @@ class V2Transport:
 
         # retries=False: this exporter retries itself, within its own deadline.
         self._client = InfluxDBClient(
-            url=settings.url, token=settings.token, org=settings.org, enable_gzip=settings.gzip,
-            verify_ssl=settings.verify_tls, timeout=int(settings.timeout_s * 1000), retries=False,
-        )  # fmt: skip
+            url=settings.url,
+            token=settings.token,
+            org=settings.org,
+            enable_gzip=settings.gzip,
+            verify_ssl=settings.verify_tls,
+            timeout=int(settings.timeout_s * 1000),
+            retries=False,
+        )
         self._api = self._client.write_api(write_options=SYNCHRONOUS)
         self._bucket, self._org = settings.bucket, settings.org
 

@@ -51,9 +51,13 @@ class InfluxWriter(SpoolingWriter):
         self.settings = settings
         super().__init__(
             transport or (V2Transport(settings) if settings.api == "v2" else V1Transport(settings)),
-            settings, settings.export_deadline_s, backend="InfluxDB", target=settings.target,
-            spool_suffix=".lp", spool_setting="TTS_OTEL_INFLUXDB_SPOOL_DIR",
-        )  # fmt: skip
+            settings,
+            settings.export_deadline_s,
+            backend="InfluxDB",
+            target=settings.target,
+            spool_suffix=".lp",
+            spool_setting="TTS_OTEL_INFLUXDB_SPOOL_DIR",
+        )
 
     def write(self, lines: Sequence[str]) -> bool:
         """Send ``lines`` after anything spooled; ``False`` when they were spooled or dropped."""
@@ -79,6 +83,8 @@ class InfluxWriter(SpoolingWriter):
             self._log.error(
                 "tts-otel: InfluxDB at %s stores no new series: %s. Fix: %s. Other points "
                 "are still stored; refused ones are counted as dropped",
-                self.settings.target, message.strip()[:300], SPAN_STORAGE_FIX,
-            )  # fmt: skip
+                self.settings.target,
+                message.strip()[:300],
+                SPAN_STORAGE_FIX,
+            )
         return dropped_by_partial_write(message, points)

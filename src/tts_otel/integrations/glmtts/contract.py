@@ -50,8 +50,14 @@ class Wrapped:
     generates_speech_tokens: bool = False  # its result's length is the tokens generated
 
 
-def _part(module: str, qualname: str, parameters: tuple[str, ...], stage: str, group: str,
-          tokens: bool = False) -> Wrapped:  # fmt: skip
+def _part(
+    module: str,
+    qualname: str,
+    parameters: tuple[str, ...],
+    stage: str,
+    group: str,
+    tokens: bool = False,
+) -> Wrapped:
     return Wrapped(module, qualname, parameters, Kind.PART, stage, group, tokens)
 
 
@@ -59,40 +65,83 @@ _FRONTEND = "cosyvoice.cli.frontend"
 _SPEAKER = semconv.STAGE_SPEAKER_EMBEDDING
 CONTRACT: tuple[Wrapped, ...] = (
     Wrapped(_FRONTEND, "TextFrontEnd.text_normalize", ("text",), Kind.NORMALIZE),
-    Wrapped(_FRONTEND, "TextFrontEnd.split_by_len", ("text", "min_text_len", "max_text_len"),
-            Kind.TEXT),
+    Wrapped(
+        _FRONTEND, "TextFrontEnd.split_by_len", ("text", "min_text_len", "max_text_len"), Kind.TEXT
+    ),
     Wrapped(_FRONTEND, "TextFrontEnd.g2p_infer", ("text",), Kind.TEXT),
     Wrapped(_FRONTEND, "TTSFrontEnd._extract_text_token", ("text",), Kind.TOKENIZE),
-    _part(_FRONTEND, "TTSFrontEnd._extract_spk_embedding", ("speech",),
-          "speaker_embedding.spk_embedding", _SPEAKER),
-    _part(_FRONTEND, "TTSFrontEnd._extract_speech_token", ("path_or_tuple",),
-          "speaker_embedding.speech_token", _SPEAKER),
-    _part(_FRONTEND, "TTSFrontEnd._extract_speech_feat", ("speech", "sample_rate"),
-          "speaker_embedding.speech_feat", _SPEAKER),
-    _part("llm.glmtts", "GLMTTS.inference",
-          ("text", "text_len", "prompt_text", "prompt_text_len", "prompt_speech_token",
-           "prompt_speech_token_len"), semconv.STAGE_ACOUSTIC_LLM, semconv.STAGE_ACOUSTIC,
-          tokens=True),
-    _part("flow.flow", "Flow.inference_with_cache",
-          ("token", "prompt_token", "prompt_feat", "embedding", "n_timesteps"),
-          semconv.STAGE_ACOUSTIC_FLOW, semconv.STAGE_ACOUSTIC),
+    _part(
+        _FRONTEND,
+        "TTSFrontEnd._extract_spk_embedding",
+        ("speech",),
+        "speaker_embedding.spk_embedding",
+        _SPEAKER,
+    ),
+    _part(
+        _FRONTEND,
+        "TTSFrontEnd._extract_speech_token",
+        ("path_or_tuple",),
+        "speaker_embedding.speech_token",
+        _SPEAKER,
+    ),
+    _part(
+        _FRONTEND,
+        "TTSFrontEnd._extract_speech_feat",
+        ("speech", "sample_rate"),
+        "speaker_embedding.speech_feat",
+        _SPEAKER,
+    ),
+    _part(
+        "llm.glmtts",
+        "GLMTTS.inference",
+        (
+            "text",
+            "text_len",
+            "prompt_text",
+            "prompt_text_len",
+            "prompt_speech_token",
+            "prompt_speech_token_len",
+        ),
+        semconv.STAGE_ACOUSTIC_LLM,
+        semconv.STAGE_ACOUSTIC,
+        tokens=True,
+    ),
+    _part(
+        "flow.flow",
+        "Flow.inference_with_cache",
+        ("token", "prompt_token", "prompt_feat", "embedding", "n_timesteps"),
+        semconv.STAGE_ACOUSTIC_FLOW,
+        semconv.STAGE_ACOUSTIC,
+    ),
     Wrapped("utils.hift_util", "HiFTInference.__call__", ("mel",), Kind.VOCODER),
     Wrapped("utils.vocos_util", "Vocos2DInference.__call__", ("xs_mel_tr",), Kind.VOCODER),
-    Wrapped("utils.tts_model_util", "Token2Wav.token2wav_stream",
-            ("syn_token", "block_sizes", "look_future_sizes", "fade_sec", "embedding"),
-            Kind.STREAM),
-    Wrapped("utils.tts_model_util", "Token2Wav.token2wav_with_cache",
-            ("token_bt", "n_timesteps", "prompt_token", "prompt_feat", "embedding"),
-            Kind.RESYNTHESIS),
+    Wrapped(
+        "utils.tts_model_util",
+        "Token2Wav.token2wav_stream",
+        ("syn_token", "block_sizes", "look_future_sizes", "fade_sec", "embedding"),
+        Kind.STREAM,
+    ),
+    Wrapped(
+        "utils.tts_model_util",
+        "Token2Wav.token2wav_with_cache",
+        ("token_bt", "n_timesteps", "prompt_token", "prompt_feat", "embedding"),
+        Kind.RESYNTHESIS,
+    ),
     Wrapped(SCRIPT, "load_models", ("use_phoneme", "sample_rate"), Kind.MODEL_LOAD),
-    Wrapped(SCRIPT, "generate_long",
-            ("frontend", "text_frontend", "llm", "flow", "text_info", "cache", "device",
-             "embedding"), Kind.REQUEST),
+    Wrapped(
+        SCRIPT,
+        "generate_long",
+        ("frontend", "text_frontend", "llm", "flow", "text_info", "cache", "device", "embedding"),
+        Kind.REQUEST,
+    ),
     # The web UI's click handler: one user request, from model loading to the audio returned.
-    Wrapped(WEB_UI, "run_inference",
-            ("prompt_text", "prompt_audio_path", "input_text", "seed", "sample_rate",
-             "use_cache"), Kind.WEB_REQUEST),
-)  # fmt: skip
+    Wrapped(
+        WEB_UI,
+        "run_inference",
+        ("prompt_text", "prompt_audio_path", "input_text", "seed", "sample_rate", "use_cache"),
+        Kind.WEB_REQUEST,
+    ),
+)
 
 
 def argument(entry: Wrapped, name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:

@@ -97,9 +97,14 @@ class Handlers:
 
     # --- stages ---------------------------------------------------------------------
     def _stage(
-        self, entry: Wrapped, name: str, wrapped: Any, args: Any, kw: Any,
+        self,
+        entry: Wrapped,
+        name: str,
+        wrapped: Any,
+        args: Any,
+        kw: Any,
         attributes: Mapping[str, int] | None = None,
-    ) -> Any:  # fmt: skip
+    ) -> Any:
         request = current()
         if request is None:
             return self._outside(entry, name, wrapped, args, kw)
@@ -189,9 +194,12 @@ class Handlers:
         """A request that starts with the work its caller did just before (``prologue``)."""
         described.setdefault("kv_cache", self._kv_cache)
         with synthesis(
-            model=MODEL_NAME, model_version=self._model_version, telemetry=self._telemetry,
-            start=prologue.start if prologue else None, **described,
-        ) as request:  # fmt: skip
+            model=MODEL_NAME,
+            model_version=self._model_version,
+            telemetry=self._telemetry,
+            start=prologue.start if prologue else None,
+            **described,
+        ) as request:
             if prologue is not None and prologue.reused:
                 request.set_attribute(semconv.ATTR_PROMPT_REUSED, True)
             replay(self._states.of(request), prologue)
@@ -204,11 +212,12 @@ class Handlers:
             return wrapped(*args, **kw)
         cache = argument(entry, "use_cache", args, kw)
         with self._new_request(
-            None, text=argument(entry, "input_text", args, kw),
+            None,
+            text=argument(entry, "input_text", args, kw),
             prompt_text=argument(entry, "prompt_text", args, kw),
             sample_rate=argument(entry, "sample_rate", args, kw),
             kv_cache=cache if isinstance(cache, bool) else self._kv_cache,
-        ) as request:  # fmt: skip
+        ) as request:
             waited = web_ui.queue_wait.get()
             if waited is not None:
                 request.queue_wait(waited)
@@ -228,9 +237,11 @@ class Handlers:
         if prologue is not None and isinstance(text, str):
             text = prologue.source_text(text) or text  # the input, not its normalised form
         with self._new_request(
-            prologue, sample_rate=getattr(token2wav, "sample_rate", None), text=text,
+            prologue,
+            sample_rate=getattr(token2wav, "sample_rate", None),
+            text=text,
             prompt_text=prompt,
-        ) as request:  # fmt: skip
+        ) as request:
             return self._segments(request, token2wav, wrapped, args, kw)
 
     def _segments(
@@ -259,9 +270,12 @@ class Handlers:
         prologue = _prologue.take()
         text = prologue.source_text(prologue.llm_text) if prologue else None
         with self._new_request(
-            prologue, sample_rate=getattr(instance, "sample_rate", None), streaming=True,
-            text=text, prompt_text=prologue.llm_prompt if prologue else None,
-        ) as request:  # fmt: skip
+            prologue,
+            sample_rate=getattr(instance, "sample_rate", None),
+            streaming=True,
+            text=text,
+            prompt_text=prologue.llm_prompt if prologue else None,
+        ) as request:
             return self._streaming(request, instance, wrapped, args, kw)
 
     def _streaming(

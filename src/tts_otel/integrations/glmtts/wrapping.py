@@ -58,8 +58,9 @@ class Wrapping:
         try:
             wrapt.wrap_function_wrapper(module, entry.qualname, self._wrapper(entry))
         except AttributeError:
-            _log.warning("tts-otel: GLM-TTS has no %s.%s; not instrumented",
-                         module.__name__, entry.qualname)  # fmt: skip
+            _log.warning(
+                "tts-otel: GLM-TTS has no %s.%s; not instrumented", module.__name__, entry.qualname
+            )
             return
         self._wrapped.append((module, entry))
         if "." not in entry.qualname:
