@@ -13,9 +13,9 @@ import tempfile
 from pathlib import Path
 
 import tts_otel
-from tts_otel.cli.read.records import from_otlp_json
-from tts_otel.cli.read.waterfall import render_trees
 from tts_otel.integrations.glmtts import GLMTTSInstrumentor
+from tts_otel.read.records import from_otlp_json
+from tts_otel.read.waterfall import render_trees
 
 out = tempfile.mkdtemp()
 telemetry = tts_otel.configure(service_name="glm-tts", exporters="file", output_dir=out)

@@ -26,12 +26,12 @@ import tts_otel
 from tests.services import free_port
 from tts_otel import semconv
 from tts_otel._settings import rows
-from tts_otel.cli.read.records import from_otlp_json, from_sdk
-from tts_otel.cli.read.summary import summarize
 from tts_otel.config import Settings, load_settings
 from tts_otel.errors import ConfigurationError
 from tts_otel.exporters import ExporterParts, build_exporter
 from tts_otel.exporters.influxdb.settings import InfluxSettings, influx_settings
+from tts_otel.read.records import from_otlp_json, from_sdk
+from tts_otel.read.summary import summarize
 from tts_otel.telemetry import get_telemetry, set_telemetry
 from tts_otel.testing import TelemetryCapture, capture
 

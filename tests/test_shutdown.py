@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import tts_otel
-from tts_otel.cli.read.records import SpanRecord, from_otlp_json
+from tts_otel.read.records import SpanRecord, from_otlp_json
 from tts_otel.telemetry import get_telemetry, set_telemetry
 
 REQUESTS = 5

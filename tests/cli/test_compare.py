@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import random
 
-from tts_otel.cli.read.assemble import Facts
-from tts_otel.cli.read.compare import NO_DIFFERENCE, compare
-from tts_otel.cli.read.stats import bootstrap, percentile, percentile_of
+from tts_otel.read.assemble import Facts
+from tts_otel.read.compare import NO_DIFFERENCE, compare
+from tts_otel.read.stats import bootstrap, percentile, percentile_of
 
 SHIFT_S = 0.2  # added to B's vocoder: B's request and vocoder p50 move by exactly this
 

@@ -27,10 +27,10 @@ import pytest
 from numpy.typing import NDArray
 
 from tts_otel import semconv
-from tts_otel.cli.html_report import MissingExtraError, write_html
-from tts_otel.cli.read.assemble import Request, requests
-from tts_otel.cli.read.records import SpanRecord
-from tts_otel.cli.read.selection import Selection
+from tts_otel.read.assemble import Request, requests
+from tts_otel.read.html import MissingExtraError, write_html
+from tts_otel.read.records import SpanRecord
+from tts_otel.read.selection import Selection
 
 START_NS = 1_755_000_000 * 10**9
 HOUR_NS = 3600 * 10**9
@@ -383,7 +383,7 @@ def test_the_slowest_requests_are_the_slowest(tmp_path: Path) -> None:
 
 def test_real_spans_from_the_reference_pipeline(tmp_path: Path) -> None:
     pytest.importorskip("torch")
-    from tts_otel.cli.read.records import from_sdk
+    from tts_otel.read.records import from_sdk
     from tts_otel.reference import TEXTS, ReferencePipeline
     from tts_otel.testing import capture
 
@@ -403,7 +403,7 @@ def test_real_spans_from_the_reference_pipeline(tmp_path: Path) -> None:
 def test_without_plotly_the_error_names_the_extra(tmp_path: Path) -> None:
     code = (
         "import sys, pathlib; sys.modules['plotly'] = None\n"
-        "from tts_otel.cli.html_report import write_html\n"
+        "from tts_otel.read.html import write_html\n"
         "write_html(pathlib.Path(sys.argv[1]), [])\n"
     )
     done = subprocess.run(

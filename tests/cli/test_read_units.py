@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from tts_otel.cli.read import assemble, flux, influxql, waterfall
-from tts_otel.cli.read.records import SpanRecord
-from tts_otel.cli.read.selection import Selection, SelectionError, parse_spec, parse_time, selection
 from tts_otel.exporters.influxdb.settings import influx_settings
+from tts_otel.read import assemble, flux, influxql, waterfall
+from tts_otel.read.records import SpanRecord
+from tts_otel.read.selection import Selection, SelectionError, parse_spec, parse_time, selection
 
 HOUR = 3600 * 10**9
 

@@ -24,9 +24,9 @@ from tests.cli.foreign_shape import (
 )
 from tts_otel import semconv
 from tts_otel.cli import command as cli
-from tts_otel.cli.read import assemble, summary
-from tts_otel.cli.read.records import SpanRecord
-from tts_otel.cli.read.selection import Selection
+from tts_otel.read import assemble, summary
+from tts_otel.read.records import SpanRecord
+from tts_otel.read.selection import Selection
 from tts_otel.telemetry import set_telemetry
 
 _BAR = re.compile(r"^(\s*)(\S.*?)\s+[\d.]+ ms \|")
@@ -177,7 +177,7 @@ def test_html_counts_and_draws_requests(
     spans = sum(true.members.values())
     assert f"{spans:,} spans, {true.requests} requests ({true.errors} failed)" in text
     assert "1 stage span outside any request" in text
-    from tts_otel.cli.html_report._aggregate import Aggregate
+    from tts_otel.read.html._aggregate import Aggregate
 
     data = Aggregate(slowest=REQUESTS)
     for request in assemble.requests(_records(out), Selection(), ordered=False):
@@ -187,7 +187,7 @@ def test_html_counts_and_draws_requests(
 
 
 def _records(out: Path) -> list[SpanRecord]:
-    from tts_otel.cli.read.records import from_otlp_json
+    from tts_otel.read.records import from_otlp_json
 
     return list(from_otlp_json(out / "traces.jsonl"))
 

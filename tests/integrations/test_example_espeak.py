@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tts_otel import semconv
-from tts_otel.cli.read.records import from_otlp_json
+from tts_otel.read.records import from_otlp_json
 
 EXAMPLE = Path(__file__).parent.parent.parent / "examples" / "espeak_service.py"
 TEXTS = ["Hello there, this is a test.", "The second request is a  little longer\nthan the first."]

@@ -18,7 +18,7 @@ import pytest
 
 from tests.services import free_port, running
 from tests.test_shutdown import request_spans
-from tts_otel.cli.read.records import SpanRecord, from_otlp_json
+from tts_otel.read.records import SpanRecord, from_otlp_json
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")

@@ -37,9 +37,9 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 from tests.integrations.web_ui import click, served
 from tts_otel import semconv
-from tts_otel.cli.read.records import SpanRecord, from_otlp_json, from_sdk
 from tts_otel.integrations.glmtts import CONTRACT, GLMTTSInstrumentor
 from tts_otel.integrations.glmtts import prologue as _prologue
+from tts_otel.read.records import SpanRecord, from_otlp_json, from_sdk
 from tts_otel.testing import capture
 
 STANDIN = Path(__file__).parent.parent / "glmtts_standin"

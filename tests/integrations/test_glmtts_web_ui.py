@@ -18,7 +18,7 @@ import pytest
 
 from tests.integrations.web_ui import Click, click, client, requests_counted, served
 from tts_otel import semconv
-from tts_otel.cli.read.records import SpanRecord, from_otlp_json
+from tts_otel.read.records import SpanRecord, from_otlp_json
 
 pytestmark = pytest.mark.torch
 

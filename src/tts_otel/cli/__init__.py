@@ -1,14 +1,11 @@
-"""The ``tts-otel`` command and what it reads with.
+"""The ``tts-otel`` command: arguments and printing; the reading itself is :mod:`tts_otel.read`.
 
-- :mod:`.command`: the command line (``demo``, ``trace``, ``report``, ``compare``,
-  ``doctor``); :func:`main` runs it.
-- :mod:`.read`: the read side: spans from OTLP JSON files or InfluxDB, assembled into
-  requests, summarised, drawn as waterfalls, compared.
-- :mod:`.html_report`: ``report --html``, one offline page of charts.
+- :mod:`.main`: the command line (``demo``, ``trace``, ``report``, ``compare``, ``doctor``).
+- :mod:`.reading`: the arguments of ``trace``, ``report`` and ``compare`` and what they print.
 - :mod:`.doctor`: is the configured InfluxDB ready for tts-otel?
 
-Nothing is imported here at import, so that importing one reader
-(``tts_otel.cli.read.records``) does not bring argparse and the rest of the command.
+Nothing is imported here at import, so that ``tts-otel --help`` and a library user of
+:mod:`tts_otel.read` pay only for what they use.
 """
 
 from __future__ import annotations
@@ -18,6 +15,6 @@ from collections.abc import Sequence
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``tts-otel`` with ``argv`` (default: the process's arguments); the exit status."""
-    from tts_otel.cli.command import main as run
+    from tts_otel.cli.main import main as run
 
     return run(argv)

@@ -9,9 +9,9 @@ from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 from typing import Final, Protocol
 
-from tts_otel.cli.read.records import SpanRecord, from_otlp_json
-from tts_otel.cli.read.selection import Selection
 from tts_otel.exporters.influxdb.settings import InfluxSettings
+from tts_otel.read.records import SpanRecord, from_otlp_json
+from tts_otel.read.selection import Selection
 
 # A request that starts before --until may end after it: spans are read this far past it,
 # so that its tree is whole (requests are selected by their start).
@@ -69,10 +69,10 @@ def file_source(raw: str) -> FileSource:
 def influx_source(settings: InfluxSettings) -> Source:
     # Imported here: the file path needs neither the HTTP nor the influxdb-client code.
     if settings.api == "v2":
-        from tts_otel.cli.read.flux import FluxSource
+        from tts_otel.read.flux import FluxSource
 
         return FluxSource(settings)
-    from tts_otel.cli.read.influxql import InfluxQLSource
+    from tts_otel.read.influxql import InfluxQLSource
 
     return InfluxQLSource(settings)
 

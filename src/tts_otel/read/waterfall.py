@@ -11,11 +11,11 @@ from datetime import UTC, datetime
 from typing import Final
 
 from tts_otel import semconv
-from tts_otel.cli.read import assemble
-from tts_otel.cli.read.assemble import Request
-from tts_otel.cli.read.records import SpanRecord
-from tts_otel.cli.read.selection import DIMENSIONS, Selection, short_name
 from tts_otel.exporters.influxdb.line_protocol import tag_value
+from tts_otel.read import assemble
+from tts_otel.read.assemble import Request
+from tts_otel.read.records import SpanRecord
+from tts_otel.read.selection import DIMENSIONS, Selection, short_name
 
 WIDTH: Final = 40
 _SHOWN_DIMENSIONS: Final = tuple(key for key in DIMENSIONS.values() if key != "service.name")

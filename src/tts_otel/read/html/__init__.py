@@ -15,7 +15,7 @@ imports plotly only when a page is drawn, so importing this package costs
 nothing when the extra is absent.
 """
 
-from tts_otel.cli.html_report._page import write_html
-from tts_otel.cli.html_report._plotly import MissingExtraError
+from tts_otel.read.html._page import write_html
+from tts_otel.read.html._plotly import MissingExtraError
 
 __all__ = ["MissingExtraError", "write_html"]

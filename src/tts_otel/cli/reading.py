@@ -12,10 +12,13 @@ from collections.abc import Callable, Collection, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from tts_otel.cli.read import compare as comparing
-from tts_otel.cli.read import summary, waterfall
-from tts_otel.cli.read.assemble import Facts, Outside, Request, facts, requests
-from tts_otel.cli.read.selection import (
+from tts_otel.config import DEFAULT_OUTPUT_DIR
+from tts_otel.errors import ConfigurationError
+from tts_otel.exporters.influxdb.settings import influx_settings
+from tts_otel.read import compare as comparing
+from tts_otel.read import summary, waterfall
+from tts_otel.read.assemble import Facts, Outside, Request, facts, requests
+from tts_otel.read.selection import (
     Selection,
     SelectionError,
     dimension,
@@ -23,10 +26,7 @@ from tts_otel.cli.read.selection import (
     parse_time,
     selection,
 )
-from tts_otel.cli.read.sources import Progress, ReadError, Source, file_source, influx_source
-from tts_otel.config import DEFAULT_OUTPUT_DIR
-from tts_otel.errors import ConfigurationError
-from tts_otel.exporters.influxdb.settings import influx_settings
+from tts_otel.read.sources import Progress, ReadError, Source, file_source, influx_source
 
 _TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 _OVERRIDES = ("url", "api", "db", "rp", "org", "bucket")
@@ -206,7 +206,7 @@ def _every(raw: str | None) -> int | None:
 
 def _html(path: str, found: Iterable[Request], **options: Any) -> None:
     # Imported when asked: the renderer and its plotting library load only for --html.
-    from tts_otel.cli.html_report import write_html
+    from tts_otel.read.html import write_html
 
     write_html(Path(path), found, **options)
     print(f"wrote {path}", file=sys.stderr)

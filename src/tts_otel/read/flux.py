@@ -11,10 +11,10 @@ from influxdb_client.client.influxdb_client import InfluxDBClient
 from influxdb_client.rest import ApiException
 from urllib3.exceptions import HTTPError
 
-from tts_otel.cli.read.records import FIELDS, IDS, SpanRecord, from_row
-from tts_otel.cli.read.selection import Selection
-from tts_otel.cli.read.sources import GRACE_NS, ReadError
 from tts_otel.exporters.influxdb.settings import PREFIX, InfluxSettings
+from tts_otel.read.records import FIELDS, IDS, SpanRecord, from_row
+from tts_otel.read.selection import Selection
+from tts_otel.read.sources import GRACE_NS, ReadError
 
 
 def string(value: str) -> str:

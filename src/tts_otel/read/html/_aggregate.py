@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from typing import Any, Final, Generic, TypeVar
 
 from tts_otel import semconv
-from tts_otel.cli.read.assemble import Request
-from tts_otel.cli.read.records import SpanRecord
+from tts_otel.read.assemble import Request
+from tts_otel.read.records import SpanRecord
 
 SAMPLE_SIZE: Final = 2000
 SLOWEST: Final = 5

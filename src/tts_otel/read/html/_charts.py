@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from tts_otel import semconv
-from tts_otel.cli.html_report._aggregate import Sample, configuration_of, number
-from tts_otel.cli.read.records import SpanRecord
+from tts_otel.read.html._aggregate import Sample, configuration_of, number
+from tts_otel.read.records import SpanRecord
 
 TREND_BUCKETS: Final = 40
 _LAYOUT: Final[dict[str, Any]] = {

@@ -8,11 +8,11 @@ import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
-from tts_otel.cli.html_report import _charts as charts
-from tts_otel.cli.html_report._aggregate import SAMPLE_SIZE, SLOWEST, Aggregate
-from tts_otel.cli.html_report._plotly import load as load_plotly
-from tts_otel.cli.read.assemble import Outside, Request
-from tts_otel.cli.read.summary import ordered_stages, stage_label
+from tts_otel.read.assemble import Outside, Request
+from tts_otel.read.html import _charts as charts
+from tts_otel.read.html._aggregate import SAMPLE_SIZE, SLOWEST, Aggregate
+from tts_otel.read.html._plotly import load as load_plotly
+from tts_otel.read.summary import ordered_stages, stage_label
 
 _COMPARISON_COLUMNS: Final = ("stage", "metric", "a", "b", "diff", "low", "high", "verdict")
 _STYLE: Final = """
@@ -154,8 +154,8 @@ def write_html(
 ) -> None:
     """Write the report to ``path``: one self-contained HTML file that needs no network.
 
-    ``requests`` (as :func:`tts_otel.cli.read.assemble.requests` gives them) are read once,
-    streaming (see :mod:`tts_otel.cli.html_report._aggregate` for what is kept);
+    ``requests`` (as :func:`tts_otel.read.assemble.requests` gives them) are read once,
+    streaming (see :mod:`tts_otel.read.html._aggregate` for what is kept);
     ``outside``, counted while they are read, is said under the title.
     ``comparison`` rows, when given, come from ``tts-otel compare``:
     keys ``stage`` (a stage or ``request``), ``metric`` (``p50``, ``p95`` or

@@ -15,14 +15,14 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from tts_otel._bootstrap import configure
+from tts_otel.cli import reading as commands_
 from tts_otel.cli.doctor import run_checks
-from tts_otel.cli.read import commands as commands_
-from tts_otel.cli.read import summary
-from tts_otel.cli.read.commands import guarded
-from tts_otel.cli.read.records import from_sdk
+from tts_otel.cli.reading import guarded
 from tts_otel.config import DEFAULT_OUTPUT_DIR, Timing, exporter_names
 from tts_otel.errors import ConfigurationError
 from tts_otel.exporters.influxdb.settings import influx_settings
+from tts_otel.read import summary
+from tts_otel.read.records import from_sdk
 
 
 def _latency(raw: str) -> tuple[str, float]:
@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _read_commands(commands: Any) -> None:
-    """trace, report and compare: the read side (tts_otel.cli.read.commands)."""
+    """trace, report and compare: the read side (tts_otel.cli.reading)."""
     read = commands.add_parser("report", help="per-stage p50/p95/p99 and share of request time")
     read.add_argument(
         "traces", nargs="?", help=f"OTLP JSON file or directory (default {DEFAULT_OUTPUT_DIR})"

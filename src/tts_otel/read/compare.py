@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from tts_otel.cli.read.assemble import Facts
-from tts_otel.cli.read.stats import Interval, Statistic, bootstrap, percentile_of, ratio_of_sums
-from tts_otel.cli.read.summary import ordered_stages
+from tts_otel.read.assemble import Facts
+from tts_otel.read.stats import Interval, Statistic, bootstrap, percentile_of, ratio_of_sums
+from tts_otel.read.summary import ordered_stages
 
 REQUEST: Final = "request"
 NO_DIFFERENCE: Final = "no detectable difference"

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from tts_otel import semconv
-from tts_otel.cli.read import assemble
-from tts_otel.cli.read.assemble import Facts
-from tts_otel.cli.read.records import SpanRecord
-from tts_otel.cli.read.selection import Selection, short_name
-from tts_otel.cli.read.stats import sorted_percentile
 from tts_otel.exporters.influxdb.line_protocol import tag_value
+from tts_otel.read import assemble
+from tts_otel.read.assemble import Facts
+from tts_otel.read.records import SpanRecord
+from tts_otel.read.selection import Selection, short_name
+from tts_otel.read.stats import sorted_percentile
 
 
 @dataclass(frozen=True)

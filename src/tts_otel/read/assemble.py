@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from tts_otel import semconv
-from tts_otel.cli.read.records import SpanRecord
-from tts_otel.cli.read.selection import Selection, outcome
+from tts_otel.read.records import SpanRecord
+from tts_otel.read.selection import Selection, outcome
 
 # Spans outside any request remembered as parents (an HTTP span holding many requests, or
 # one that ended long before the requests its context started).

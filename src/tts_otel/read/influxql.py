@@ -14,7 +14,8 @@ from collections.abc import Collection, Iterator, Sequence
 from typing import Any, Final
 
 from tts_otel import semconv
-from tts_otel.cli.read.records import (
+from tts_otel.exporters.influxdb.settings import PREFIX, InfluxSettings
+from tts_otel.read.records import (
     ATTRIBUTES,
     DURATION,
     FIELDS,
@@ -25,9 +26,8 @@ from tts_otel.cli.read.records import (
     SpanRecord,
     from_row,
 )
-from tts_otel.cli.read.selection import Selection
-from tts_otel.cli.read.sources import GRACE_NS, ReadError
-from tts_otel.exporters.influxdb.settings import PREFIX, InfluxSettings
+from tts_otel.read.selection import Selection
+from tts_otel.read.sources import GRACE_NS, ReadError
 
 # Rows per chunk of each query's answer; the lean read holds one chunk per query (seven) at
 # once. 10,000 kept ~20 MiB of parsed rows at 200,000 spans that 50,000 never reached
