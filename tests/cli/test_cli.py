@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import tts_otel
-from tts_otel.cli import command as cli
+from tts_otel import cli
 from tts_otel.telemetry import set_telemetry
 
 

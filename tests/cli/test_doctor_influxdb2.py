@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.services import Influx2Server, influxdb2
-from tts_otel.cli import command as cli
+from tts_otel import cli
 
 DB = "tts"
 

@@ -15,7 +15,7 @@ import tts_otel
 from tests.cli.foreign_shape import REQUESTS as FOREIGN_REQUESTS
 from tests.cli.foreign_shape import Truth, store_foreign, truth
 from tests.services import DATABASE, Influx18Server, free_port, influxdb, influxdb18
-from tts_otel.cli import command as cli
+from tts_otel import cli
 from tts_otel.exporters.influxdb.settings import influx_settings
 from tts_otel.read.influxql import InfluxQLSource
 from tts_otel.read.selection import Selection

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.services import Influx18Server, influxdb18
-from tts_otel.cli import command as cli
+from tts_otel import cli
 from tts_otel.errors import ConfigurationError
 from tts_otel.exporters.influxdb.settings import influx_settings
 from tts_otel.exporters.influxdb.transport import V1Transport

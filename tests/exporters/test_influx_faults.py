@@ -26,7 +26,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from tests.services import DATABASE, InfluxQLServer, InfluxServer, free_port, influxdb
-from tts_otel.cli import command as cli
+from tts_otel import cli
 from tts_otel.config import Settings
 from tts_otel.errors import ConfigurationError
 from tts_otel.exporters.influxdb.exporter import (

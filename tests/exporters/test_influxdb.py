@@ -342,7 +342,7 @@ def test_v2_needs_org_bucket_and_token() -> None:
 def test_doctor_passes_on_a_ready_server(
     server: InfluxServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from tts_otel.cli import command as cli
+    from tts_otel import cli
 
     _env(monkeypatch, server.url)
     assert cli.main(["doctor"]) == 0
@@ -376,7 +376,7 @@ def test_doctor_names_the_failing_check_and_its_fix(
     failed: str,
     fix: str,
 ) -> None:
-    from tts_otel.cli import command as cli
+    from tts_otel import cli
 
     _env(monkeypatch, server.url)
     for key, value in change.items():
@@ -392,7 +392,7 @@ def test_doctor_names_the_failing_check_and_its_fix(
 def test_demo_exports_to_influxdb_and_says_where(
     server: InfluxServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from tts_otel.cli import command as cli
+    from tts_otel import cli
 
     _env(monkeypatch, server.url)
     assert cli.main(["demo", "--requests", "2", "--flow-steps", "1", "--exporter", "influxdb"]) == 0

@@ -1,6 +1,6 @@
 """The ``tts-otel`` command: arguments and printing; the reading itself is :mod:`tts_otel.read`.
 
-- :mod:`.main`: the command line (``demo``, ``trace``, ``report``, ``compare``, ``doctor``).
+- :mod:`.commands`: the command line (``demo``, ``trace``, ``report``, ``compare``, ``doctor``).
 - :mod:`.reading`: the arguments of ``trace``, ``report`` and ``compare`` and what they print.
 - :mod:`.doctor`: is the configured InfluxDB ready for tts-otel?
 
@@ -15,6 +15,6 @@ from collections.abc import Sequence
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``tts-otel`` with ``argv`` (default: the process's arguments); the exit status."""
-    from tts_otel.cli.main import main as run
+    from tts_otel.cli.commands import main as run
 
     return run(argv)
