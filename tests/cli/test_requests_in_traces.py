@@ -22,8 +22,7 @@ from tests.cli.foreign_shape import (
     store_foreign,
     truth,
 )
-from tts_otel import semconv
-from tts_otel import cli
+from tts_otel import cli, semconv
 from tts_otel.read import assemble, summary
 from tts_otel.read.records import SpanRecord
 from tts_otel.read.selection import Selection
